@@ -1,0 +1,1 @@
+"""Kimai → Atlas DB replica, reconciliation and dbt transform runner."""

@@ -1,0 +1,223 @@
+"""Settings from the environment (and a `.env` file in the working directory).
+
+The variable names are the public contract shared with Atlas's own app; this module is
+the only place that reads them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from sqlalchemy.engine import URL, make_url
+
+from pipelines.errors import ConfigError
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PREFIX = re.compile(r"^[A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated runtime settings. Build with `load_settings`."""
+
+    kimai_url: URL
+    kimai_table_prefix: str
+    atlas_url: URL
+    replica_schema: str
+    analytics_schema: str
+    overlay_schema: str
+    bi_role: str | None
+    overlap_seconds: int
+    mass_delete_max_share: float
+    reconcile_every_run: bool
+    state_dir: Path | None
+    pipeline_name: str = field(default="")
+
+    @property
+    def kimai_dialect(self) -> str:
+        """``mysql`` or ``sqlite``."""
+        return self.kimai_url.get_backend_name()
+
+    @property
+    def atlas_dialect(self) -> str:
+        """``postgresql`` or ``duckdb``."""
+        return self.atlas_url.get_backend_name()
+
+    def kimai_connectorx_url(self) -> str:
+        """Kimai's URL in the form connectorx expects."""
+        return connectorx_url(self.kimai_url)
+
+    def atlas_connectorx_url(self) -> str:
+        """Atlas DB's URL in the form connectorx expects (PostgreSQL only)."""
+        return connectorx_url(self.atlas_url)
+
+    def describe_kimai(self) -> str:
+        """Kimai's location without the password, for messages."""
+        return self.kimai_url.set(query={}).render_as_string(hide_password=True)
+
+    def describe_atlas(self) -> str:
+        """Atlas DB's location without the password, for messages."""
+        return self.atlas_url.render_as_string(hide_password=True)
+
+
+def connectorx_url(url: URL) -> str:
+    """Render a SQLAlchemy URL for connectorx (no driver suffix, password percent-encoded)."""
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        return f"sqlite://{Path(url.database or '').resolve()}"
+    scheme = {"mysql": "mysql", "postgresql": "postgresql"}.get(backend)
+    if scheme is None:
+        raise ConfigError(f"no bulk reader for {backend} URLs")
+    user = quote(url.username or "", safe="")
+    password = quote(url.password or "", safe="")
+    auth = f"{user}:{password}@" if password else f"{user}@"
+    port = f":{url.port}" if url.port else ""
+    return f"{scheme}://{auth}{url.host or '127.0.0.1'}{port}/{url.database or ''}"
+
+
+def _env(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
+    value = env.get(name)
+    if value is None or value == "":
+        return default
+    return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = _env(env, name, str(default))
+    try:
+        value = int(raw)  # type: ignore[arg-type]
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _identifier(env: Mapping[str, str], name: str, default: str) -> str:
+    value = _env(env, name, default) or default
+    if not _IDENTIFIER.match(value):
+        raise ConfigError(
+            f"{name} must be a plain SQL identifier (letters, digits, _), got {value!r}"
+        )
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (_env(env, name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+
+def _url(env: Mapping[str, str], name: str) -> URL | None:
+    raw = _env(env, name)
+    if raw is None:
+        return None
+    try:
+        return make_url(raw)
+    except Exception:
+        raise ConfigError(f"{name} is not a valid database URL") from None
+
+
+def _kimai_url(env: Mapping[str, str]) -> URL:
+    url = _url(env, "KIMAI_DB_URL")
+    if url is None:
+        url = URL.create(
+            "mysql+pymysql",
+            username=_env(env, "KIMAI_DB_USER", "root"),
+            password=_env(env, "KIMAI_DB_PASSWORD"),
+            host=_env(env, "KIMAI_DB_HOST", "127.0.0.1"),
+            port=_int(env, "KIMAI_DB_PORT", 3306, minimum=1),
+            database=_env(env, "KIMAI_DB_DATABASE", "kimai"),
+        )
+    backend = url.get_backend_name()
+    if backend not in {"mysql", "mariadb", "sqlite"}:
+        raise ConfigError(f"KIMAI_DB_URL must point at MySQL/MariaDB or SQLite, got {backend}")
+    if backend == "mariadb" or backend == "mysql" and url.get_driver_name() != "pymysql":
+        url = url.set(drivername="mysql+pymysql")
+    if backend == "mysql" or backend == "mariadb":
+        url = url.update_query_dict({"charset": "utf8mb4"})
+    return url
+
+
+def _atlas_url(env: Mapping[str, str]) -> URL:
+    url = _url(env, "ATLAS_DB_URL")
+    if url is None:
+        url = URL.create(
+            "postgresql",
+            username=_env(env, "ATLAS_DB_USER", "postgres"),
+            password=_env(env, "ATLAS_DB_PASSWORD"),
+            host=_env(env, "ATLAS_DB_HOST", "127.0.0.1"),
+            port=_int(env, "ATLAS_DB_PORT", 5432, minimum=1),
+            database=_env(env, "ATLAS_DB_DATABASE", "atlas"),
+        )
+    backend = url.get_backend_name()
+    if backend not in {"postgresql", "duckdb"}:
+        raise ConfigError(f"ATLAS_DB_URL must point at PostgreSQL or DuckDB, got {backend}")
+    if backend == "postgresql":
+        url = url.set(drivername="postgresql")
+    return url
+
+
+def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> Settings:
+    """Read and validate the settings.
+
+    Args:
+        env: Variables to read; the process environment when omitted.
+        dotenv: Also read `.env` in the working directory (process variables win).
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        ConfigError: A variable is malformed; the message names it.
+
+    """
+    if env is None:
+        if dotenv:
+            from dotenv import dotenv_values
+
+            file_values = {k: v for k, v in dotenv_values(".env").items() if v is not None}
+            env = {**file_values, **os.environ}
+        else:
+            env = dict(os.environ)
+    prefix = _env(env, "KIMAI_TABLE_PREFIX", "kimai2_") or ""
+    if not _PREFIX.match(prefix):
+        raise ConfigError(f"KIMAI_TABLE_PREFIX may hold letters, digits and _ only, got {prefix!r}")
+    share_raw = _env(env, "ATLAS_MASS_DELETE_MAX_SHARE", "0.2")
+    try:
+        share = float(share_raw)  # type: ignore[arg-type]
+    except ValueError:
+        raise ConfigError(
+            f"ATLAS_MASS_DELETE_MAX_SHARE must be a number, got {share_raw!r}"
+        ) from None
+    if not 0 <= share <= 1:
+        raise ConfigError(f"ATLAS_MASS_DELETE_MAX_SHARE must be between 0 and 1, got {share}")
+    bi_role = _env(env, "ATLAS_BI_ROLE")
+    if bi_role is not None and not _IDENTIFIER.match(bi_role):
+        raise ConfigError(f"ATLAS_BI_ROLE must be a plain SQL identifier, got {bi_role!r}")
+    state_dir = _env(env, "ATLAS_SYNC_STATE_DIR")
+    replica_schema = _identifier(env, "ATLAS_REPLICA_SCHEMA", "kimai_replica")
+    return Settings(
+        kimai_url=_kimai_url(env),
+        kimai_table_prefix=prefix,
+        atlas_url=_atlas_url(env),
+        replica_schema=replica_schema,
+        analytics_schema=_identifier(env, "ATLAS_ANALYTICS_SCHEMA", "analytics"),
+        overlay_schema=_identifier(env, "ATLAS_OVERLAY_SCHEMA", "public"),
+        bi_role=bi_role,
+        overlap_seconds=_int(env, "KIMAI_SYNC_OVERLAP_SECONDS", 300),
+        mass_delete_max_share=share,
+        reconcile_every_run=_bool(env, "ATLAS_RECONCILE_EVERY_RUN", False),
+        state_dir=Path(state_dir).expanduser() if state_dir else None,
+        pipeline_name=f"kimai_atlas_{replica_schema}",
+    )

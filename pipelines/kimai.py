@@ -1,0 +1,173 @@
+"""Read access to Kimai: catalog reflection (SQLAlchemy) and bulk reads (connectorx → Arrow).
+
+The product never writes to Kimai. Reflection reads ``information_schema`` rather than
+``SHOW CREATE TABLE`` so that a login with column-level grants (no access to the secret
+columns of the users table) works: MariaDB lists only the columns a login may read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from pipelines.config import Settings
+from pipelines.dberrors import database_failure
+from pipelines.errors import DatabaseError, KimaiSchemaError
+from pipelines.layout import (
+    SourceColumn,
+    TableLayout,
+    conform,
+    key_columns_only,
+    map_mysql_column,
+    map_sqlite_column,
+)
+from pipelines.registry import TableSpec
+
+BATCH_ROWS = 50_000
+"""Rows per Arrow batch on the bulk path: bounds memory whatever the table size."""
+
+KEYS_PER_QUERY = 10_000
+"""Keys per ``IN (…)`` list when rows are fetched by key."""
+
+
+class Kimai:
+    """A read-only connection to Kimai."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.dialect = "sqlite" if settings.kimai_dialect == "sqlite" else "mysql"
+        self._engine: sa.Engine | None = None
+        self._cx_url = settings.kimai_connectorx_url()
+
+    @property
+    def engine(self) -> sa.Engine:
+        """SQLAlchemy engine for catalog and small queries."""
+        if self._engine is None:
+            args: dict[str, Any] = {}
+            if self.dialect == "mysql":
+                args = {"connect_timeout": 10, "read_timeout": 600}
+            self._engine = sa.create_engine(
+                self.settings.kimai_url, connect_args=args, poolclass=sa.pool.NullPool
+            )
+        return self._engine
+
+    def close(self) -> None:
+        """Release the engine."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def check(self) -> None:
+        """Connect once, turning driver errors into one-line `DatabaseError`s."""
+        if self.dialect == "sqlite":
+            from pathlib import Path
+
+            path = self.settings.kimai_url.database or ""
+            if not Path(path).is_file():
+                raise DatabaseError(f"Kimai database file not found: {path}")
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError as exc:
+            raise database_failure(
+                f"cannot connect to Kimai at {self.settings.describe_kimai()}", exc
+            ) from exc
+
+    # -- catalog ---------------------------------------------------------------------------
+
+    def _source_columns(self, table: str) -> list[SourceColumn]:
+        with self.engine.connect() as conn:
+            if self.dialect == "mysql":
+                rows = conn.execute(
+                    sa.text(
+                        "SELECT column_name, data_type, column_type, is_nullable"
+                        " FROM information_schema.columns"
+                        " WHERE table_schema = DATABASE() AND table_name = :t"
+                        " ORDER BY ordinal_position"
+                    ),
+                    {"t": table},
+                ).fetchall()
+                return [SourceColumn(r[0], r[1].lower(), r[2].lower(), r[3] == "YES") for r in rows]
+            rows = conn.execute(sa.text(f'PRAGMA table_info("{table}")')).fetchall()
+            return [
+                SourceColumn(r[1], (r[2] or "").lower(), (r[2] or "").lower(), not r[3])
+                for r in rows
+            ]
+
+    def layout(self, spec: TableSpec) -> TableLayout:
+        """Reflect one registry table into its replica layout.
+
+        Raises:
+            KimaiSchemaError: The table, its key or its cursor is missing (or not readable).
+
+        """
+        name = spec.kimai_name(self.settings.kimai_table_prefix)
+        try:
+            source = self._source_columns(name)
+        except sa.exc.SQLAlchemyError as exc:
+            raise database_failure("cannot read Kimai's catalog", exc) from exc
+        if not source:
+            raise KimaiSchemaError(
+                f"Kimai table {name} not found (or not readable) in"
+                f" {self.settings.describe_kimai()}; check KIMAI_DB_DATABASE and KIMAI_TABLE_PREFIX"
+            )
+        mapper = map_mysql_column if self.dialect == "mysql" else map_sqlite_column
+        columns = tuple(mapper(c) for c in source if c.name not in spec.excluded_columns)
+        present = {c.name for c in columns}
+        needed = set(spec.primary_key) | ({spec.cursor} if spec.cursor else set())
+        if missing := sorted(needed - present):
+            raise KimaiSchemaError(f"Kimai table {name} lacks column(s) {', '.join(missing)}")
+        return TableLayout(spec=spec, kimai_name=name, columns=columns, dialect=self.dialect)
+
+    # -- bulk reads ------------------------------------------------------------------------
+
+    def _read(self, sql: str) -> pa.Table:
+        import connectorx as cx
+
+        try:
+            return cx.read_sql(self._cx_url, sql, return_type="arrow")
+        except Exception as exc:  # connectorx raises plain RuntimeErrors and panics
+            raise database_failure("reading Kimai failed", exc) from exc
+
+    def _stream(self, sql: str) -> Iterator[pa.RecordBatch]:
+        import connectorx as cx
+
+        try:
+            reader = cx.read_sql(
+                self._cx_url, sql, return_type="arrow_stream", batch_size=BATCH_ROWS
+            )
+            yield from reader
+        except Exception as exc:
+            raise database_failure("reading Kimai failed", exc) from exc
+
+    def stream_rows(self, layout: TableLayout, where: str | None = None) -> Iterator[pa.Table]:
+        """Stream the replicated columns of the rows matching `where`, in bounded batches."""
+        for batch in self._stream(layout.select_sql(where)):
+            if batch.num_rows:
+                yield conform(batch, layout.data_schema)
+
+    def read_rows(self, layout: TableLayout, where: str | None = None) -> pa.Table:
+        """Read the replicated columns of the rows matching `where` (small results)."""
+        return conform(self._read(layout.select_sql(where)), layout.data_schema)
+
+    def read_keys(self, layout: TableLayout) -> pa.Table:
+        """Read every key of the table (keys only, as int64)."""
+        return key_columns_only(self._read(layout.key_select_sql()), layout.key)
+
+    def read_by_keys(self, layout: TableLayout, keys: pa.Array) -> Iterator[pa.Table]:
+        """Read the rows with the given single-column keys, in chunks."""
+        (key,) = layout.key
+        for chunk in chunks(keys.to_pylist(), KEYS_PER_QUERY):
+            where = f"{layout.quote(key)} IN ({', '.join(str(int(k)) for k in chunk)})"
+            table = self.read_rows(layout, where)
+            if table.num_rows:
+                yield table
+
+
+def chunks(values: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    """Split `values` into consecutive slices of at most `size`."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

@@ -1,0 +1,230 @@
+"""Column layout of a replicated table: Kimai column → replica type, select expression, Arrow type.
+
+One mapping serves every reader: Kimai batches and replica reads are both cast to the
+layout's Arrow schema, so they compare exactly, and the same hints create the replica.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.registry import SYNCED_AT, TableSpec
+
+DataType = Literal["bigint", "bool", "double", "timestamp", "date", "text"]
+
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "bigint": pa.int64(),
+    "bool": pa.bool_(),
+    "double": pa.float64(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "date": pa.date32(),
+    "text": pa.string(),
+}
+
+_MYSQL_INTEGERS = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"}
+_MYSQL_FLOATS = {"double", "float", "real"}
+_MYSQL_TEXTS = {
+    "char",
+    "varchar",
+    "tinytext",
+    "text",
+    "mediumtext",
+    "longtext",
+    "enum",
+    "set",
+    "json",
+}
+
+
+@dataclass(frozen=True)
+class SourceColumn:
+    """A column as Kimai's catalog describes it."""
+
+    name: str
+    data_type: str
+    """Base type name, lower case (``int``, ``tinyint``, ``datetime`` …)."""
+    column_type: str
+    """Full declared type, lower case (``tinyint(1)``, ``varchar(150)`` …)."""
+    nullable: bool
+
+
+@dataclass(frozen=True)
+class ReplicaColumn:
+    """How one Kimai column is read and stored."""
+
+    name: str
+    data_type: DataType
+    select_sql: str
+    """Expression in Kimai's SQL dialect, aliased to the column name."""
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        """Arrow type both sides are cast to."""
+        return ARROW_TYPES[self.data_type]
+
+
+def quote_mysql(name: str) -> str:
+    """Quote an identifier for MySQL/MariaDB."""
+    return "`" + name.replace("`", "``") + "`"
+
+
+def quote_ansi(name: str) -> str:
+    """Quote an identifier for PostgreSQL, DuckDB and SQLite."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def map_mysql_column(col: SourceColumn) -> ReplicaColumn:
+    """Map a MySQL/MariaDB column to its replica type and select expression.
+
+    DOUBLE stays a double (exact, no decimal round trip); ``TINYINT(1)`` is Kimai's boolean;
+    zero dates, which MariaDB accepts outside strict date modes and no reader can represent,
+    are read as NULL.
+    """
+    q = quote_mysql(col.name)
+    base = col.data_type
+    if base == "tinyint" and col.column_type.startswith("tinyint(1)"):
+        return ReplicaColumn(col.name, "bool", f"{q} AS {q}")
+    if base in _MYSQL_INTEGERS:
+        return ReplicaColumn(col.name, "bigint", f"{q} AS {q}")
+    if base in _MYSQL_FLOATS:
+        return ReplicaColumn(col.name, "double", f"{q} AS {q}")
+    if base in {"datetime", "timestamp"}:
+        guard = f"IF(MONTH({q}) = 0 OR DAYOFMONTH({q}) = 0, NULL, {q})"
+        return ReplicaColumn(col.name, "timestamp", f"{guard} AS {q}")
+    if base == "date":
+        guard = f"IF(MONTH({q}) = 0 OR DAYOFMONTH({q}) = 0, NULL, {q})"
+        return ReplicaColumn(col.name, "date", f"{guard} AS {q}")
+    if base in _MYSQL_TEXTS:
+        return ReplicaColumn(col.name, "text", f"{q} AS {q}")
+    # DECIMAL, TIME, BIT, binary types: exact text is the only lossless common form.
+    return ReplicaColumn(col.name, "text", f"CAST({q} AS CHAR) AS {q}")
+
+
+def map_sqlite_column(col: SourceColumn) -> ReplicaColumn:
+    """Map a column of the embedded (SQLite) Kimai by its declared type."""
+    q = quote_ansi(col.name)
+    declared = col.column_type
+    if declared.startswith("tinyint(1)") or declared.startswith("bool"):
+        data_type: DataType = "bool"
+    elif "int" in declared:
+        data_type = "bigint"
+    elif any(t in declared for t in ("double", "float", "real")):
+        data_type = "double"
+    elif declared.startswith("datetime") or declared.startswith("timestamp"):
+        data_type = "timestamp"
+    elif declared.startswith("date"):
+        data_type = "date"
+    else:
+        data_type = "text"
+    return ReplicaColumn(col.name, data_type, f"{q} AS {q}")
+
+
+@dataclass(frozen=True)
+class TableLayout:
+    """Everything the readers and the loader need to know about one replicated table."""
+
+    spec: TableSpec
+    kimai_name: str
+    columns: tuple[ReplicaColumn, ...]
+    dialect: str
+    """Kimai's dialect: ``mysql`` or ``sqlite``."""
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        """Primary key columns."""
+        return self.spec.primary_key
+
+    @cached_property
+    def names(self) -> list[str]:
+        """Replicated Kimai column names, in Kimai's order."""
+        return [c.name for c in self.columns]
+
+    @cached_property
+    def value_columns(self) -> list[str]:
+        """Replicated columns that are not part of the key."""
+        return [n for n in self.names if n not in self.key]
+
+    @cached_property
+    def arrow_schema(self) -> pa.Schema:
+        """Schema of the rows handed to dlt: Kimai's columns plus ``synced_at``."""
+        fields = [
+            pa.field(c.name, c.arrow_type, nullable=c.name not in self.key) for c in self.columns
+        ]
+        fields.append(pa.field(SYNCED_AT, ARROW_TYPES["timestamp"]))
+        return pa.schema(fields)
+
+    @cached_property
+    def data_schema(self) -> pa.Schema:
+        """Schema of Kimai's columns only (what is compared)."""
+        return pa.schema([self.arrow_schema.field(n) for n in self.names])
+
+    def quote(self, name: str) -> str:
+        """Quote an identifier in Kimai's dialect."""
+        return quote_mysql(name) if self.dialect == "mysql" else quote_ansi(name)
+
+    def select_sql(self, where: str | None = None) -> str:
+        """A SELECT of every replicated column (never the excluded ones)."""
+        cols = ", ".join(c.select_sql for c in self.columns)
+        sql = f"SELECT {cols} FROM {self.quote(self.kimai_name)}"
+        return f"{sql} WHERE {where}" if where else sql
+
+    def key_select_sql(self) -> str:
+        """A SELECT of the key columns only."""
+        cols = ", ".join(self.quote(k) for k in self.key)
+        return f"SELECT {cols} FROM {self.quote(self.kimai_name)}"
+
+    def dlt_columns(self) -> dict[str, dict[str, Any]]:
+        """Column hints for dlt: types, keys; every non-key column nullable.
+
+        Non-key columns stay nullable in the replica so that delete markers (rows that
+        carry only a key) can pass through dlt's staging table.
+        """
+        hints: dict[str, dict[str, Any]] = {}
+        for c in self.columns:
+            hint: dict[str, Any] = {"name": c.name, "data_type": c.data_type, "nullable": True}
+            if c.name in self.key:
+                hint.update(nullable=False, primary_key=True)
+            if c.data_type == "timestamp":
+                hint["timezone"] = True
+            hints[c.name] = hint
+        hints[SYNCED_AT] = {
+            "name": SYNCED_AT,
+            "data_type": "timestamp",
+            "timezone": True,
+            "nullable": True,
+        }
+        return hints
+
+
+def conform(batch: pa.RecordBatch | pa.Table, schema: pa.Schema) -> pa.Table:
+    """Cast a batch read from either database to `schema` (by column name).
+
+    Integers become booleans where the schema says so (0 → false, NULL stays NULL), naive
+    timestamps are taken as UTC (Kimai stores UTC), and columns the batch lacks are NULL.
+    """
+    table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+    arrays = []
+    for field in schema:
+        if field.name not in table.column_names:
+            arrays.append(pa.nulls(table.num_rows, field.type))
+            continue
+        col = table.column(field.name)
+        if col.type == field.type:
+            arrays.append(col)
+        elif pa.types.is_boolean(field.type) and not pa.types.is_boolean(col.type):
+            arrays.append(pc.not_equal(col, pa.scalar(0, col.type)))
+        else:
+            # Arrow keeps timestamps as UTC epochs: casting naive to UTC-aware only labels them.
+            arrays.append(pc.cast(col, field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def key_columns_only(table: pa.Table, key: Sequence[str]) -> pa.Table:
+    """Project a table to its key columns, as int64."""
+    return pa.table({k: pc.cast(table.column(k), pa.int64()) for k in key})

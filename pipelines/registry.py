@@ -1,0 +1,115 @@
+"""The one declaration of what is replicated from Kimai, and how.
+
+Everything else (extract, delete detection, reconciliation, dbt sources, tests) reads
+this module. The facts behind each entry are Kimai 2.x's schema: only timesheets have a
+change column (`modified_at`); every table is hard-deleted, with FK cascades.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+SyncMode = Literal["incremental", "full", "pairs"]
+"""How a table is kept equal to Kimai on every run.
+
+* ``incremental``: re-read the rows whose cursor is at or after the stored cursor minus an
+  overlap window, plus every key Kimai has and the replica lacks; merge what differs.
+* ``full``: read the whole table, merge what differs (the tables are small).
+* ``pairs``: a table whose every column is its key; compare the key sets and apply.
+
+Every mode also compares the full key sets and deletes what Kimai no longer has.
+"""
+
+SYNCED_AT = "synced_at"
+"""Replica column: when the row was last written by a sync (UTC)."""
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """How one Kimai table is replicated.
+
+    Attributes:
+        name: Short name used on the command line and in logs (``timesheets``).
+        kimai_table: Kimai table name without the configurable prefix (``timesheet``).
+        replica_table: Table name in the replica schema.
+        primary_key: Key columns, in Kimai's order.
+        sync: How changes are found, see `SyncMode`.
+        cursor: Change column for ``incremental`` tables.
+        excluded_columns: Columns never selected from Kimai (secrets, security metadata).
+
+    """
+
+    name: str
+    kimai_table: str
+    replica_table: str
+    primary_key: tuple[str, ...]
+    sync: SyncMode
+    cursor: str | None = None
+    excluded_columns: frozenset[str] = frozenset()
+
+    def kimai_name(self, prefix: str) -> str:
+        """Return the Kimai table name with `prefix` applied."""
+        return f"{prefix}{self.kimai_table}"
+
+
+# kimai-schema.md §8: secrets and security metadata never leave Kimai.
+USER_SECRET_COLUMNS = frozenset(
+    {
+        "password",
+        "api_token",
+        "totp_secret",
+        "confirmation_token",
+        "password_requested_at",
+        "signature_date",
+    }
+)
+
+TABLES: tuple[TableSpec, ...] = (
+    TableSpec("customers", "customers", "replica_kimai_customers", ("id",), "full"),
+    TableSpec("projects", "projects", "replica_kimai_projects", ("id",), "full"),
+    TableSpec("activities", "activities", "replica_kimai_activities", ("id",), "full"),
+    TableSpec(
+        "users",
+        "users",
+        "replica_kimai_users",
+        ("id",),
+        "full",
+        excluded_columns=USER_SECRET_COLUMNS,
+    ),
+    TableSpec("tags", "tags", "replica_kimai_tags", ("id",), "full"),
+    TableSpec(
+        "timesheets",
+        "timesheet",
+        "replica_kimai_timesheets",
+        ("id",),
+        "incremental",
+        cursor="modified_at",
+    ),
+    TableSpec(
+        "timesheet_tags",
+        "timesheet_tags",
+        "replica_kimai_timesheet_tags",
+        ("timesheet_id", "tag_id"),
+        "pairs",
+    ),
+)
+
+TABLES_BY_NAME: dict[str, TableSpec] = {t.name: t for t in TABLES}
+
+
+def select_tables(names: list[str] | None) -> list[TableSpec]:
+    """Return the specs for the given short names (all tables when empty), in registry order.
+
+    Raises:
+        KeyError: A name is not in the registry; the message lists the valid names.
+
+    """
+    if not names:
+        return list(TABLES)
+    unknown = [n for n in names if n not in TABLES_BY_NAME]
+    if unknown:
+        valid = ", ".join(TABLES_BY_NAME)
+        raise KeyError(f"unknown table {', '.join(unknown)} (valid: {valid})")
+    wanted = set(names)
+    return [t for t in TABLES if t.name in wanted]

@@ -1,0 +1,220 @@
+"""Read access to the replica tables in Atlas DB (PostgreSQL, or DuckDB for the embedded demo).
+
+dlt writes the replica; this module only reads it (keys, rows to compare) and keeps the
+key indexes that dlt does not create on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pyarrow as pa
+
+from pipelines.config import Settings
+from pipelines.dberrors import database_failure
+from pipelines.kimai import KEYS_PER_QUERY, chunks
+from pipelines.layout import TableLayout, conform, key_columns_only, quote_ansi
+
+
+class Replica(ABC):
+    """The replica schema in Atlas DB."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.schema = settings.replica_schema
+
+    def qualified(self, table: str) -> str:
+        """Schema-qualified, quoted table name."""
+        return f"{quote_ansi(self.schema)}.{quote_ansi(table)}"
+
+    @abstractmethod
+    def check(self) -> None:
+        """Connect once; raise `DatabaseError` with one line if Atlas DB is unreachable."""
+
+    @abstractmethod
+    def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        """Run a small query and return its rows."""
+
+    @abstractmethod
+    def execute(self, sql: str, params: Any = None) -> None:
+        """Run a statement in its own committed transaction."""
+
+    @abstractmethod
+    def read_arrow(self, sql: str) -> pa.Table:
+        """Run a query and return its result as Arrow."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+    def table_columns(self, table: str) -> list[str]:
+        """Columns of a replica table, empty if the table does not exist."""
+        rows = self.query(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+            (self.schema, table),
+        )
+        return [r[0] for r in rows]
+
+    def exists(self, table: str) -> bool:
+        """Whether the replica table exists."""
+        return bool(self.table_columns(table))
+
+    def count(self, table: str) -> int:
+        """Row count of a replica table (0 when it does not exist)."""
+        if not self.exists(table):
+            return 0
+        return int(self.query(f"SELECT count(*) FROM {self.qualified(table)}")[0][0])
+
+    def read_keys(self, layout: TableLayout) -> pa.Table:
+        """Every key of the replica table (int64), empty if the table does not exist."""
+        empty = pa.table({k: pa.array([], pa.int64()) for k in layout.key})
+        if not self.exists(layout.spec.replica_table):
+            return empty
+        cols = ", ".join(quote_ansi(k) for k in layout.key)
+        table = self.read_arrow(f"SELECT {cols} FROM {self.qualified(layout.spec.replica_table)}")
+        return key_columns_only(table, layout.key) if table.num_rows else empty
+
+    def _select(self, layout: TableLayout, where: str | None = None) -> str:
+        present = set(self.table_columns(layout.spec.replica_table))
+        cols = ", ".join(quote_ansi(n) for n in layout.names if n in present)
+        sql = f"SELECT {cols} FROM {self.qualified(layout.spec.replica_table)}"
+        return f"{sql} WHERE {where}" if where else sql
+
+    def read_rows(self, layout: TableLayout, where: str | None = None) -> pa.Table:
+        """Replica rows matching `where`, cast to the layout (missing columns read as NULL)."""
+        if not self.exists(layout.spec.replica_table):
+            return layout.data_schema.empty_table()
+        return conform(self.read_arrow(self._select(layout, where)), layout.data_schema)
+
+    def read_by_keys(self, layout: TableLayout, keys: pa.Array) -> pa.Table:
+        """Replica rows with the given single-column keys."""
+        (key,) = layout.key
+        parts = [layout.data_schema.empty_table()]
+        if self.exists(layout.spec.replica_table):
+            for chunk in chunks(keys.to_pylist(), KEYS_PER_QUERY):
+                where = f"{quote_ansi(key)} IN ({', '.join(str(int(k)) for k in chunk)})"
+                parts.append(self.read_rows(layout, where))
+        return pa.concat_tables(parts)
+
+    def ensure_key_index(self, layout: TableLayout) -> None:  # noqa: B027 - optional hook
+        """Create the unique key index if the backend benefits from one."""
+
+
+class PostgresReplica(Replica):
+    """Replica in PostgreSQL: psycopg2 for small statements, connectorx for Arrow reads."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self._conn: Any = None
+
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        import psycopg2
+
+        try:
+            if self._conn is None or self._conn.closed:
+                url = self.settings.atlas_url
+                self._conn = psycopg2.connect(
+                    host=url.host,
+                    port=url.port or 5432,
+                    user=url.username,
+                    password=url.password or None,
+                    dbname=url.database,
+                    connect_timeout=10,
+                    application_name="kimai-atlas-sync",
+                )
+            with self._conn, self._conn.cursor() as cur:
+                yield cur
+        except psycopg2.Error as exc:
+            if self._conn is not None and self._conn.closed:
+                self._conn = None
+            raise database_failure(f"Atlas DB at {self.settings.describe_atlas()}", exc) from exc
+
+    def check(self) -> None:
+        """Connect once; raise `DatabaseError` with one line if Atlas DB is unreachable."""
+        self.query("SELECT 1")
+
+    def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        """Run a small query and return its rows."""
+        with self._cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else []
+
+    def execute(self, sql: str, params: Any = None) -> None:
+        """Run a statement in its own committed transaction."""
+        with self._cursor() as cur:
+            cur.execute(sql, params)
+
+    def read_arrow(self, sql: str) -> pa.Table:
+        """Run a query through connectorx and return Arrow."""
+        import connectorx as cx
+
+        try:
+            return cx.read_sql(self.settings.atlas_connectorx_url(), sql, return_type="arrow")
+        except Exception as exc:
+            raise database_failure("reading the replica failed", exc) from exc
+
+    def close(self) -> None:
+        """Release the connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def ensure_key_index(self, layout: TableLayout) -> None:
+        """Create the unique key index (dlt creates none): key lookups, merges and joins use it."""
+        table = layout.spec.replica_table
+        cols = ", ".join(quote_ansi(k) for k in layout.key)
+        self.execute(
+            f"CREATE UNIQUE INDEX IF NOT EXISTS {quote_ansi(table + '_key')}"
+            f" ON {self.qualified(table)} ({cols})"
+        )
+
+
+class DuckDBReplica(Replica):
+    """Replica in an embedded DuckDB file (the zero-setup demo)."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.path = settings.atlas_url.database or ":memory:"
+
+    @contextmanager
+    def _connect(self) -> Iterator[Any]:
+        import duckdb
+
+        try:
+            conn = duckdb.connect(self.path)
+        except duckdb.Error as exc:
+            raise database_failure(f"cannot open {self.path}", exc) from exc
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def check(self) -> None:
+        """Open the file once."""
+        self.query("SELECT 1")
+
+    def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        """Run a small query and return its rows."""
+        with self._connect() as conn:
+            return conn.execute(sql.replace("%s", "?"), params).fetchall()
+
+    def execute(self, sql: str, params: Any = None) -> None:
+        """Run a statement."""
+        with self._connect() as conn:
+            conn.execute(sql.replace("%s", "?"), params)
+
+    def read_arrow(self, sql: str) -> pa.Table:
+        """Run a query and return Arrow."""
+        with self._connect() as conn:
+            return conn.execute(sql).fetch_arrow_table()
+
+
+def open_replica(settings: Settings) -> Replica:
+    """The replica reader for the configured Atlas DB."""
+    if settings.atlas_dialect == "duckdb":
+        return DuckDBReplica(settings)
+    return PostgresReplica(settings)

@@ -1,0 +1,189 @@
+"""Command line: ``python -m pipelines.run [COMMAND]`` (see the README's CLI reference)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from pipelines.errors import EXIT_BAD_CONFIG, EXIT_DATABASE, ConfigError, PipelineError
+
+app = typer.Typer(
+    help="Keep a faithful replica of Kimai in Atlas DB and build the BI views with dbt.\n\n"
+    "Without a command: sync every table, then run `dbt build` (the scheduled job).",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+FullRefresh = Annotated[
+    bool,
+    typer.Option("--full-refresh", help="Re-read every row from Kimai and rewrite the replica."),
+]
+Since = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        metavar="DATE",
+        help="Also re-read timesheets whose local day (date_tz) is on or after DATE (YYYY-MM-DD).",
+    ),
+]
+AllowMassDelete = Annotated[
+    bool,
+    typer.Option(
+        "--allow-mass-delete",
+        help="Apply deletes even when they exceed ATLAS_MASS_DELETE_MAX_SHARE of a table.",
+    ),
+]
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
+Tables = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="[TABLE]...",
+        help="Short table names (timesheets, projects, users, activities, tags, "
+        "timesheet_tags, customers); all when omitted.",
+        show_default=False,
+    ),
+]
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def _guarded(debug: bool, fn: Callable[[], Any]) -> Any:
+    """Run `fn`, turning expected failures into one stderr line and the contract's exit code."""
+    try:
+        return fn()
+    except typer.Exit:
+        raise
+    except PipelineError as exc:
+        if debug:
+            traceback.print_exc()
+        _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted; the next run repairs whatever this one left unfinished", EXIT_DATABASE)
+    except Exception as exc:  # a bug or an unforeseen driver error: still one line
+        if debug:
+            traceback.print_exc()
+        first = (str(exc).strip().splitlines() or [""])[0]
+        _fail(f"unexpected {type(exc).__name__}: {first} (rerun with --debug)", EXIT_DATABASE)
+
+
+def _parse_since(since: str | None) -> dt.date | None:
+    if since is None:
+        return None
+    try:
+        return dt.date.fromisoformat(since)
+    except ValueError:
+        raise ConfigError(f"--since must be a date like 2024-01-31, got {since!r}") from None
+
+
+def _specs(tables: list[str] | None) -> list[Any]:
+    from pipelines.registry import select_tables
+
+    try:
+        return select_tables(tables)
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0])) from None
+
+
+def _do_sync(
+    tables: list[str] | None, full_refresh: bool, since: str | None, allow_mass_delete: bool
+) -> None:
+    from pipelines.config import load_settings
+    from pipelines.report import progress_printer, summary_table
+    from pipelines.source import SyncOptions
+    from pipelines.sync import sync
+
+    settings = load_settings()
+    specs = _specs(tables)
+    options = SyncOptions(
+        full_refresh=full_refresh,
+        since=_parse_since(since),
+        overlap_seconds=settings.overlap_seconds,
+    )
+    say = progress_printer()
+    result = sync(settings, specs, options, allow_mass_delete=allow_mass_delete, progress=say)
+    print(summary_table(result.tables))
+    print(f"sync finished in {result.seconds:.1f} s")
+
+
+def _do_transform() -> None:
+    from pipelines.config import load_settings
+    from pipelines.report import progress_printer
+    from pipelines.transform import run_dbt
+
+    settings = load_settings()
+    result = run_dbt(settings, ["build"], progress=progress_printer())
+    print(f"dbt build passed: {result.passed} nodes ok, {len(result.warned)} warnings")
+
+
+@app.callback(invoke_without_command=True)
+def scheduled(
+    ctx: typer.Context,
+    full_refresh: FullRefresh = False,
+    since: Since = None,
+    allow_mass_delete: AllowMassDelete = False,
+    debug: Debug = False,
+) -> None:
+    """Sync every table, then run dbt build; exit 0 only if both succeed."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    def job() -> None:
+        _do_sync(None, full_refresh, since, allow_mass_delete)
+        _do_transform()
+
+    _guarded(debug, job)
+
+
+@app.command("sync")
+def sync_command(
+    tables: Tables = None,
+    full_refresh: FullRefresh = False,
+    since: Since = None,
+    allow_mass_delete: AllowMassDelete = False,
+    debug: Debug = False,
+) -> None:
+    """Extract-load only: make the replica tables equal to Kimai."""
+    _guarded(debug, lambda: _do_sync(tables, full_refresh, since, allow_mass_delete))
+
+
+@app.command("transform")
+def transform_command(debug: Debug = False) -> None:
+    """Run dbt build only (models and data tests)."""
+    _guarded(debug, _do_transform)
+
+
+@app.command("reconcile")
+def reconcile_command(tables: Tables = None, debug: Debug = False) -> None:
+    """Compare every replicated column with Kimai and repair every difference."""
+    _guarded(debug, lambda: _fail("reconcile is not available yet", EXIT_BAD_CONFIG))
+
+
+@app.command("status")
+def status_command(debug: Debug = False) -> None:
+    """Show the last runs, per-table lag and row counts, and the last reconciliation."""
+    _guarded(debug, lambda: _fail("status is not available yet", EXIT_BAD_CONFIG))
+
+
+@app.command("demo")
+def demo_command(debug: Debug = False) -> None:
+    """Run the whole product end to end on an embedded database (no servers needed)."""
+    _guarded(debug, lambda: _fail("the embedded demo is not available yet", EXIT_BAD_CONFIG))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""The dlt source over Kimai: one resource per registry table, yielding only what changed.
+
+Each resource yields Arrow tables of two kinds, merged by dlt in one transaction per table:
+
+* rows to upsert (``synced_at`` set): new rows and rows whose values differ from the replica;
+* delete markers (only the key; ``synced_at`` NULL): keys Kimai no longer has.
+
+The merge (``delete-insert``) deletes every replica row whose key is staged and inserts the
+staged rows whose ``synced_at`` is set, so a marker removes its row and leaves no trace:
+the replica keeps Kimai's columns plus ``synced_at`` and nothing else. Comparing with the
+replica before yielding keeps a no-change run from writing anything.
+
+The timesheet cursor lives in dlt's resource state, which dlt commits together with the
+load package: it advances only when the rows it covers are loaded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import dlt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipelines.diff import changed_rows, keys_not_in, packed_keys, unpack_keys
+from pipelines.kimai import Kimai
+from pipelines.layout import TableLayout, quote_ansi
+from pipelines.plan import TablePlan
+from pipelines.registry import SYNCED_AT
+from pipelines.replica import Replica
+
+
+@dataclass
+class SyncOptions:
+    """What the caller asked for."""
+
+    full_refresh: bool = False
+    since: dt.date | None = None
+    overlap_seconds: int = 300
+
+
+@dataclass
+class TableStats:
+    """Counts for one table in one run."""
+
+    table: str
+    kimai_rows: int = 0
+    replica_rows_before: int = 0
+    rows_read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    cursor_before: str | None = None
+    cursor_after: str | None = None
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def written(self) -> int:
+        """Rows inserted, updated or deleted."""
+        return self.inserted + self.updated + self.deleted
+
+
+def _sql_datetime(value: dt.datetime) -> str:
+    return value.strftime("'%Y-%m-%d %H:%M:%S'")
+
+
+class TableExtractor:
+    """Produces the Arrow tables one resource yields for one table."""
+
+    def __init__(
+        self,
+        plan: TablePlan,
+        kimai: Kimai,
+        replica: Replica,
+        options: SyncOptions,
+        synced_at: dt.datetime,
+        stats: TableStats,
+    ) -> None:
+        self.plan = plan
+        self.layout: TableLayout = plan.layout
+        self.kimai = kimai
+        self.replica = replica
+        self.options = options
+        self.synced_at = synced_at
+        self.stats = stats
+        self._written_keys: list[pa.Array] = []
+        self._replica_keys = plan.replica_keys
+
+    # -- output helpers ----------------------------------------------------------------------
+
+    def _stamp(self, rows: pa.Table) -> pa.Table:
+        stamp = pa.array(
+            [self.synced_at] * rows.num_rows, self.layout.arrow_schema.field(SYNCED_AT).type
+        )
+        return rows.append_column(self.layout.arrow_schema.field(SYNCED_AT), stamp)
+
+    def _upserts(self, rows: pa.Table) -> Iterator[pa.Table]:
+        if rows.num_rows == 0:
+            return
+        keys = packed_keys(rows, self.layout.key)
+        self._written_keys.append(keys)
+        new = int(pc.sum(pc.invert(pc.is_in(keys, value_set=self._replica_keys))).as_py() or 0)
+        self.stats.inserted += new
+        self.stats.updated += rows.num_rows - new
+        yield self._stamp(rows)
+
+    def _delete_markers(self) -> Iterator[pa.Table]:
+        deleted = self.plan.deleted
+        if self._written_keys and len(deleted):
+            # a key re-read after the key sets were taken exists now: keep the row
+            deleted = keys_not_in(deleted, pa.concat_arrays(self._written_keys))
+        if len(deleted) == 0:
+            return
+        self.stats.deleted += len(deleted)
+        keys = unpack_keys(deleted, self.layout.key)
+        markers = pa.Table.from_arrays(
+            [
+                keys.column(f.name) if f.name in self.layout.key else pa.nulls(len(deleted), f.type)
+                for f in self.layout.arrow_schema
+            ],
+            schema=self.layout.arrow_schema,
+        )
+        yield markers
+
+    # -- per sync mode -----------------------------------------------------------------------
+
+    def rows(self) -> Iterator[pa.Table]:
+        """Everything this table's resource yields in this run."""
+        mode = self.layout.spec.sync
+        if mode == "pairs":
+            yield from self._pairs()
+        elif mode == "full":
+            yield from self._full()
+        else:
+            yield from self._incremental()
+        yield from self._delete_markers()
+
+    def _pairs(self) -> Iterator[pa.Table]:
+        # every column is key: the key diff is the whole comparison, no row read needed
+        new = self.plan.kimai_keys if self.options.full_refresh else self.plan.missing
+        rows = unpack_keys(new, self.layout.key).cast(self.layout.data_schema)
+        self.stats.rows_read += rows.num_rows
+        yield from self._upserts(rows)
+
+    def _full(self) -> Iterator[pa.Table]:
+        new = self.kimai.read_rows(self.layout)
+        self.stats.rows_read += new.num_rows
+        if not self.options.full_refresh and self.plan.replica_exists:
+            new = changed_rows(new, self.replica.read_rows(self.layout), self.layout.key)
+        yield from self._upserts(new)
+
+    def _incremental(self) -> Iterator[pa.Table]:
+        cursor_col = self.layout.spec.cursor
+        assert cursor_col is not None
+        state = dlt.current.resource_state()
+        cursor = _parse_cursor(state.get("cursor"))
+        if cursor is None and len(self.plan.replica_keys):
+            cursor = self._replica_cursor(cursor_col)
+        self.stats.cursor_before = _format_cursor(cursor)
+        newest = cursor
+
+        if self.options.full_refresh or len(self.plan.replica_keys) == 0:
+            # nothing to compare with: stream the whole table in bounded batches
+            for batch in self.kimai.stream_rows(self.layout):
+                self.stats.rows_read += batch.num_rows
+                newest = _max_cursor(newest, batch.column(cursor_col))
+                yield from self._upserts(batch)
+        else:
+            window = self._window_predicate(cursor)
+            parts = [self.kimai.read_rows(self.layout, window)] if window else []
+            seen = (
+                pa.concat_arrays([packed_keys(p, self.layout.key) for p in parts])
+                if parts
+                else pa.array([], pa.int64())
+            )
+            missing = keys_not_in(self.plan.missing, seen)
+            parts.extend(self.kimai.read_by_keys(self.layout, missing))
+            candidates = pa.concat_tables([self.layout.data_schema.empty_table(), *parts])
+            self.stats.rows_read += candidates.num_rows
+            newest = _max_cursor(newest, candidates.column(cursor_col))
+            if candidates.num_rows:
+                ids = packed_keys(candidates, self.layout.key)
+                old = self.replica.read_by_keys(self.layout, ids)
+                yield from self._upserts(changed_rows(candidates, old, self.layout.key))
+
+        if newest is not None and newest != cursor:
+            state["cursor"] = _format_cursor(newest)
+        self.stats.cursor_after = _format_cursor(newest)
+
+    def _window_predicate(self, cursor: dt.datetime | None) -> str | None:
+        cursor_col = self.layout.quote(self.layout.spec.cursor or "")
+        clauses = []
+        if cursor is not None:
+            start = cursor - dt.timedelta(seconds=self.options.overlap_seconds)
+            clauses.append(f"{cursor_col} >= {_sql_datetime(start)}")
+        if self.options.since is not None:
+            clauses.append(f"{self.layout.quote('date_tz')} >= '{self.options.since.isoformat()}'")
+        return " OR ".join(clauses) if clauses else None
+
+    def _replica_cursor(self, cursor_col: str) -> dt.datetime | None:
+        # dlt state lost (new working dir, no state in Atlas DB): the replica itself knows
+        table = self.replica.qualified(self.layout.spec.replica_table)
+        value = self.replica.query(f"SELECT max({quote_ansi(cursor_col)}) FROM {table}")[0][0]
+        return _as_utc(value) if value is not None else None
+
+
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def _parse_cursor(value: str | None) -> dt.datetime | None:
+    return _as_utc(dt.datetime.fromisoformat(value)) if value else None
+
+
+def _format_cursor(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _max_cursor(current: dt.datetime | None, column: pa.ChunkedArray) -> dt.datetime | None:
+    top = pc.max(column).as_py()
+    if top is None:
+        return current
+    top = _as_utc(top)
+    return top if current is None or top > current else current
+
+
+def make_resource(extractor: TableExtractor) -> Any:
+    """Wrap one table's extractor as a dlt resource merging into its replica table."""
+    layout = extractor.layout
+    key_cols = ", ".join(quote_ansi(k) for k in layout.key)
+    key_list = ", ".join(f"s.{quote_ansi(k)}" for k in layout.key)
+    write_disposition = {
+        "disposition": "merge",
+        "strategy": "delete-insert",
+        # delete every replica row whose key is staged (updated rows and delete markers) ...
+        "destination_scope": f"({key_cols}) IN (SELECT {key_list} FROM {{staging_table}} s)",
+        # ... and insert only real rows: markers carry no synced_at
+        "source_filter": f"{quote_ansi(SYNCED_AT)} IS NOT NULL",
+    }
+    return dlt.resource(
+        extractor.rows(),
+        name=layout.spec.name,
+        table_name=layout.spec.replica_table,
+        write_disposition=write_disposition,
+        primary_key=list(layout.key),
+        columns=layout.dlt_columns(),
+        file_format="parquet",
+        max_table_nesting=0,
+    )
+
+
+def kimai_source(extractors: list[TableExtractor]) -> Any:
+    """The dlt source holding one resource per planned table."""
+
+    @dlt.source(name="kimai", max_table_nesting=0, root_key=False)
+    def kimai() -> list[Any]:
+        return [make_resource(e) for e in extractors]
+
+    return kimai()

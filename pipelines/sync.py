@@ -1,0 +1,188 @@
+"""One sync run: preflight, finish interrupted loads, plan, guard, extract, load, report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.config import Settings
+from pipelines.dberrors import classify, database_failure, root_cause
+from pipelines.errors import PipelineError
+from pipelines.kimai import Kimai
+from pipelines.plan import check_mass_delete, plan_tables
+from pipelines.registry import TableSpec
+from pipelines.replica import open_replica
+from pipelines.source import SyncOptions, TableExtractor, TableStats, kimai_source
+
+log = logging.getLogger("pipelines.sync")
+
+MASS_DELETE_MIN_ROWS = 20
+"""Deletes below this count never trip the guard: small tables lose rows in normal use."""
+
+
+@dataclass
+class SyncResult:
+    """Outcome of a sync run."""
+
+    tables: list[TableStats] = field(default_factory=list)
+    seconds: float = 0.0
+    resumed_pending: bool = False
+
+
+def _configure_dlt() -> None:
+    # dlt reads its settings from the environment; these are the product's defaults
+    os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING")
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    os.environ.setdefault("LOAD__DELETE_COMPLETED_JOBS", "true")
+    logging.getLogger("dlt").setLevel(logging.WARNING)
+
+
+def make_pipeline(settings: Settings) -> Any:
+    """The dlt pipeline writing the replica schema of the configured Atlas DB."""
+    _configure_dlt()
+    import dlt
+
+    if settings.atlas_dialect == "duckdb":
+        destination = dlt.destinations.duckdb(settings.atlas_url.database)
+    else:
+        url = settings.atlas_url
+        # dlt insists on a password field; an empty one works with trust/peer auth
+        creds = url.render_as_string(hide_password=False)
+        if url.password is None:
+            creds = creds.replace(f"{url.username}@", f"{url.username}:@", 1)
+        destination = dlt.destinations.postgres(credentials=creds)
+    kwargs: dict[str, Any] = {}
+    if settings.state_dir is not None:
+        kwargs["pipelines_dir"] = str(settings.state_dir)
+    return dlt.pipeline(
+        pipeline_name=settings.pipeline_name,
+        destination=destination,
+        dataset_name=settings.replica_schema,
+        progress=None,
+        **kwargs,
+    )
+
+
+def finish_pending(pipeline: Any) -> bool:
+    """Load packages a killed or failed run left behind; abort them if they cannot load.
+
+    dlt refuses new data while a package is pending. Aborting rewinds the local state to
+    before the package, so no cursor ever moves past rows that were not loaded.
+
+    Returns:
+        Whether there was pending work.
+
+    """
+    if not pipeline.has_pending_data:
+        return False
+    log.warning("completing a load left by an interrupted run")
+    try:
+        pipeline.normalize()
+        pipeline.load()
+    except Exception as exc:
+        if classify(exc) != "failure":
+            raise database_failure("completing the interrupted load failed", exc) from exc
+        log.warning("discarding a load package that cannot be loaded: %s", root_cause(exc))
+        pipeline.abort_packages()
+    return True
+
+
+def sync(
+    settings: Settings,
+    specs: Sequence[TableSpec],
+    options: SyncOptions | None = None,
+    allow_mass_delete: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> SyncResult:
+    """Make the replica of the given tables equal to Kimai.
+
+    Args:
+        settings: Runtime settings.
+        specs: Registry entries to sync.
+        options: Full refresh, backfill date, overlap.
+        allow_mass_delete: Skip the mass-delete guard.
+        progress: Called with one human line per step.
+
+    Returns:
+        Per-table counts.
+
+    Raises:
+        PipelineError: Bad configuration, unreachable database, guard tripped, load failed.
+
+    """
+    started = time.monotonic()
+    say = progress or (lambda _line: None)
+    options = options or SyncOptions(overlap_seconds=settings.overlap_seconds)
+    result = SyncResult()
+    kimai = Kimai(settings)
+    replica = open_replica(settings)
+    try:
+        kimai.check()
+        replica.check()
+        layouts = [kimai.layout(spec) for spec in specs]
+        pipeline = make_pipeline(settings)
+        result.resumed_pending = finish_pending(pipeline)
+        _sync_state_from_destination(pipeline)
+
+        plans = plan_tables(kimai, replica, layouts)
+        check_mass_delete(
+            plans,
+            settings.mass_delete_max_share,
+            MASS_DELETE_MIN_ROWS,
+            allow_mass_delete,
+        )
+        synced_at = dt.datetime.now(dt.UTC)
+        extractors = []
+        for p in plans:
+            stats = TableStats(
+                table=p.name,
+                kimai_rows=len(p.kimai_keys),
+                replica_rows_before=len(p.replica_keys),
+            )
+            result.tables.append(stats)
+            extractors.append(TableExtractor(p, kimai, replica, options, synced_at, stats))
+
+        t_extract = time.monotonic()
+        _run_dlt(pipeline, extractors, say)
+        for p, e in zip(plans, extractors, strict=True):
+            e.stats.seconds = time.monotonic() - t_extract
+            if replica.exists(p.layout.spec.replica_table):
+                replica.ensure_key_index(p.layout)
+    finally:
+        kimai.close()
+        replica.close()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _sync_state_from_destination(pipeline: Any) -> None:
+    try:
+        pipeline.sync_destination()
+    except Exception as exc:
+        raise database_failure("reading sync state from Atlas DB failed", exc) from exc
+
+
+def _run_dlt(pipeline: Any, extractors: list[TableExtractor], say: Callable[[str], None]) -> None:
+    from dlt.pipeline.exceptions import PipelineStepFailed
+
+    source = kimai_source(extractors)
+    try:
+        pipeline.extract(source, loader_file_format="parquet")
+        pipeline.normalize()
+        pipeline.load()
+    except PipelineStepFailed as exc:
+        root = root_cause(exc)
+        if isinstance(root, PipelineError):
+            raise root from exc
+        raise database_failure(f"{exc.step} step failed", exc) from exc
+
+
+def state_dir_hint(settings: Settings) -> Path | None:
+    """Where dlt keeps the pipeline's working state (for messages and docs)."""
+    return settings.state_dir

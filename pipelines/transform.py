@@ -1,0 +1,152 @@
+"""Run the dbt project (models + data tests) in-process with dbt's Python runner."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipelines.config import Settings
+from pipelines.errors import ConfigError, DatabaseError, DataTestFailed
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+"""The repository root holds dbt_project.yml (the project is installed editable)."""
+
+
+@dataclass
+class TransformResult:
+    """Outcome of a dbt build."""
+
+    passed: int = 0
+    failed: list[str] = field(default_factory=list)
+    warned: list[str] = field(default_factory=list)
+    skipped: int = 0
+
+
+def project_dir() -> Path:
+    """The dbt project directory (``DBT_PROJECT_DIR`` overrides)."""
+    override = os.environ.get("DBT_PROJECT_DIR")
+    path = Path(override) if override else PROJECT_DIR
+    if not (path / "dbt_project.yml").is_file():
+        raise ConfigError(f"no dbt project at {path} (set DBT_PROJECT_DIR)")
+    return path
+
+
+def dbt_env(settings: Settings) -> dict[str, str]:
+    """The variables `profiles.example.yml` reads, derived from the validated settings."""
+    url = settings.atlas_url
+    env = {
+        "ATLAS_REPLICA_SCHEMA": settings.replica_schema,
+        "ATLAS_ANALYTICS_SCHEMA": settings.analytics_schema,
+        "ATLAS_OVERLAY_SCHEMA": settings.overlay_schema,
+        "ATLAS_BI_ROLE": settings.bi_role or "",
+    }
+    if settings.atlas_dialect == "duckdb":
+        env["ATLAS_DUCKDB_PATH"] = str(Path(url.database or "atlas.duckdb").resolve())
+    else:
+        env.update(
+            ATLAS_DB_HOST=url.host or "127.0.0.1",
+            ATLAS_DB_PORT=str(url.port or 5432),
+            ATLAS_DB_USER=url.username or "",
+            ATLAS_DB_PASSWORD=url.password or "",
+            ATLAS_DB_DATABASE=url.database or "",
+        )
+    return env
+
+
+@contextmanager
+def _profiles_dir(project: Path) -> Iterator[Path]:
+    configured = os.environ.get("DBT_PROFILES_DIR")
+    if configured:
+        yield Path(configured)
+        return
+    # dbt wants a file named profiles.yml; the example reads everything from env_var()
+    with tempfile.TemporaryDirectory(prefix="kimai-atlas-dbt-") as tmp:
+        shutil.copyfile(project / "profiles.example.yml", Path(tmp) / "profiles.yml")
+        yield Path(tmp)
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def run_dbt(
+    settings: Settings,
+    args: Sequence[str],
+    progress: Callable[[str], None] | None = None,
+    target_dir: Path | None = None,
+) -> TransformResult:
+    """Invoke dbt with `args` (e.g. ``["build"]``) against the configured Atlas DB.
+
+    Raises:
+        DataTestFailed: A model or data test failed; the message names them.
+        DatabaseError: dbt could not run (connection, compilation).
+
+    """
+    from dbt.cli.main import dbtRunner
+
+    say = progress or (lambda _line: None)
+    project = project_dir()
+    target = "local" if settings.atlas_dialect == "duckdb" else "atlas"
+    result = TransformResult()
+    with _profiles_dir(project) as profiles, _environment(dbt_env(settings)):
+        tdir = (
+            target_dir
+            or Path(tempfile.gettempdir())
+            / f"kimai-atlas-dbt-{os.getuid()}"
+            / settings.pipeline_name
+        )
+        cli = [
+            *args,
+            "--project-dir",
+            str(project),
+            "--profiles-dir",
+            str(profiles),
+            "--target",
+            target,
+            "--target-path",
+            str(tdir / "target"),
+            "--log-path",
+            str(tdir / "logs"),
+            "--quiet",
+        ]
+        res = dbtRunner().invoke(cli)
+    if res.exception is not None and res.result is None:
+        raise DatabaseError(f"dbt could not run: {str(res.exception).strip().splitlines()[0]}")
+    for r in getattr(res.result, "results", None) or []:
+        status = str(r.status).lower().split(".")[-1]
+        name = r.node.name if r.node is not None else "?"
+        if status in {"error", "fail", "runtime error"}:
+            first_line = (r.message or "").strip().splitlines()[:1]
+            result.failed.append(f"{name} ({status}: {' '.join(first_line)})")
+        elif status == "warn":
+            result.warned.append(name)
+        elif status == "skipped":
+            result.skipped += 1
+        else:
+            result.passed += 1
+    for name in result.warned:
+        say(f"dbt warning: {name}")
+    if result.failed:
+        raise DataTestFailed(
+            f"dbt build failed: {len(result.failed)} failing node(s): "
+            + "; ".join(result.failed[:5])
+        )
+    if not res.success:
+        raise DatabaseError("dbt build failed (see dbt's log)")
+    return result
