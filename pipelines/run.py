@@ -41,6 +41,10 @@ AllowMassDelete = Annotated[
     ),
 ]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
+DryRun = Annotated[
+    bool,
+    typer.Option("--dry-run", help="Show what would change; write nothing, keep the sync state."),
+]
 Tables = Annotated[
     list[str] | None,
     typer.Argument(
@@ -95,7 +99,11 @@ def _specs(tables: list[str] | None) -> list[Any]:
 
 
 def _do_sync(
-    tables: list[str] | None, full_refresh: bool, since: str | None, allow_mass_delete: bool
+    tables: list[str] | None,
+    full_refresh: bool,
+    since: str | None,
+    allow_mass_delete: bool,
+    dry_run: bool = False,
 ) -> None:
     from pipelines.config import load_settings
     from pipelines.report import progress_printer, summary_table
@@ -110,9 +118,14 @@ def _do_sync(
         overlap_seconds=settings.overlap_seconds,
     )
     say = progress_printer()
-    result = sync(settings, specs, options, allow_mass_delete=allow_mass_delete, progress=say)
+    result = sync(
+        settings, specs, options, allow_mass_delete=allow_mass_delete, progress=say, dry_run=dry_run
+    )
     print(summary_table(result.tables))
-    print(f"sync finished in {result.seconds:.1f} s")
+    if dry_run:
+        print(f"dry run: nothing was written ({result.seconds:.1f} s)")
+    else:
+        print(f"sync finished in {result.seconds:.1f} s")
 
 
 def _do_transform() -> None:
@@ -150,10 +163,11 @@ def sync_command(
     full_refresh: FullRefresh = False,
     since: Since = None,
     allow_mass_delete: AllowMassDelete = False,
+    dry_run: DryRun = False,
     debug: Debug = False,
 ) -> None:
     """Extract-load only: make the replica tables equal to Kimai."""
-    _guarded(debug, lambda: _do_sync(tables, full_refresh, since, allow_mass_delete))
+    _guarded(debug, lambda: _do_sync(tables, full_refresh, since, allow_mass_delete, dry_run))
 
 
 @app.command("transform")

@@ -17,7 +17,8 @@ load package: it advances only when the rows it covers are loaded.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +80,7 @@ class TableExtractor:
         options: SyncOptions,
         synced_at: dt.datetime,
         stats: TableStats,
+        say: Callable[[str], None] | None = None,
     ) -> None:
         self.plan = plan
         self.layout: TableLayout = plan.layout
@@ -87,6 +89,7 @@ class TableExtractor:
         self.options = options
         self.synced_at = synced_at
         self.stats = stats
+        self.say = say or (lambda _line: None)
         self._written_keys: list[pa.Array] = []
         self._replica_keys = plan.replica_keys
 
@@ -128,16 +131,30 @@ class TableExtractor:
 
     # -- per sync mode -----------------------------------------------------------------------
 
-    def rows(self) -> Iterator[pa.Table]:
-        """Everything this table's resource yields in this run."""
+    def rows(self, state: dict[str, Any]) -> Iterator[pa.Table]:
+        """Everything this table's resource yields in this run.
+
+        Args:
+            state: The resource's persisted state (dlt's, or a copy for a dry run); the
+                timesheet cursor is read from and written to it.
+
+        """
+        started = time.monotonic()
         mode = self.layout.spec.sync
         if mode == "pairs":
             yield from self._pairs()
         elif mode == "full":
             yield from self._full()
         else:
-            yield from self._incremental()
+            yield from self._incremental(state)
         yield from self._delete_markers()
+        st = self.stats
+        st.seconds = time.monotonic() - started
+        rate = st.rows_read / st.seconds if st.seconds > 0 else 0.0
+        self.say(
+            f"{st.table}: read {st.rows_read:,} rows ({rate:,.0f}/s), {st.inserted:,} new,"
+            f" {st.updated:,} changed, {st.deleted:,} deleted"
+        )
 
     def _pairs(self) -> Iterator[pa.Table]:
         # every column is key: the key diff is the whole comparison, no row read needed
@@ -153,10 +170,9 @@ class TableExtractor:
             new = changed_rows(new, self.replica.read_rows(self.layout), self.layout.key)
         yield from self._upserts(new)
 
-    def _incremental(self) -> Iterator[pa.Table]:
+    def _incremental(self, state: dict[str, Any]) -> Iterator[pa.Table]:
         cursor_col = self.layout.spec.cursor
         assert cursor_col is not None
-        state = dlt.current.resource_state()
         cursor = _parse_cursor(state.get("cursor"))
         if cursor is None and len(self.plan.replica_keys):
             cursor = self._replica_cursor(cursor_col)
@@ -243,8 +259,12 @@ def make_resource(extractor: TableExtractor) -> Any:
         # ... and insert only real rows: markers carry no synced_at
         "source_filter": f"{quote_ansi(SYNCED_AT)} IS NOT NULL",
     }
+
+    def rows() -> Iterator[pa.Table]:
+        yield from extractor.rows(dlt.current.resource_state())
+
     return dlt.resource(
-        extractor.rows(),
+        rows(),
         name=layout.spec.name,
         table_name=layout.spec.replica_table,
         write_disposition=write_disposition,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import logging
 import os
@@ -33,6 +34,7 @@ class SyncResult:
     tables: list[TableStats] = field(default_factory=list)
     seconds: float = 0.0
     resumed_pending: bool = False
+    dry_run: bool = False
 
 
 def _configure_dlt() -> None:
@@ -99,6 +101,7 @@ def sync(
     options: SyncOptions | None = None,
     allow_mass_delete: bool = False,
     progress: Callable[[str], None] | None = None,
+    dry_run: bool = False,
 ) -> SyncResult:
     """Make the replica of the given tables equal to Kimai.
 
@@ -108,6 +111,7 @@ def sync(
         options: Full refresh, backfill date, overlap.
         allow_mass_delete: Skip the mass-delete guard.
         progress: Called with one human line per step.
+        dry_run: Plan and count what would change; write nothing, keep the state.
 
     Returns:
         Per-table counts.
@@ -119,7 +123,7 @@ def sync(
     started = time.monotonic()
     say = progress or (lambda _line: None)
     options = options or SyncOptions(overlap_seconds=settings.overlap_seconds)
-    result = SyncResult()
+    result = SyncResult(dry_run=dry_run)
     kimai = Kimai(settings)
     replica = open_replica(settings)
     try:
@@ -146,14 +150,15 @@ def sync(
                 replica_rows_before=len(p.replica_keys),
             )
             result.tables.append(stats)
-            extractors.append(TableExtractor(p, kimai, replica, options, synced_at, stats))
+            extractors.append(TableExtractor(p, kimai, replica, options, synced_at, stats, say))
 
-        t_extract = time.monotonic()
-        _run_dlt(pipeline, extractors, say)
-        for p, e in zip(plans, extractors, strict=True):
-            e.stats.seconds = time.monotonic() - t_extract
-            if replica.exists(p.layout.spec.replica_table):
-                replica.ensure_key_index(p.layout)
+        if dry_run:
+            _count_only(pipeline, extractors)
+        else:
+            _run_dlt(pipeline, extractors)
+            for p in plans:
+                if replica.exists(p.layout.spec.replica_table):
+                    replica.ensure_key_index(p.layout)
     finally:
         kimai.close()
         replica.close()
@@ -168,7 +173,15 @@ def _sync_state_from_destination(pipeline: Any) -> None:
         raise database_failure("reading sync state from Atlas DB failed", exc) from exc
 
 
-def _run_dlt(pipeline: Any, extractors: list[TableExtractor], say: Callable[[str], None]) -> None:
+def _count_only(pipeline: Any, extractors: list[TableExtractor]) -> None:
+    resources = pipeline.state.get("sources", {}).get("kimai", {}).get("resources", {})
+    for e in extractors:
+        state = copy.deepcopy(resources.get(e.layout.spec.name, {}))
+        for _ in e.rows(state):
+            pass
+
+
+def _run_dlt(pipeline: Any, extractors: list[TableExtractor]) -> None:
     from dlt.pipeline.exceptions import PipelineStepFailed
 
     source = kimai_source(extractors)

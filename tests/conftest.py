@@ -1,0 +1,125 @@
+"""Shared fixtures: throw-away MariaDB and PostgreSQL databases, environment, CLI runner.
+
+Every test that touches a database gets its own uniquely named databases and drops them
+afterwards; nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg2
+import pymysql
+import pytest
+
+MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
+POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+REPO = Path(__file__).resolve().parent.parent
+
+# variables of the public contract: tests start from a clean slate
+_CONTRACT_PREFIXES = ("KIMAI_", "ATLAS_", "DBT_")
+
+
+def mariadb_connect(database: str | None = None, **kwargs) -> pymysql.connections.Connection:
+    """A PyMySQL connection as root (autocommit, utf8mb4)."""
+    return pymysql.connect(
+        **MARIADB, database=database, charset="utf8mb4", autocommit=True, **kwargs
+    )
+
+
+def pg_connect(database: str = "postgres") -> psycopg2.extensions.connection:
+    """A psycopg2 connection as postgres (autocommit)."""
+    conn = psycopg2.connect(**POSTGRES, dbname=database)
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture
+def mariadb_database() -> Iterator[str]:
+    """An empty MariaDB database with a unique name, dropped afterwards."""
+    name = f"kimai_t_{uuid.uuid4().hex[:12]}"
+    conn = mariadb_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            )
+        yield name
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """An empty PostgreSQL database with a unique name, dropped afterwards."""
+    name = f"atlas_t_{uuid.uuid4().hex[:12]}"
+    conn = pg_connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        yield name
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.close()
+
+
+@pytest.fixture
+def env(
+    mariadb_database: str, pg_database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """Contract variables pointing at this test's databases (also set in os.environ)."""
+    for key in list(os.environ):
+        if key.startswith(_CONTRACT_PREFIXES):
+            monkeypatch.delenv(key)
+    values = {
+        "KIMAI_DB_HOST": "127.0.0.1",
+        "KIMAI_DB_PORT": "3306",
+        "KIMAI_DB_USER": "root",
+        "KIMAI_DB_PASSWORD": "",
+        "KIMAI_DB_DATABASE": mariadb_database,
+        "ATLAS_DB_HOST": "127.0.0.1",
+        "ATLAS_DB_PORT": "5432",
+        "ATLAS_DB_USER": "postgres",
+        "ATLAS_DB_PASSWORD": "",
+        "ATLAS_DB_DATABASE": pg_database,
+        "ATLAS_SYNC_STATE_DIR": str(tmp_path / "state"),
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    return values
+
+
+def run_cli(
+    *args: str,
+    env: dict[str, str],
+    timeout: float = 300,
+    extra_env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m pipelines.run ARGS`` as the scheduler would, capturing its output.
+
+    The process gets only `env` (plus PATH and the like), never the test process's own
+    contract variables, and runs outside the repository unless `cwd` says otherwise.
+    """
+    full_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(_CONTRACT_PREFIXES)
+    }
+    full_env.update(env)
+    full_env.update(extra_env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.run", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=str(cwd) if cwd else full_env.get("ATLAS_SYNC_STATE_DIR", "/tmp"),
+    )
