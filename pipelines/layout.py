@@ -79,6 +79,11 @@ def quote_ansi(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def mysql_valid_date(quoted: str) -> str:
+    """Expression reading a DATE/DATETIME column with zero dates (and zero parts) as NULL."""
+    return f"IF(MONTH({quoted}) = 0 OR DAYOFMONTH({quoted}) = 0, NULL, {quoted})"
+
+
 def map_mysql_column(col: SourceColumn) -> ReplicaColumn:
     """Map a MySQL/MariaDB column to its replica type and select expression.
 
@@ -95,11 +100,9 @@ def map_mysql_column(col: SourceColumn) -> ReplicaColumn:
     if base in _MYSQL_FLOATS:
         return ReplicaColumn(col.name, "double", f"{q} AS {q}")
     if base in {"datetime", "timestamp"}:
-        guard = f"IF(MONTH({q}) = 0 OR DAYOFMONTH({q}) = 0, NULL, {q})"
-        return ReplicaColumn(col.name, "timestamp", f"{guard} AS {q}")
+        return ReplicaColumn(col.name, "timestamp", f"{mysql_valid_date(q)} AS {q}")
     if base == "date":
-        guard = f"IF(MONTH({q}) = 0 OR DAYOFMONTH({q}) = 0, NULL, {q})"
-        return ReplicaColumn(col.name, "date", f"{guard} AS {q}")
+        return ReplicaColumn(col.name, "date", f"{mysql_valid_date(q)} AS {q}")
     if base in _MYSQL_TEXTS:
         return ReplicaColumn(col.name, "text", f"{q} AS {q}")
     # DECIMAL, TIME, BIT, binary types: exact text is the only lossless common form.

@@ -104,6 +104,7 @@ def _do_sync(
     since: str | None,
     allow_mass_delete: bool,
     dry_run: bool = False,
+    reconcile: bool = False,
 ) -> None:
     from pipelines.config import load_settings
     from pipelines.report import progress_printer, summary_table
@@ -116,6 +117,7 @@ def _do_sync(
         full_refresh=full_refresh,
         since=_parse_since(since),
         overlap_seconds=settings.overlap_seconds,
+        reconcile=reconcile or settings.reconcile_every_run,
     )
     say = progress_printer()
     result = sync(
@@ -177,9 +179,21 @@ def transform_command(debug: Debug = False) -> None:
 
 
 @app.command("reconcile")
-def reconcile_command(tables: Tables = None, debug: Debug = False) -> None:
-    """Compare every replicated column with Kimai and repair every difference."""
-    _guarded(debug, lambda: _fail("reconcile is not available yet", EXIT_BAD_CONFIG))
+def reconcile_command(
+    tables: Tables = None,
+    allow_mass_delete: AllowMassDelete = False,
+    dry_run: DryRun = False,
+    debug: Debug = False,
+) -> None:
+    """Compare every replicated column of every row with Kimai and repair every difference.
+
+    Unchanged rows are not transferred: both databases fingerprint key ranges and only
+    ranges that differ are compared row by row. Deletes are applied as in sync.
+    """
+    _guarded(
+        debug,
+        lambda: _do_sync(tables, False, None, allow_mass_delete, dry_run, reconcile=True),
+    )
 
 
 @app.command("status")

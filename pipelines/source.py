@@ -27,11 +27,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.diff import changed_rows, keys_not_in, packed_keys, unpack_keys
+from pipelines.fingerprint import Fingerprinter
 from pipelines.kimai import Kimai
 from pipelines.layout import TableLayout, quote_ansi
 from pipelines.plan import TablePlan
 from pipelines.registry import SYNCED_AT
-from pipelines.replica import Replica
+from pipelines.replica import PostgresReplica, Replica
 
 
 @dataclass
@@ -41,6 +42,8 @@ class SyncOptions:
     full_refresh: bool = False
     since: dt.date | None = None
     overlap_seconds: int = 300
+    reconcile: bool = False
+    """Also compare every column of every row (fingerprints), not only the cursor window."""
 
 
 @dataclass
@@ -186,26 +189,39 @@ class TableExtractor:
                 newest = _max_cursor(newest, batch.column(cursor_col))
                 yield from self._upserts(batch)
         else:
-            window = self._window_predicate(cursor)
-            parts = [self.kimai.read_rows(self.layout, window)] if window else []
-            seen = (
-                pa.concat_arrays([packed_keys(p, self.layout.key) for p in parts])
-                if parts
-                else pa.array([], pa.int64())
-            )
-            missing = keys_not_in(self.plan.missing, seen)
-            parts.extend(self.kimai.read_by_keys(self.layout, missing))
-            candidates = pa.concat_tables([self.layout.data_schema.empty_table(), *parts])
+            candidates, old = self._candidates(cursor)
             self.stats.rows_read += candidates.num_rows
             newest = _max_cursor(newest, candidates.column(cursor_col))
-            if candidates.num_rows:
-                ids = packed_keys(candidates, self.layout.key)
-                old = self.replica.read_by_keys(self.layout, ids)
-                yield from self._upserts(changed_rows(candidates, old, self.layout.key))
+            yield from self._upserts(changed_rows(candidates, old, self.layout.key))
 
         if newest is not None and newest != cursor:
             state["cursor"] = _format_cursor(newest)
         self.stats.cursor_after = _format_cursor(newest)
+
+    def _candidates(self, cursor: dt.datetime | None) -> tuple[pa.Table, pa.Table]:
+        """Kimai rows that may differ from the replica, and the replica rows for their keys.
+
+        Candidates are the rows in the cursor window, every key the replica lacks and, when
+        reconciling, every key whose fingerprint differs.
+        """
+        layout = self.layout
+        if self.options.reconcile and not supports_fingerprints(self.kimai, self.replica):
+            # embedded databases (the demo) are small: compare everything
+            return self.kimai.read_rows(layout), self.replica.read_rows(layout)
+        window = self._window_predicate(cursor)
+        parts = [self.kimai.read_rows(layout, window)] if window else []
+        wanted = self.plan.missing
+        if self.options.reconcile:
+            fingerprints = Fingerprinter(self.kimai.engine, self.replica, layout)
+            differing = fingerprints.differing_keys([self.plan.kimai_keys, self.plan.replica_keys])
+            self.stats.extra["fingerprint"] = fingerprints.stats
+            wanted = pa.concat_arrays([wanted, differing]).unique()
+        if parts:
+            wanted = keys_not_in(wanted, packed_keys(parts[0], layout.key))
+        parts.extend(self.kimai.read_by_keys(layout, wanted))
+        candidates = pa.concat_tables([layout.data_schema.empty_table(), *parts])
+        old = self.replica.read_by_keys(layout, packed_keys(candidates, layout.key))
+        return candidates, old
 
     def _window_predicate(self, cursor: dt.datetime | None) -> str | None:
         cursor_col = self.layout.quote(self.layout.spec.cursor or "")
@@ -222,6 +238,11 @@ class TableExtractor:
         table = self.replica.qualified(self.layout.spec.replica_table)
         value = self.replica.query(f"SELECT max({quote_ansi(cursor_col)}) FROM {table}")[0][0]
         return _as_utc(value) if value is not None else None
+
+
+def supports_fingerprints(kimai: Kimai, replica: Replica) -> bool:
+    """Whether both servers can compute the row fingerprints (MariaDB/MySQL and PostgreSQL)."""
+    return kimai.dialect == "mysql" and isinstance(replica, PostgresReplica)
 
 
 def _as_utc(value: dt.datetime) -> dt.datetime:
