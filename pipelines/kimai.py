@@ -41,6 +41,8 @@ class Kimai:
         self.dialect = "sqlite" if settings.kimai_dialect == "sqlite" else "mysql"
         self._engine: sa.Engine | None = None
         self._cx_url = settings.kimai_connectorx_url()
+        self.bytes_read: dict[str, int] = {}
+        """Arrow bytes received from Kimai per table short name (what the network carried)."""
 
     @property
     def engine(self) -> sa.Engine:
@@ -124,38 +126,46 @@ class Kimai:
 
     # -- bulk reads ------------------------------------------------------------------------
 
-    def _read(self, sql: str) -> pa.Table:
+    def _count(self, layout: TableLayout, data: pa.Table | pa.RecordBatch) -> None:
+        name = layout.spec.name
+        self.bytes_read[name] = self.bytes_read.get(name, 0) + data.nbytes
+
+    def _read(self, layout: TableLayout, sql: str) -> pa.Table:
         import connectorx as cx
 
         try:
-            return cx.read_sql(self._cx_url, sql, return_type="arrow")
+            table = cx.read_sql(self._cx_url, sql, return_type="arrow")
         except Exception as exc:  # connectorx raises plain RuntimeErrors and panics
             raise database_failure("reading Kimai failed", exc) from exc
+        self._count(layout, table)
+        return table
 
-    def _stream(self, sql: str) -> Iterator[pa.RecordBatch]:
+    def _stream(self, layout: TableLayout, sql: str) -> Iterator[pa.RecordBatch]:
         import connectorx as cx
 
         try:
             reader = cx.read_sql(
                 self._cx_url, sql, return_type="arrow_stream", batch_size=BATCH_ROWS
             )
-            yield from reader
+            for batch in reader:
+                self._count(layout, batch)
+                yield batch
         except Exception as exc:
             raise database_failure("reading Kimai failed", exc) from exc
 
     def stream_rows(self, layout: TableLayout, where: str | None = None) -> Iterator[pa.Table]:
         """Stream the replicated columns of the rows matching `where`, in bounded batches."""
-        for batch in self._stream(layout.select_sql(where)):
+        for batch in self._stream(layout, layout.select_sql(where)):
             if batch.num_rows:
                 yield conform(batch, layout.data_schema)
 
     def read_rows(self, layout: TableLayout, where: str | None = None) -> pa.Table:
         """Read the replicated columns of the rows matching `where` (small results)."""
-        return conform(self._read(layout.select_sql(where)), layout.data_schema)
+        return conform(self._read(layout, layout.select_sql(where)), layout.data_schema)
 
     def read_keys(self, layout: TableLayout) -> pa.Table:
         """Read every key of the table (keys only, as int64)."""
-        return key_columns_only(self._read(layout.key_select_sql()), layout.key)
+        return key_columns_only(self._read(layout, layout.key_select_sql()), layout.key)
 
     def read_by_keys(self, layout: TableLayout, keys: pa.Array) -> Iterator[pa.Table]:
         """Read the rows with the given single-column keys, in chunks."""

@@ -89,55 +89,64 @@ def _parse_since(since: str | None) -> dt.date | None:
         raise ConfigError(f"--since must be a date like 2024-01-31, got {since!r}") from None
 
 
-def _specs(tables: list[str] | None) -> list[Any]:
-    from pipelines.registry import select_tables
+Wait = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        metavar="SECONDS",
+        help="If another run holds the lock, wait up to SECONDS for it instead of exiting 3.",
+        min=0,
+    ),
+]
 
-    try:
-        return select_tables(tables)
-    except KeyError as exc:
-        raise ConfigError(str(exc.args[0])) from None
 
-
-def _do_sync(
-    tables: list[str] | None,
-    full_refresh: bool,
-    since: str | None,
-    allow_mass_delete: bool,
+def _run(
+    command: str,
+    *,
+    sync: bool = True,
+    transform: bool = False,
+    tables: list[str] | None = None,
+    full_refresh: bool = False,
+    since: str | None = None,
+    allow_mass_delete: bool = False,
     dry_run: bool = False,
     reconcile: bool = False,
+    wait: float = 0.0,
 ) -> None:
     from pipelines.config import load_settings
+    from pipelines.registry import select_tables
     from pipelines.report import progress_printer, summary_table
+    from pipelines.runner import RunRequest, execute
     from pipelines.source import SyncOptions
-    from pipelines.sync import sync
 
     settings = load_settings()
-    specs = _specs(tables)
-    options = SyncOptions(
-        full_refresh=full_refresh,
-        since=_parse_since(since),
-        overlap_seconds=settings.overlap_seconds,
-        reconcile=reconcile or settings.reconcile_every_run,
+    try:
+        select_tables(tables)
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0])) from None
+    request = RunRequest(
+        command=command,
+        sync=sync,
+        transform=transform,
+        tables=tables,
+        options=SyncOptions(
+            full_refresh=full_refresh,
+            since=_parse_since(since),
+            overlap_seconds=settings.overlap_seconds,
+            reconcile=reconcile or settings.reconcile_every_run,
+        ),
+        allow_mass_delete=allow_mass_delete,
+        dry_run=dry_run,
+        wait_seconds=wait,
     )
-    say = progress_printer()
-    result = sync(
-        settings, specs, options, allow_mass_delete=allow_mass_delete, progress=say, dry_run=dry_run
-    )
-    print(summary_table(result.tables))
-    if dry_run:
-        print(f"dry run: nothing was written ({result.seconds:.1f} s)")
-    else:
-        print(f"sync finished in {result.seconds:.1f} s")
-
-
-def _do_transform() -> None:
-    from pipelines.config import load_settings
-    from pipelines.report import progress_printer
-    from pipelines.transform import run_dbt
-
-    settings = load_settings()
-    result = run_dbt(settings, ["build"], progress=progress_printer())
-    print(f"dbt build passed: {result.passed} nodes ok, {len(result.warned)} warnings")
+    outcome = execute(settings, request, say=progress_printer())
+    if outcome.sync is not None:
+        print(summary_table(outcome.sync.tables))
+        done = "dry run: nothing was written" if dry_run else "sync finished"
+        print(f"{done} in {outcome.sync.seconds:.1f} s")
+    if outcome.transform is not None:
+        t = outcome.transform
+        print(f"dbt build passed: {t.passed} nodes ok, {len(t.warned)} warnings")
 
 
 @app.callback(invoke_without_command=True)
@@ -146,17 +155,23 @@ def scheduled(
     full_refresh: FullRefresh = False,
     since: Since = None,
     allow_mass_delete: AllowMassDelete = False,
+    wait: Wait = 0.0,
     debug: Debug = False,
 ) -> None:
     """Sync every table, then run dbt build; exit 0 only if both succeed."""
     if ctx.invoked_subcommand is not None:
         return
-
-    def job() -> None:
-        _do_sync(None, full_refresh, since, allow_mass_delete)
-        _do_transform()
-
-    _guarded(debug, job)
+    _guarded(
+        debug,
+        lambda: _run(
+            "run",
+            transform=True,
+            full_refresh=full_refresh,
+            since=since,
+            allow_mass_delete=allow_mass_delete,
+            wait=wait,
+        ),
+    )
 
 
 @app.command("sync")
@@ -166,16 +181,28 @@ def sync_command(
     since: Since = None,
     allow_mass_delete: AllowMassDelete = False,
     dry_run: DryRun = False,
+    wait: Wait = 0.0,
     debug: Debug = False,
 ) -> None:
     """Extract-load only: make the replica tables equal to Kimai."""
-    _guarded(debug, lambda: _do_sync(tables, full_refresh, since, allow_mass_delete, dry_run))
+    _guarded(
+        debug,
+        lambda: _run(
+            "sync",
+            tables=tables,
+            full_refresh=full_refresh,
+            since=since,
+            allow_mass_delete=allow_mass_delete,
+            dry_run=dry_run,
+            wait=wait,
+        ),
+    )
 
 
 @app.command("transform")
-def transform_command(debug: Debug = False) -> None:
+def transform_command(wait: Wait = 0.0, debug: Debug = False) -> None:
     """Run dbt build only (models and data tests)."""
-    _guarded(debug, _do_transform)
+    _guarded(debug, lambda: _run("transform", sync=False, transform=True, wait=wait))
 
 
 @app.command("reconcile")
@@ -183,6 +210,7 @@ def reconcile_command(
     tables: Tables = None,
     allow_mass_delete: AllowMassDelete = False,
     dry_run: DryRun = False,
+    wait: Wait = 0.0,
     debug: Debug = False,
 ) -> None:
     """Compare every replicated column of every row with Kimai and repair every difference.
@@ -192,7 +220,14 @@ def reconcile_command(
     """
     _guarded(
         debug,
-        lambda: _do_sync(tables, False, None, allow_mass_delete, dry_run, reconcile=True),
+        lambda: _run(
+            "reconcile",
+            tables=tables,
+            allow_mass_delete=allow_mass_delete,
+            dry_run=dry_run,
+            reconcile=True,
+            wait=wait,
+        ),
     )
 
 

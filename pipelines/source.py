@@ -60,12 +60,18 @@ class TableStats:
     cursor_before: str | None = None
     cursor_after: str | None = None
     seconds: float = 0.0
+    kimai_bytes_read: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def written(self) -> int:
         """Rows inserted, updated or deleted."""
         return self.inserted + self.updated + self.deleted
+
+    @property
+    def replica_rows_after(self) -> int:
+        """Replica row count once this run's load committed."""
+        return self.replica_rows_before + self.inserted - self.deleted
 
 
 def _sql_datetime(value: dt.datetime) -> str:

@@ -159,6 +159,10 @@ def sync(
             for p in plans:
                 if replica.exists(p.layout.spec.replica_table):
                     replica.ensure_key_index(p.layout)
+        for stats in result.tables:
+            fp = stats.extra.get("fingerprint")
+            fp_bytes = fp.kimai_bytes_returned if fp else 0
+            stats.kimai_bytes_read = kimai.bytes_read.get(stats.table, 0) + fp_bytes
     finally:
         kimai.close()
         replica.close()

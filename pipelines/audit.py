@@ -1,0 +1,178 @@
+"""Run audit in Atlas DB: one row per run and one per table per run.
+
+The tables live in the replica schema (never the BI schema, and the BI role gets no grant
+on them): ``sync_runs`` and ``sync_run_tables``. They are written in their own short
+transactions, so a failed run is recorded too. ``vw_sync_health`` and the ``status``
+command read them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipelines.layout import quote_ansi
+from pipelines.replica import Replica
+from pipelines.source import TableStats
+
+RUNS = "sync_runs"
+TABLE_RUNS = "sync_run_tables"
+
+_DDL = (
+    """CREATE TABLE IF NOT EXISTS {runs} (
+    run_id varchar(32) PRIMARY KEY,
+    command varchar(32) NOT NULL,
+    trigger varchar(16) NOT NULL,
+    started_by varchar(255) NOT NULL,
+    host varchar(255) NOT NULL,
+    pid integer NOT NULL,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz,
+    status varchar(16) NOT NULL,
+    exit_code integer,
+    error text,
+    options text
+)""",
+    """CREATE TABLE IF NOT EXISTS {table_runs} (
+    run_id varchar(32) NOT NULL,
+    table_name varchar(64) NOT NULL,
+    kimai_rows bigint,
+    replica_rows_before bigint,
+    replica_rows_after bigint,
+    rows_read bigint,
+    inserted bigint,
+    updated bigint,
+    deleted bigint,
+    cursor_before timestamptz,
+    cursor_after timestamptz,
+    seconds double precision,
+    reconciled boolean NOT NULL,
+    differences_found bigint,
+    differences_unrepaired bigint,
+    kimai_rows_scanned_for_fingerprints bigint,
+    kimai_bytes_read bigint,
+    recorded_at timestamptz NOT NULL,
+    PRIMARY KEY (run_id, table_name)
+)""",
+)
+
+
+@dataclass
+class RunRecord:
+    """Identity of the run being recorded."""
+
+    run_id: str
+    command: str
+    trigger: str
+    started_by: str
+    host: str
+    pid: int
+    started_at: dt.datetime
+
+
+def detect_trigger(explicit: str | None = None) -> str:
+    """``cli`` on a terminal, ``cron`` without one (schedulers), or what the caller says."""
+    if explicit:
+        return explicit
+    return "cli" if os.isatty(0) or os.isatty(2) else "cron"
+
+
+class Audit:
+    """Writes the run audit through a replica connection."""
+
+    def __init__(self, replica: Replica) -> None:
+        self.replica = replica
+        self.runs = replica.qualified(RUNS)
+        self.table_runs = replica.qualified(TABLE_RUNS)
+
+    def ensure_tables(self) -> None:
+        """Create the schema and audit tables if they are missing."""
+        self.replica.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ansi(self.replica.schema)}")
+        for ddl in _DDL:
+            self.replica.execute(ddl.format(runs=self.runs, table_runs=self.table_runs))
+
+    def start(self, command: str, trigger: str, options: dict[str, Any]) -> RunRecord:
+        """Record a run as started; runs left 'running' by a crash are marked 'crashed'."""
+        try:
+            user = getpass.getuser()
+        except Exception:  # no passwd entry in some containers
+            user = str(os.getuid())
+        record = RunRecord(
+            run_id=uuid.uuid4().hex,
+            command=command,
+            trigger=trigger,
+            started_by=user,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=dt.datetime.now(dt.UTC),
+        )
+        # the caller holds the run lock, so nothing else can be running now
+        self.replica.execute(f"UPDATE {self.runs} SET status = 'crashed' WHERE status = 'running'")
+        self.replica.execute(
+            f"INSERT INTO {self.runs} (run_id, command, trigger, started_by, host, pid,"
+            " started_at, status, options) VALUES (%s, %s, %s, %s, %s, %s, %s, 'running', %s)",
+            (
+                record.run_id,
+                command,
+                trigger,
+                user,
+                record.host,
+                record.pid,
+                record.started_at,
+                json.dumps(options, default=str, sort_keys=True),
+            ),
+        )
+        return record
+
+    def record_tables(
+        self, record: RunRecord, stats: Sequence[TableStats], reconciled: bool
+    ) -> None:
+        """Store the per-table counts of a finished sync."""
+        now = dt.datetime.now(dt.UTC)
+        for s in stats:
+            fp = s.extra.get("fingerprint")
+            self.replica.execute(
+                f"INSERT INTO {self.table_runs} (run_id, table_name, kimai_rows,"
+                " replica_rows_before, replica_rows_after, rows_read, inserted, updated, deleted,"
+                " cursor_before, cursor_after, seconds, reconciled, differences_found,"
+                " differences_unrepaired, kimai_rows_scanned_for_fingerprints, kimai_bytes_read,"
+                " recorded_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                (
+                    record.run_id,
+                    s.table,
+                    s.kimai_rows,
+                    s.replica_rows_before,
+                    s.replica_rows_after,
+                    s.rows_read,
+                    s.inserted,
+                    s.updated,
+                    s.deleted,
+                    s.cursor_before,
+                    s.cursor_after,
+                    round(s.seconds, 3),
+                    reconciled,
+                    s.written if reconciled else None,
+                    s.extra.get("unrepaired", 0 if reconciled else None),
+                    fp.kimai_rows_returned if fp else None,
+                    s.kimai_bytes_read,
+                    now,
+                ),
+            )
+
+    def finish(
+        self, record: RunRecord, status: str, exit_code: int, error: str | None = None
+    ) -> None:
+        """Close the run's record."""
+        self.replica.execute(
+            f"UPDATE {self.runs} SET finished_at = %s, status = %s, exit_code = %s, error = %s"
+            " WHERE run_id = %s",
+            (dt.datetime.now(dt.UTC), status, exit_code, error, record.run_id),
+        )

@@ -1,0 +1,131 @@
+"""One run at a time per Atlas DB and replica schema.
+
+PostgreSQL: a session-level advisory lock held on a dedicated connection for the whole
+run. It dies with the session, so a crashed or killed runner never blocks the next one.
+DuckDB (the embedded demo): an exclusive ``flock`` on a file next to the database.
+dlt itself has no run lock; two overlapping pipelines would overwrite each other's state.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pipelines.config import Settings
+from pipelines.dberrors import database_failure
+from pipelines.errors import LockHeld
+
+POLL_SECONDS = 0.5
+
+
+def _lock_key(settings: Settings) -> str:
+    return f"kimai-atlas-sync:{settings.replica_schema}"
+
+
+def _holder_label() -> str:
+    return f"kimai-atlas-sync pid={os.getpid()} host={socket.gethostname()}"
+
+
+@contextmanager
+def run_lock(settings: Settings, wait_seconds: float = 0.0) -> Iterator[None]:
+    """Hold the run lock for the duration of the block.
+
+    Args:
+        settings: Runtime settings (which Atlas DB and schema).
+        wait_seconds: How long to wait for a running holder to finish; 0 fails at once.
+
+    Raises:
+        LockHeld: Another run holds the lock (exit code 3); the message names it.
+
+    """
+    if settings.atlas_dialect == "duckdb":
+        with _file_lock(settings, wait_seconds):
+            yield
+        return
+    with _advisory_lock(settings, wait_seconds):
+        yield
+
+
+@contextmanager
+def _advisory_lock(settings: Settings, wait_seconds: float) -> Iterator[None]:
+    import psycopg2
+
+    url = settings.atlas_url
+    try:
+        conn = psycopg2.connect(
+            host=url.host,
+            port=url.port or 5432,
+            user=url.username,
+            password=url.password or None,
+            dbname=url.database,
+            connect_timeout=10,
+            application_name=_holder_label()[:63],
+        )
+    except psycopg2.Error as exc:
+        raise database_failure(
+            f"cannot connect to Atlas DB at {settings.describe_atlas()}", exc
+        ) from exc
+    conn.autocommit = True
+    key = _lock_key(settings)
+    deadline = time.monotonic() + wait_seconds
+    try:
+        with conn.cursor() as cur:
+            while True:
+                cur.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,))
+                if cur.fetchone()[0]:
+                    break
+                if time.monotonic() >= deadline:
+                    raise LockHeld(f"another run holds the lock: {_pg_holder(cur, key)}")
+                time.sleep(POLL_SECONDS)
+        yield
+    finally:
+        conn.close()
+
+
+def _pg_holder(cur: Any, key: str) -> str:
+    cur.execute(
+        "SELECT a.application_name, a.client_addr, a.backend_start"
+        " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.granted"
+        " AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended(%s, 0)",
+        (key,),
+    )
+    row = cur.fetchone()
+    if row is None:
+        return "(it has just finished; try again)"
+    name, addr, since = row
+    where = f" from {addr}" if addr else ""
+    return f"{name or 'unknown'}{where}, running since {since:%Y-%m-%d %H:%M:%S %Z}"
+
+
+@contextmanager
+def _file_lock(settings: Settings, wait_seconds: float) -> Iterator[None]:
+    path = Path(settings.atlas_url.database or "atlas.duckdb").resolve()
+    lock_path = path.with_name(path.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + wait_seconds
+    with open(lock_path, "a+") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "unknown"
+                    raise LockHeld(f"another run holds the lock: {holder}") from None
+                time.sleep(POLL_SECONDS)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{_holder_label()}, running since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,92 @@
+"""A whole run as the command line starts it: lock, audit record, sync and/or dbt build."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from pipelines.audit import Audit, detect_trigger
+from pipelines.config import Settings
+from pipelines.errors import EXIT_DATABASE, EXIT_OK, PipelineError
+from pipelines.lock import run_lock
+from pipelines.registry import select_tables
+from pipelines.replica import open_replica
+from pipelines.source import SyncOptions
+from pipelines.sync import SyncResult, sync
+from pipelines.transform import TransformResult, run_dbt
+
+
+@dataclass
+class RunRequest:
+    """What the caller asked for."""
+
+    command: str
+    sync: bool = True
+    transform: bool = False
+    tables: list[str] | None = None
+    options: SyncOptions = field(default_factory=SyncOptions)
+    allow_mass_delete: bool = False
+    dry_run: bool = False
+    wait_seconds: float = 0.0
+    trigger: str | None = None
+
+
+@dataclass
+class RunOutcome:
+    """What the run did."""
+
+    sync: SyncResult | None = None
+    transform: TransformResult | None = None
+    run_id: str | None = None
+
+
+def execute(
+    settings: Settings, request: RunRequest, say: Callable[[str], None] | None = None
+) -> RunOutcome:
+    """Run a sync and/or dbt build under the run lock, recording it in the audit tables.
+
+    Raises:
+        PipelineError: The contract's failures (config, lock held, database, data test).
+
+    """
+    say = say or (lambda _line: None)
+    specs = select_tables(request.tables)
+    outcome = RunOutcome()
+    with run_lock(settings, request.wait_seconds):
+        replica = open_replica(settings)
+        audit = Audit(replica) if not request.dry_run else None
+        record = None
+        try:
+            if audit is not None:
+                audit.ensure_tables()
+                options = {**asdict(request.options), "tables": request.tables}
+                record = audit.start(request.command, detect_trigger(request.trigger), options)
+                outcome.run_id = record.run_id
+            if request.sync:
+                outcome.sync = sync(
+                    settings,
+                    specs,
+                    request.options,
+                    allow_mass_delete=request.allow_mass_delete,
+                    progress=say,
+                    dry_run=request.dry_run,
+                )
+                if audit is not None and record is not None:
+                    audit.record_tables(record, outcome.sync.tables, request.options.reconcile)
+            if request.transform:
+                outcome.transform = run_dbt(settings, ["build"], progress=say)
+        except PipelineError as exc:
+            if audit is not None and record is not None:
+                audit.finish(record, "failed", exc.exit_code, str(exc))
+            raise
+        except BaseException as exc:
+            if audit is not None and record is not None:
+                first = (str(exc).strip().splitlines() or [""])[0]
+                audit.finish(record, "failed", EXIT_DATABASE, f"{type(exc).__name__}: {first}")
+            raise
+        else:
+            if audit is not None and record is not None:
+                audit.finish(record, "success", EXIT_OK)
+        finally:
+            replica.close()
+    return outcome

@@ -1,0 +1,73 @@
+from pathlib import Path
+
+import pytest
+
+from pipelines.config import load_settings
+from pipelines.errors import ConfigError
+
+
+def test_defaults_follow_the_contract():
+    s = load_settings({})
+    assert s.kimai_url.render_as_string() == "mysql+pymysql://root@127.0.0.1:3306/kimai?charset=utf8mb4"
+    assert s.atlas_url.render_as_string() == "postgresql://postgres@127.0.0.1:5432/atlas"
+    assert (s.replica_schema, s.analytics_schema, s.overlay_schema) == (
+        "kimai_replica",
+        "analytics",
+        "public",
+    )
+    assert s.kimai_table_prefix == "kimai2_"
+    assert s.bi_role is None
+    assert s.mass_delete_max_share == 0.2
+
+
+def test_kimai_url_overrides_the_parts_and_passwords_are_encoded_for_connectorx():
+    s = load_settings(
+        {
+            "KIMAI_DB_URL": "mysql://bi:p%40ss%2Fw@db.example:3307/k",
+            "KIMAI_DB_HOST": "ignored",
+            "ATLAS_DB_PASSWORD": "s3cr:t@",
+        }
+    )
+    assert s.kimai_connectorx_url() == "mysql://bi:p%40ss%2Fw@db.example:3307/k"
+    assert s.atlas_connectorx_url() == "postgresql://postgres:s3cr%3At%40@127.0.0.1:5432/atlas"
+    assert "s3cr" not in s.describe_atlas() and "p@ss" not in s.describe_kimai()
+
+
+def test_sqlite_and_duckdb_urls_for_the_embedded_path(tmp_path: Path):
+    s = load_settings(
+        {"KIMAI_DB_URL": f"sqlite:///{tmp_path}/k.sqlite", "ATLAS_DB_URL": f"duckdb:///{tmp_path}/a.duckdb"}
+    )
+    assert s.kimai_dialect == "sqlite" and s.atlas_dialect == "duckdb"
+    assert s.kimai_connectorx_url() == f"sqlite://{tmp_path}/k.sqlite"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"KIMAI_DB_PORT": "abc"}, "KIMAI_DB_PORT must be an integer"),
+        ({"ATLAS_DB_PORT": "0"}, "ATLAS_DB_PORT must be at least 1"),
+        ({"ATLAS_REPLICA_SCHEMA": "x; drop"}, "ATLAS_REPLICA_SCHEMA must be a plain SQL identifier"),
+        ({"KIMAI_TABLE_PREFIX": "k-"}, "KIMAI_TABLE_PREFIX may hold"),
+        ({"ATLAS_MASS_DELETE_MAX_SHARE": "2"}, "between 0 and 1"),
+        ({"KIMAI_DB_URL": "postgresql://x/y"}, "KIMAI_DB_URL must point at MySQL/MariaDB or SQLite"),
+        ({"ATLAS_DB_URL": "mysql://x/y"}, "ATLAS_DB_URL must point at PostgreSQL or DuckDB"),
+        ({"ATLAS_BI_ROLE": "bi role"}, "ATLAS_BI_ROLE must be a plain SQL identifier"),
+        ({"ATLAS_RECONCILE_EVERY_RUN": "maybe"}, "must be true or false"),
+    ],
+)
+def test_bad_values_are_one_line_config_errors(env, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        load_settings(env)
+    assert "\n" not in str(info.value)
+
+
+def test_dotenv_in_working_directory_is_read_and_process_env_wins(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text("KIMAI_DB_DATABASE=from_file\nATLAS_DB_DATABASE=from_file\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ATLAS_DB_DATABASE", "from_env")
+    monkeypatch.delenv("KIMAI_DB_DATABASE", raising=False)
+    monkeypatch.delenv("KIMAI_DB_URL", raising=False)
+    monkeypatch.delenv("ATLAS_DB_URL", raising=False)
+    s = load_settings()
+    assert s.kimai_url.database == "from_file"
+    assert s.atlas_url.database == "from_env"
