@@ -26,9 +26,10 @@ import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipelines.bulk import BulkLoader
 from pipelines.diff import changed_rows, keys_not_in, packed_keys, unpack_keys
 from pipelines.fingerprint import Fingerprinter
-from pipelines.kimai import Kimai
+from pipelines.kimai import BATCH_ROWS, Kimai
 from pipelines.layout import TableLayout, quote_ansi
 from pipelines.plan import TablePlan
 from pipelines.registry import SYNCED_AT
@@ -90,6 +91,7 @@ class TableExtractor:
         synced_at: dt.datetime,
         stats: TableStats,
         say: Callable[[str], None] | None = None,
+        bulk: BulkLoader | None = None,
     ) -> None:
         self.plan = plan
         self.layout: TableLayout = plan.layout
@@ -99,6 +101,9 @@ class TableExtractor:
         self.synced_at = synced_at
         self.stats = stats
         self.say = say or (lambda _line: None)
+        # whole-table writes (first load, full refresh) stream straight into PostgreSQL
+        rewrite = options.full_refresh or len(plan.replica_keys) == 0
+        self.bulk = bulk if rewrite else None
         self._written_keys: list[pa.Array] = []
         self._replica_keys = plan.replica_keys
 
@@ -150,13 +155,16 @@ class TableExtractor:
         """
         started = time.monotonic()
         mode = self.layout.spec.sync
-        if mode == "pairs":
+        if self.bulk is not None:
+            self._bulk_load(state)
+        elif mode == "pairs":
             yield from self._pairs()
         elif mode == "full":
             yield from self._full()
         else:
             yield from self._incremental(state)
-        yield from self._delete_markers()
+        if self.bulk is None:
+            yield from self._delete_markers()
         st = self.stats
         st.seconds = time.monotonic() - started
         rate = st.rows_read / st.seconds if st.seconds > 0 else 0.0
@@ -164,6 +172,36 @@ class TableExtractor:
             f"{st.table}: read {st.rows_read:,} rows ({rate:,.0f}/s), {st.inserted:,} new,"
             f" {st.updated:,} changed, {st.deleted:,} deleted"
         )
+
+    def _bulk_load(self, state: dict[str, Any]) -> None:
+        assert self.bulk is not None
+        layout, plan = self.layout, self.plan
+        cursor_col = layout.spec.cursor
+        newest: list[dt.datetime | None] = [None]
+
+        def source() -> Iterator[pa.Table]:
+            if layout.spec.sync == "pairs":
+                pairs = unpack_keys(plan.kimai_keys, layout.key).cast(layout.data_schema)
+                batches: Iterator[pa.Table] = iter(pairs.to_batches(max_chunksize=BATCH_ROWS))
+            else:
+                batches = self.kimai.stream_rows(layout)
+            for batch in batches:
+                table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+                self.stats.rows_read += table.num_rows
+                if cursor_col:
+                    newest[0] = _max_cursor(newest[0], table.column(cursor_col))
+                yield self._stamp(table)
+
+        replace = len(plan.replica_keys) > 0
+        written = self.bulk.load(layout, source(), replace=replace)
+        self.stats.inserted += len(plan.missing) if replace else written
+        self.stats.updated += written - len(plan.missing) if replace else 0
+        self.stats.deleted += len(plan.deleted) if replace else 0
+        if cursor_col:
+            self.stats.cursor_before = state.get("cursor")
+            if newest[0] is not None:
+                state["cursor"] = _format_cursor(newest[0])
+            self.stats.cursor_after = state.get("cursor")
 
     def _pairs(self) -> Iterator[pa.Table]:
         # every column is key: the key diff is the whole comparison, no row read needed

@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.bulk import BulkLoader
 from pipelines.config import Settings
 from pipelines.dberrors import classify, database_failure, root_cause
 from pipelines.errors import PipelineError
 from pipelines.kimai import Kimai
 from pipelines.plan import check_mass_delete, plan_tables
 from pipelines.registry import TableSpec
-from pipelines.replica import open_replica
+from pipelines.replica import PostgresReplica, open_replica
 from pipelines.source import SyncOptions, TableExtractor, TableStats, kimai_source
 
 log = logging.getLogger("pipelines.sync")
@@ -142,6 +143,8 @@ def sync(
             allow_mass_delete,
         )
         synced_at = dt.datetime.now(dt.UTC)
+        streams = isinstance(replica, PostgresReplica) and not dry_run
+        bulk = BulkLoader(settings) if streams else None
         extractors = []
         for p in plans:
             stats = TableStats(
@@ -150,7 +153,9 @@ def sync(
                 replica_rows_before=len(p.replica_keys),
             )
             result.tables.append(stats)
-            extractors.append(TableExtractor(p, kimai, replica, options, synced_at, stats, say))
+            extractors.append(
+                TableExtractor(p, kimai, replica, options, synced_at, stats, say, bulk)
+            )
 
         if dry_run:
             _count_only(pipeline, extractors)

@@ -1,0 +1,177 @@
+"""Streaming bulk load into PostgreSQL: Kimai → Arrow batches → binary COPY, one transaction.
+
+Used for initial loads and ``--full-refresh``, where every row is written anyway. dlt's
+own parquet/ADBC path first writes the whole table to a file, then copies it into a staging
+table and merges: three passes, and memory that grows with the table (perf-baseline.md).
+This path overlaps reading and writing (a reader thread feeds a bounded queue that ADBC
+drains), holds at most a few batches in memory whatever the table size, and commits once,
+so readers see either the old replica or the complete new one — never an empty or partial
+table. Incremental merges stay with dlt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pyarrow as pa
+
+from pipelines.config import Settings
+from pipelines.dberrors import database_failure
+from pipelines.errors import PipelineError
+from pipelines.layout import TableLayout, quote_ansi
+from pipelines.registry import SYNCED_AT
+
+QUEUE_BATCHES = 4
+"""Batches buffered between the Kimai reader and the COPY writer."""
+
+_PG_TYPES = {
+    "bigint": "bigint",
+    "bool": "boolean",
+    "double": "double precision",
+    "timestamp": "timestamp with time zone",
+    "date": "date",
+    "text": "varchar",
+}
+
+_DONE = object()
+
+
+def replica_table_ddl(qualified_table: str, layout: TableLayout) -> str:
+    """CREATE TABLE for a replica table, with the types dlt gives the same columns."""
+    cols = [
+        f"{quote_ansi(c.name)} {_PG_TYPES[c.data_type]}"
+        + (" NOT NULL" if c.name in layout.key else "")
+        for c in layout.columns
+    ]
+    cols.append(f"{quote_ansi(SYNCED_AT)} timestamp with time zone")
+    return f"CREATE TABLE IF NOT EXISTS {qualified_table} (\n  " + ",\n  ".join(cols) + "\n)"
+
+
+def key_index_ddl(schema: str, table: str, key: Iterable[str]) -> str:
+    """The unique key index of a replica table (dlt creates none on PostgreSQL)."""
+    cols = ", ".join(quote_ansi(k) for k in key)
+    return (
+        f"CREATE UNIQUE INDEX IF NOT EXISTS {quote_ansi(table + '_key')}"
+        f" ON {quote_ansi(schema)}.{quote_ansi(table)} ({cols})"
+    )
+
+
+class _Prefetcher:
+    """Iterates batches from a reader thread, a bounded number of batches ahead.
+
+    A failure of the reader is kept in `error`: it crosses ADBC's C stream interface only
+    as a generic error, so the caller re-raises the original from here.
+    """
+
+    def __init__(self, batches: Iterable[pa.Table]) -> None:
+        self.batches = batches
+        self.error: BaseException | None = None
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        try:
+            yield from _prefetched(self.batches)
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+
+def _prefetched(batches: Iterable[pa.Table]) -> Iterator[pa.RecordBatch]:
+    buffer: queue.Queue[Any] = queue.Queue(maxsize=QUEUE_BATCHES)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for table in batches:
+                if stop.is_set():
+                    return
+                for batch in table.to_batches():
+                    buffer.put(batch)
+            buffer.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            buffer.put(exc)
+
+    thread = threading.Thread(target=read, name="kimai-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = buffer.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        # unblock a reader waiting on a full queue so the thread can end
+        while thread.is_alive():
+            try:
+                buffer.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.1)
+
+
+class BulkLoader:
+    """Writes whole tables into the replica schema of a PostgreSQL Atlas DB."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.schema = settings.replica_schema
+        self._uri = settings.atlas_connectorx_url()
+
+    def load(self, layout: TableLayout, batches: Iterable[pa.Table], replace: bool) -> int:
+        """Write `batches` (the layout's full Arrow schema) as the table's new content.
+
+        Args:
+            layout: The table.
+            batches: Every row the table must hold, ``synced_at`` set.
+            replace: The table may hold rows: swap its whole content in one transaction.
+                Otherwise the table is new or empty and is filled directly.
+
+        Returns:
+            Rows written.
+
+        """
+        from adbc_driver_postgresql import dbapi
+
+        table = layout.spec.replica_table
+        source: _Prefetcher | None = None
+        qualified = f"{quote_ansi(self.schema)}.{quote_ansi(table)}"
+        try:
+            conn = dbapi.connect(self._uri)
+        except Exception as exc:
+            raise database_failure("cannot connect to Atlas DB for the bulk load", exc) from exc
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ansi(self.schema)}")
+                cur.execute(replica_table_ddl(qualified, layout))
+                target_schema, target = self.schema, table
+                if replace:
+                    target_schema, target = f"{self.schema}_staging", f"{table}__bulk"
+                    staged = f"{quote_ansi(target_schema)}.{quote_ansi(target)}"
+                    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ansi(target_schema)}")
+                    cur.execute(f"DROP TABLE IF EXISTS {staged}")
+                    cur.execute(f"CREATE UNLOGGED TABLE {staged} (LIKE {qualified})")
+                source = _Prefetcher(batches)
+                reader = pa.RecordBatchReader.from_batches(layout.arrow_schema, iter(source))
+                rows = cur.adbc_ingest(target, reader, mode="append", db_schema_name=target_schema)
+                if replace:
+                    cur.execute(f"DELETE FROM {qualified}")
+                    cur.execute(f"INSERT INTO {qualified} SELECT * FROM {staged}")
+                    cur.execute(f"DROP TABLE {staged}")
+                cur.execute(key_index_ddl(self.schema, table, layout.key))
+            conn.commit()
+            return int(rows)
+        except Exception as exc:
+            # the connection may be gone, and its transaction with it
+            with contextlib.suppress(Exception):
+                conn.rollback()
+            original = source.error if source is not None and source.error else exc
+            if isinstance(original, PipelineError):
+                raise original from exc
+            raise database_failure(f"bulk load of {table} failed", original) from exc
+        finally:
+            conn.close()
