@@ -169,9 +169,11 @@ class BulkLoader:
             # the connection may be gone, and its transaction with it
             with contextlib.suppress(Exception):
                 conn.rollback()
-            original = source.error if source is not None and source.error else exc
-            if isinstance(original, PipelineError):
-                raise original from exc
-            raise database_failure(f"bulk load of {table} failed", original) from exc
+            if source is not None and source.error is not None:
+                # the reader failed (Kimai): ADBC only saw a broken stream
+                if isinstance(source.error, PipelineError):
+                    raise source.error  # noqa: B904 - keeps the reader's own cause chain
+                raise database_failure(f"reading for {table} failed", source.error) from exc
+            raise database_failure(f"bulk load of {table} failed", exc) from exc
         finally:
             conn.close()

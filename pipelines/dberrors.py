@@ -53,6 +53,10 @@ _TRANSIENT_TEXT = (
     "connection was killed",
     "query execution was interrupted",
     "eof",
+    "bytes remaining on stream",
+    "codecerror",
+    "io error",
+    "unexpected end of stream",
 )
 
 
@@ -66,6 +70,27 @@ def root_cause(exc: BaseException) -> BaseException:
             break
         exc = nxt
     return exc
+
+
+def pipeline_error_in(exc: BaseException) -> PipelineError | None:
+    """The first of the product's own errors in `exc`'s cause chain (dlt wraps them)."""
+    seen = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, PipelineError):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
+
+
+def is_fatal_signal(exc: BaseException) -> bool:
+    """Interrupts and interpreter exits, which are never retried or wrapped.
+
+    Rust extensions (connectorx) raise panics as a BaseException subclass, so callers that
+    retry catch BaseException and let only these through.
+    """
+    return isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit))
 
 
 def classify(exc: BaseException) -> Kind:

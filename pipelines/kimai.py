@@ -7,6 +7,8 @@ columns of the users table) works: MariaDB lists only the columns a login may re
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -14,7 +16,7 @@ import pyarrow as pa
 import sqlalchemy as sa
 
 from pipelines.config import Settings
-from pipelines.dberrors import database_failure
+from pipelines.dberrors import classify, database_failure, describe, is_fatal_signal
 from pipelines.errors import DatabaseError, KimaiSchemaError
 from pipelines.layout import (
     SourceColumn,
@@ -25,6 +27,10 @@ from pipelines.layout import (
     map_sqlite_column,
 )
 from pipelines.registry import TableSpec
+from pipelines.retry import attempts as retry_attempts
+from pipelines.retry import backoff, with_retries
+
+log = logging.getLogger("pipelines.kimai")
 
 BATCH_ROWS = 50_000
 """Rows per Arrow batch on the bulk path: bounds memory whatever the table size."""
@@ -70,9 +76,13 @@ class Kimai:
             path = self.settings.kimai_url.database or ""
             if not Path(path).is_file():
                 raise DatabaseError(f"Kimai database file not found: {path}")
-        try:
+
+        def ping() -> None:
             with self.engine.connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
+
+        try:
+            with_retries(ping, "connecting to Kimai")
         except sa.exc.SQLAlchemyError as exc:
             raise database_failure(
                 f"cannot connect to Kimai at {self.settings.describe_kimai()}", exc
@@ -108,7 +118,7 @@ class Kimai:
         """
         name = spec.kimai_name(self.settings.kimai_table_prefix)
         try:
-            source = self._source_columns(name)
+            source = with_retries(lambda: self._source_columns(name), f"reflecting {name}")
         except sa.exc.SQLAlchemyError as exc:
             raise database_failure("cannot read Kimai's catalog", exc) from exc
         if not source:
@@ -134,30 +144,61 @@ class Kimai:
         import connectorx as cx
 
         try:
-            table = cx.read_sql(self._cx_url, sql, return_type="arrow")
-        except Exception as exc:  # connectorx raises plain RuntimeErrors and panics
+            table = with_retries(
+                lambda: cx.read_sql(self._cx_url, sql, return_type="arrow"),
+                f"reading {layout.kimai_name}",
+            )
+        except BaseException as exc:  # connectorx raises RuntimeErrors and panics
+            if is_fatal_signal(exc):
+                raise
             raise database_failure("reading Kimai failed", exc) from exc
         self._count(layout, table)
         return table
 
-    def _stream(self, layout: TableLayout, sql: str) -> Iterator[pa.RecordBatch]:
+    def stream_rows(self, layout: TableLayout, where: str | None = None) -> Iterator[pa.Table]:
+        """Stream the rows matching `where` in key order, in bounded batches.
+
+        A transient failure (Kimai restarting, a killed connection) resumes after the last
+        key received instead of starting the table over.
+        """
         import connectorx as cx
 
-        try:
-            reader = cx.read_sql(
-                self._cx_url, sql, return_type="arrow_stream", batch_size=BATCH_ROWS
-            )
-            for batch in reader:
-                self._count(layout, batch)
-                yield batch
-        except Exception as exc:
-            raise database_failure("reading Kimai failed", exc) from exc
-
-    def stream_rows(self, layout: TableLayout, where: str | None = None) -> Iterator[pa.Table]:
-        """Stream the replicated columns of the rows matching `where`, in bounded batches."""
-        for batch in self._stream(layout, layout.select_sql(where)):
-            if batch.num_rows:
-                yield conform(batch, layout.data_schema)
+        (key,) = layout.key
+        quoted = layout.quote(key)
+        last: int | None = None
+        failures = 0
+        while True:
+            resume = f"{quoted} > {last}" if last is not None else None
+            cond = " AND ".join(f"({c})" for c in (where, resume) if c) or None
+            sql = f"{layout.select_sql(cond)} ORDER BY {quoted}"
+            try:
+                reader = cx.read_sql(
+                    self._cx_url, sql, return_type="arrow_stream", batch_size=BATCH_ROWS
+                )
+                for batch in reader:
+                    if not batch.num_rows:
+                        continue
+                    self._count(layout, batch)
+                    table = conform(batch, layout.data_schema)
+                    last = int(table.column(key)[-1].as_py())
+                    failures = 0
+                    yield table
+                return
+            except BaseException as exc:  # connectorx panics are BaseExceptions
+                if is_fatal_signal(exc):
+                    raise
+                failures += 1
+                if failures >= retry_attempts() or classify(exc) != "transient":
+                    raise database_failure(f"reading {layout.kimai_name} failed", exc) from exc
+                delay = backoff(failures)
+                log.warning(
+                    "reading %s failed after key %s (%s); resuming in %.1f s",
+                    layout.kimai_name,
+                    last,
+                    describe(exc),
+                    delay,
+                )
+                time.sleep(delay)
 
     def read_rows(self, layout: TableLayout, where: str | None = None) -> pa.Table:
         """Read the replicated columns of the rows matching `where` (small results)."""

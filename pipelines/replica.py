@@ -14,9 +14,10 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.config import Settings
-from pipelines.dberrors import database_failure
+from pipelines.dberrors import database_failure, is_fatal_signal
 from pipelines.kimai import KEYS_PER_QUERY, chunks
 from pipelines.layout import TableLayout, conform, key_columns_only, quote_ansi
+from pipelines.retry import with_retries
 
 
 class Replica(ABC):
@@ -138,23 +139,36 @@ class PostgresReplica(Replica):
         self.query("SELECT 1")
 
     def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-        """Run a small query and return its rows."""
-        with self._cursor() as cur:
-            cur.execute(sql, params)
-            return cur.fetchall() if cur.description else []
+        """Run a small query and return its rows (retried if the connection drops)."""
+
+        def run() -> list[tuple[Any, ...]]:
+            with self._cursor() as cur:
+                cur.execute(sql, params)
+                return cur.fetchall() if cur.description else []
+
+        return with_retries(run, "querying Atlas DB")
 
     def execute(self, sql: str, params: Any = None) -> None:
-        """Run a statement in its own committed transaction."""
-        with self._cursor() as cur:
-            cur.execute(sql, params)
+        """Run a statement in its own committed transaction (retried if the connection drops)."""
+
+        def run() -> None:
+            with self._cursor() as cur:
+                cur.execute(sql, params)
+
+        with_retries(run, "writing Atlas DB")
 
     def read_arrow(self, sql: str) -> pa.Table:
         """Run a query through connectorx and return Arrow."""
         import connectorx as cx
 
+        url = self.settings.atlas_connectorx_url()
         try:
-            return cx.read_sql(self.settings.atlas_connectorx_url(), sql, return_type="arrow")
-        except Exception as exc:
+            return with_retries(
+                lambda: cx.read_sql(url, sql, return_type="arrow"), "reading the replica"
+            )
+        except BaseException as exc:  # connectorx panics are BaseExceptions
+            if is_fatal_signal(exc):
+                raise
             raise database_failure("reading the replica failed", exc) from exc
 
     def close(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -63,6 +64,8 @@ def _fail(message: str, code: int) -> None:
 
 def _guarded(debug: bool, fn: Callable[[], Any]) -> Any:
     """Run `fn`, turning expected failures into one stderr line and the contract's exit code."""
+    # connectorx (Rust) prints a stack trace on a dropped connection unless told not to
+    os.environ["RUST_BACKTRACE"] = "1" if debug else "0"
     try:
         return fn()
     except typer.Exit:

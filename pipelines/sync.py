@@ -14,12 +14,12 @@ from typing import Any
 
 from pipelines.bulk import BulkLoader
 from pipelines.config import Settings
-from pipelines.dberrors import classify, database_failure, root_cause
-from pipelines.errors import PipelineError
+from pipelines.dberrors import classify, database_failure, pipeline_error_in, root_cause
 from pipelines.kimai import Kimai
 from pipelines.plan import check_mass_delete, plan_tables
 from pipelines.registry import TableSpec
 from pipelines.replica import PostgresReplica, open_replica
+from pipelines.retry import with_retries
 from pipelines.source import SyncOptions, TableExtractor, TableStats, kimai_source
 
 log = logging.getLogger("pipelines.sync")
@@ -177,7 +177,7 @@ def sync(
 
 def _sync_state_from_destination(pipeline: Any) -> None:
     try:
-        pipeline.sync_destination()
+        with_retries(pipeline.sync_destination, "reading sync state from Atlas DB")
     except Exception as exc:
         raise database_failure("reading sync state from Atlas DB failed", exc) from exc
 
@@ -197,11 +197,12 @@ def _run_dlt(pipeline: Any, extractors: list[TableExtractor]) -> None:
     try:
         pipeline.extract(source, loader_file_format="parquet")
         pipeline.normalize()
-        pipeline.load()
+        # a failed load leaves its package pending: loading again resumes the remaining jobs
+        with_retries(pipeline.load, "loading into Atlas DB")
     except PipelineStepFailed as exc:
-        root = root_cause(exc)
-        if isinstance(root, PipelineError):
-            raise root from exc
+        own = pipeline_error_in(exc)
+        if own is not None:
+            raise own from exc
         raise database_failure(f"{exc.step} step failed", exc) from exc
 
 
