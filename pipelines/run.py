@@ -1,26 +1,55 @@
-"""Command line: ``python -m pipelines.run [COMMAND]`` (see the README's CLI reference)."""
+"""Command line: ``python -m pipelines.run [COMMAND]`` (see the README's CLI reference).
+
+This module only parses options and prints results; the work is in `pipelines.runner`.
+Expected failures print one line on stderr and exit with the contract's code.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from pipelines.errors import EXIT_BAD_CONFIG, EXIT_DATABASE, ConfigError, PipelineError
+from pipelines.errors import EXIT_DATA_TEST_FAILED, EXIT_DATABASE, ConfigError, PipelineError
 
 app = typer.Typer(
     help="Keep a faithful replica of Kimai in Atlas DB and build the BI views with dbt.\n\n"
-    "Without a command: sync every table, then run `dbt build` (the scheduled job).",
+    "Without a command: sync every table, then run `dbt build` (the scheduled job).\n\n"
+    "Exit codes: 0 success, 1 a data test failed (or status: data is stale), 2 bad "
+    "configuration or usage, 3 another run holds the lock, 4 a database was unreachable "
+    "or failed.",
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+class LogFormat(StrEnum):
+    """Log line formats."""
+
+    auto = "auto"
+    text = "text"
+    json = "json"
+
+
+class Trigger(StrEnum):
+    """Who started the run (recorded in the audit)."""
+
+    auto = "auto"
+    cli = "cli"
+    cron = "cron"
+    manual = "manual"
+
 
 FullRefresh = Annotated[
     bool,
@@ -41,11 +70,41 @@ AllowMassDelete = Annotated[
         help="Apply deletes even when they exceed ATLAS_MASS_DELETE_MAX_SHARE of a table.",
     ),
 ]
-Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
 DryRun = Annotated[
     bool,
     typer.Option("--dry-run", help="Show what would change; write nothing, keep the sync state."),
 ]
+Wait = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        metavar="SECONDS",
+        help="If another run holds the lock, wait up to SECONDS instead of exiting with 3.",
+        min=0,
+    ),
+]
+MetricsFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--metrics-file",
+        metavar="PATH",
+        help="Write Prometheus metrics to PATH after the run (node_exporter textfile collector).",
+    ),
+]
+TriggerOpt = Annotated[
+    Trigger,
+    typer.Option(
+        "--trigger", help="Recorded in the run audit; auto = cli on a terminal, else cron."
+    ),
+]
+LogFormatOpt = Annotated[
+    LogFormat,
+    typer.Option(
+        "--log-format",
+        help="auto: progress on a terminal, warnings only otherwise; json: JSON lines on stderr.",
+    ),
+]
+Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
 Tables = Annotated[
     list[str] | None,
     typer.Argument(
@@ -92,20 +151,11 @@ def _parse_since(since: str | None) -> dt.date | None:
         raise ConfigError(f"--since must be a date like 2024-01-31, got {since!r}") from None
 
 
-Wait = Annotated[
-    float,
-    typer.Option(
-        "--wait",
-        metavar="SECONDS",
-        help="If another run holds the lock, wait up to SECONDS for it instead of exiting 3.",
-        min=0,
-    ),
-]
-
-
 def _run(
     command: str,
     *,
+    log_format: LogFormat,
+    debug: bool,
     sync: bool = True,
     transform: bool = False,
     tables: list[str] | None = None,
@@ -115,13 +165,18 @@ def _run(
     dry_run: bool = False,
     reconcile: bool = False,
     wait: float = 0.0,
+    metrics_file: Path | None = None,
+    trigger: Trigger = Trigger.auto,
 ) -> None:
     from pipelines.config import load_settings
+    from pipelines.logs import configure
     from pipelines.registry import select_tables
-    from pipelines.report import progress_printer, summary_table
+    from pipelines.report import summary_table
     from pipelines.runner import RunRequest, execute
     from pipelines.source import SyncOptions
 
+    say = configure(log_format.value, debug)
+    started = time.monotonic()
     settings = load_settings()
     try:
         select_tables(tables)
@@ -141,15 +196,31 @@ def _run(
         allow_mass_delete=allow_mass_delete,
         dry_run=dry_run,
         wait_seconds=wait,
+        trigger=None if trigger is Trigger.auto else trigger.value,
     )
-    outcome = execute(settings, request, say=progress_printer())
-    if outcome.sync is not None:
-        print(summary_table(outcome.sync.tables))
+    outcome = "failed"
+    try:
+        result = execute(settings, request, say=say)
+        outcome = "success"
+    finally:
+        if metrics_file is not None:
+            _write_metrics(settings, metrics_file, outcome, time.monotonic() - started)
+    if result.sync is not None:
+        print(summary_table(result.sync.tables))
         done = "dry run: nothing was written" if dry_run else "sync finished"
-        print(f"{done} in {outcome.sync.seconds:.1f} s")
-    if outcome.transform is not None:
-        t = outcome.transform
+        print(f"{done} in {result.sync.seconds:.1f} s")
+    if result.transform is not None:
+        t = result.transform
         print(f"dbt build passed: {t.passed} nodes ok, {len(t.warned)} warnings")
+
+
+def _write_metrics(settings: Any, path: Path, outcome: str, seconds: float) -> None:
+    from pipelines.status import collect, prometheus_text, write_metrics
+
+    try:
+        write_metrics(path, prometheus_text(collect(settings), outcome, seconds))
+    except Exception as exc:  # metrics must never turn a good run into a failed one
+        print(f"warning: could not write metrics to {path}: {exc}", file=sys.stderr)
 
 
 @app.callback(invoke_without_command=True)
@@ -159,6 +230,9 @@ def scheduled(
     since: Since = None,
     allow_mass_delete: AllowMassDelete = False,
     wait: Wait = 0.0,
+    metrics_file: MetricsFile = None,
+    trigger: TriggerOpt = Trigger.auto,
+    log_format: LogFormatOpt = LogFormat.auto,
     debug: Debug = False,
 ) -> None:
     """Sync every table, then run dbt build; exit 0 only if both succeed."""
@@ -173,6 +247,10 @@ def scheduled(
             since=since,
             allow_mass_delete=allow_mass_delete,
             wait=wait,
+            metrics_file=metrics_file,
+            trigger=trigger,
+            log_format=log_format,
+            debug=debug,
         ),
     )
 
@@ -185,6 +263,9 @@ def sync_command(
     allow_mass_delete: AllowMassDelete = False,
     dry_run: DryRun = False,
     wait: Wait = 0.0,
+    metrics_file: MetricsFile = None,
+    trigger: TriggerOpt = Trigger.auto,
+    log_format: LogFormatOpt = LogFormat.auto,
     debug: Debug = False,
 ) -> None:
     """Extract-load only: make the replica tables equal to Kimai."""
@@ -198,14 +279,34 @@ def sync_command(
             allow_mass_delete=allow_mass_delete,
             dry_run=dry_run,
             wait=wait,
+            metrics_file=metrics_file,
+            trigger=trigger,
+            log_format=log_format,
+            debug=debug,
         ),
     )
 
 
 @app.command("transform")
-def transform_command(wait: Wait = 0.0, debug: Debug = False) -> None:
-    """Run dbt build only (models and data tests)."""
-    _guarded(debug, lambda: _run("transform", sync=False, transform=True, wait=wait))
+def transform_command(
+    wait: Wait = 0.0,
+    trigger: TriggerOpt = Trigger.auto,
+    log_format: LogFormatOpt = LogFormat.auto,
+    debug: Debug = False,
+) -> None:
+    """Run dbt build only (models and data tests); exit 1 names the failing tests."""
+    _guarded(
+        debug,
+        lambda: _run(
+            "transform",
+            sync=False,
+            transform=True,
+            wait=wait,
+            trigger=trigger,
+            log_format=log_format,
+            debug=debug,
+        ),
+    )
 
 
 @app.command("reconcile")
@@ -214,6 +315,9 @@ def reconcile_command(
     allow_mass_delete: AllowMassDelete = False,
     dry_run: DryRun = False,
     wait: Wait = 0.0,
+    metrics_file: MetricsFile = None,
+    trigger: TriggerOpt = Trigger.auto,
+    log_format: LogFormatOpt = LogFormat.auto,
     debug: Debug = False,
 ) -> None:
     """Compare every replicated column of every row with Kimai and repair every difference.
@@ -230,20 +334,50 @@ def reconcile_command(
             dry_run=dry_run,
             reconcile=True,
             wait=wait,
+            metrics_file=metrics_file,
+            trigger=trigger,
+            log_format=log_format,
+            debug=debug,
         ),
     )
 
 
 @app.command("status")
-def status_command(debug: Debug = False) -> None:
+def status_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
+    runs: Annotated[int, typer.Option("--runs", help="How many recent runs to list.", min=1)] = 10,
+    max_lag: Annotated[
+        float,
+        typer.Option(
+            "--max-lag",
+            metavar="MINUTES",
+            help="Exit 1 when a table was last synced longer ago than this.",
+            min=0,
+        ),
+    ] = 60.0,
+    debug: Debug = False,
+) -> None:
     """Show the last runs, per-table lag and row counts, and the last reconciliation."""
-    _guarded(debug, lambda: _fail("status is not available yet", EXIT_BAD_CONFIG))
+
+    def show() -> None:
+        from pipelines.config import load_settings
+        from pipelines.status import collect, render
+
+        status = collect(load_settings(), last_runs=runs, max_lag_seconds=max_lag * 60)
+        if as_json:
+            print(json.dumps(status.as_json(), indent=2))
+        else:
+            print(render(status))
+        if status.stale:
+            raise typer.Exit(EXIT_DATA_TEST_FAILED)
+
+    _guarded(debug, show)
 
 
 @app.command("demo")
 def demo_command(debug: Debug = False) -> None:
     """Run the whole product end to end on an embedded database (no servers needed)."""
-    _guarded(debug, lambda: _fail("the embedded demo is not available yet", EXIT_BAD_CONFIG))
+    _guarded(debug, lambda: _fail("the embedded demo is not available yet", 2))
 
 
 def main() -> None:

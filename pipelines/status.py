@@ -1,0 +1,226 @@
+"""Freshness and completeness from the run audit: the ``status`` command and metrics file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.audit import RUNS, TABLE_RUNS
+from pipelines.config import Settings
+from pipelines.registry import TABLES
+from pipelines.replica import Replica, open_replica
+
+
+@dataclass
+class TableHealth:
+    """Health of one replicated table, as the last runs recorded it."""
+
+    table_name: str
+    last_synced_at: dt.datetime | None = None
+    lag_seconds: float | None = None
+    newest_modified_at: dt.datetime | None = None
+    replica_rows: int | None = None
+    kimai_rows: int | None = None
+    last_reconciled_at: dt.datetime | None = None
+    differences_found: int | None = None
+    differences_unrepaired: int | None = None
+
+
+@dataclass
+class Status:
+    """What `status` reports."""
+
+    now: dt.datetime
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    tables: list[TableHealth] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+    upserts_total: dict[str, int] = field(default_factory=dict)
+    errors_total: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready dict (timestamps as ISO strings)."""
+
+        def conv(v: Any) -> Any:
+            return v.isoformat() if isinstance(v, dt.datetime) else v
+
+        return {
+            "now": conv(self.now),
+            "stale_tables": self.stale,
+            "tables": [{k: conv(v) for k, v in asdict(t).items()} for t in self.tables],
+            "runs": [{k: conv(v) for k, v in r.items()} for r in self.runs],
+            "upserts_total": self.upserts_total,
+            "errors_total": self.errors_total,
+        }
+
+
+def _utc(value: Any) -> dt.datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def collect(settings: Settings, last_runs: int = 10, max_lag_seconds: float = 3600) -> Status:
+    """Read the audit tables (and live replica counts) into a `Status`."""
+    replica = open_replica(settings)
+    try:
+        return _collect(replica, last_runs, max_lag_seconds)
+    finally:
+        replica.close()
+
+
+def _collect(replica: Replica, last_runs: int, max_lag_seconds: float) -> Status:
+    now = dt.datetime.now(dt.UTC)
+    status = Status(now=now)
+    if not replica.exists(RUNS):
+        status.stale = [t.name for t in TABLES]
+        status.tables = [TableHealth(t.name) for t in TABLES]
+        return status
+    runs, table_runs = replica.qualified(RUNS), replica.qualified(TABLE_RUNS)
+    cols = ["run_id", "command", "trigger", "started_by", "host", "started_at", "finished_at"]
+    cols += ["status", "exit_code", "error"]
+    rows = replica.query(
+        f"SELECT {', '.join(cols)} FROM {runs} ORDER BY started_at DESC LIMIT {int(last_runs)}"
+    )
+    status.runs = [dict(zip(cols, r, strict=True)) for r in rows]
+    status.errors_total = int(
+        replica.query(f"SELECT count(*) FROM {runs} WHERE status IN ('failed', 'crashed')")[0][0]
+    )
+    for name, upserts in replica.query(
+        f"SELECT table_name, coalesce(sum(inserted + updated), 0) FROM {table_runs}"
+        " GROUP BY table_name"
+    ):
+        status.upserts_total[name] = int(upserts)
+    for spec in TABLES:
+        health = TableHealth(spec.name)
+        last = replica.query(
+            f"SELECT recorded_at, kimai_rows, cursor_after FROM {table_runs}"
+            " WHERE table_name = %s ORDER BY recorded_at DESC LIMIT 1",
+            (spec.name,),
+        )
+        if last:
+            health.last_synced_at = _utc(last[0][0])
+            health.kimai_rows = last[0][1]
+            health.newest_modified_at = _utc(last[0][2])
+            health.lag_seconds = (now - health.last_synced_at).total_seconds()
+        rec = replica.query(
+            f"SELECT recorded_at, differences_found, differences_unrepaired FROM {table_runs}"
+            " WHERE table_name = %s AND reconciled ORDER BY recorded_at DESC LIMIT 1",
+            (spec.name,),
+        )
+        if rec:
+            health.last_reconciled_at = _utc(rec[0][0])
+            health.differences_found, health.differences_unrepaired = rec[0][1], rec[0][2]
+        if replica.exists(spec.replica_table):
+            health.replica_rows = int(
+                replica.query(f"SELECT count(*) FROM {replica.qualified(spec.replica_table)}")[0][0]
+            )
+        if health.lag_seconds is None or health.lag_seconds > max_lag_seconds:
+            status.stale.append(spec.name)
+        status.tables.append(health)
+    return status
+
+
+def render(status: Status) -> str:
+    """Human-readable status report."""
+
+    def ago(seconds: float | None) -> str:
+        if seconds is None:
+            return "never"
+        if seconds < 120:
+            return f"{seconds:.0f} s ago"
+        if seconds < 7200:
+            return f"{seconds / 60:.0f} min ago"
+        return f"{seconds / 3600:.1f} h ago"
+
+    def when(value: dt.datetime | None) -> str:
+        return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+    lines = ["Tables", ""]
+    header = ("table", "last sync", "replica rows", "kimai rows", "newest modified_at")
+    header += ("last reconcile", "unrepaired")
+    body = [
+        (
+            t.table_name,
+            ago(t.lag_seconds),
+            "-" if t.replica_rows is None else f"{t.replica_rows:,}",
+            "-" if t.kimai_rows is None else f"{t.kimai_rows:,}",
+            when(t.newest_modified_at),
+            when(t.last_reconciled_at),
+            "-" if t.differences_unrepaired is None else str(t.differences_unrepaired),
+        )
+        for t in status.tables
+    ]
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    for row in [header, *body]:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    lines += ["", "Last runs", ""]
+    for r in status.runs:
+        took = ""
+        if r["finished_at"] and r["started_at"]:
+            took = f" ({(r['finished_at'] - r['started_at']).total_seconds():.1f} s)"
+        error = f": {r['error']}" if r["error"] else ""
+        lines.append(
+            f"{when(_utc(r['started_at']))}  {r['command']:<9} {r['trigger']:<6}"
+            f" {r['status']}{took}{error}"
+        )
+    if status.stale:
+        lines += ["", f"STALE: {', '.join(status.stale)}"]
+    return "\n".join(lines)
+
+
+def prometheus_text(status: Status, last_outcome: str, duration_seconds: float) -> str:
+    """Metrics in the Prometheus text format, for node_exporter's textfile collector."""
+    out = [
+        "# HELP kimai_atlas_sync_last_run_success 1 if the last run succeeded.",
+        "# TYPE kimai_atlas_sync_last_run_success gauge",
+        f"kimai_atlas_sync_last_run_success {1 if last_outcome == 'success' else 0}",
+        "# HELP kimai_atlas_sync_last_run_duration_seconds Wall time of the last run.",
+        "# TYPE kimai_atlas_sync_last_run_duration_seconds gauge",
+        f"kimai_atlas_sync_last_run_duration_seconds {duration_seconds:.3f}",
+        "# HELP kimai_atlas_sync_last_run_timestamp_seconds When the last run ended.",
+        "# TYPE kimai_atlas_sync_last_run_timestamp_seconds gauge",
+        f"kimai_atlas_sync_last_run_timestamp_seconds {status.now.timestamp():.0f}",
+        "# HELP kimai_atlas_sync_errors_total Runs that failed or crashed (sync.errors).",
+        "# TYPE kimai_atlas_sync_errors_total counter",
+        f"kimai_atlas_sync_errors_total {status.errors_total}",
+        "# HELP kimai_atlas_sync_upserts_total Rows inserted or updated (sync.<table>.upserts).",
+        "# TYPE kimai_atlas_sync_upserts_total counter",
+    ]
+    out += [
+        f'kimai_atlas_sync_upserts_total{{table="{t}"}} {n}'
+        for t, n in sorted(status.upserts_total.items())
+    ]
+    gauges = (
+        ("lag_seconds", "Seconds since the table was last synced.", "lag_seconds"),
+        ("replica_rows", "Rows in the replica table.", "replica_rows"),
+        ("kimai_rows", "Rows Kimai had at the last sync.", "kimai_rows"),
+        (
+            "differences_unrepaired",
+            "Differences the last reconcile left.",
+            "differences_unrepaired",
+        ),
+    )
+    for metric, help_text, attr in gauges:
+        out += [
+            f"# HELP kimai_atlas_sync_{metric} {help_text}",
+            f"# TYPE kimai_atlas_sync_{metric} gauge",
+        ]
+        for t in status.tables:
+            value = getattr(t, attr)
+            if value is not None:
+                out.append(f'kimai_atlas_sync_{metric}{{table="{t.table_name}"}} {value}')
+    return "\n".join(out) + "\n"
+
+
+def write_metrics(path: Path, text: str) -> None:
+    """Replace `path` atomically (node_exporter must never read a half-written file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".kimai-atlas-", suffix=".prom")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
