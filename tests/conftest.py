@@ -110,9 +110,7 @@ def run_cli(
     The process gets only `env` (plus PATH and the like), never the test process's own
     contract variables, and runs outside the repository unless `cwd` says otherwise.
     """
-    full_env = {
-        k: v for k, v in os.environ.items() if not k.startswith(_CONTRACT_PREFIXES)
-    }
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(_CONTRACT_PREFIXES)}
     full_env.update(env)
     full_env.update(extra_env or {})
     return subprocess.run(
@@ -123,3 +121,29 @@ def run_cli(
         timeout=timeout,
         cwd=str(cwd) if cwd else full_env.get("ATLAS_SYNC_STATE_DIR", "/tmp"),
     )
+
+
+def kimai_url(database: str) -> str:
+    """SQLAlchemy URL of a test Kimai database (root)."""
+    return f"mysql+pymysql://root@127.0.0.1:3306/{database}?charset=utf8mb4"
+
+
+def sync_now(*tables: str, **options):
+    """Run one sync in-process with the current environment; return the run's `SyncResult`.
+
+    Keyword options are `RunRequest` fields (``allow_mass_delete``, ``dry_run``) or
+    `SyncOptions` fields (``full_refresh``, ``since``, ``reconcile``).
+    """
+    from pipelines.config import load_settings
+    from pipelines.runner import RunRequest, execute
+    from pipelines.source import SyncOptions
+
+    settings = load_settings(dotenv=False)
+    request_fields = {"allow_mass_delete", "dry_run", "wait_seconds", "trigger", "transform"}
+    req = {k: v for k, v in options.items() if k in request_fields}
+    opts = {k: v for k, v in options.items() if k not in request_fields}
+    opts.setdefault("overlap_seconds", settings.overlap_seconds)
+    request = RunRequest(
+        command="sync", tables=list(tables) or None, options=SyncOptions(**opts), **req
+    )
+    return execute(settings, request).sync

@@ -8,7 +8,10 @@ from pipelines.errors import ConfigError
 
 def test_defaults_follow_the_contract():
     s = load_settings({})
-    assert s.kimai_url.render_as_string() == "mysql+pymysql://root@127.0.0.1:3306/kimai?charset=utf8mb4"
+    assert (
+        s.kimai_url.render_as_string()
+        == "mysql+pymysql://root@127.0.0.1:3306/kimai?charset=utf8mb4"
+    )
     assert s.atlas_url.render_as_string() == "postgresql://postgres@127.0.0.1:5432/atlas"
     assert (s.replica_schema, s.analytics_schema, s.overlay_schema) == (
         "kimai_replica",
@@ -35,7 +38,10 @@ def test_kimai_url_overrides_the_parts_and_passwords_are_encoded_for_connectorx(
 
 def test_sqlite_and_duckdb_urls_for_the_embedded_path(tmp_path: Path):
     s = load_settings(
-        {"KIMAI_DB_URL": f"sqlite:///{tmp_path}/k.sqlite", "ATLAS_DB_URL": f"duckdb:///{tmp_path}/a.duckdb"}
+        {
+            "KIMAI_DB_URL": f"sqlite:///{tmp_path}/k.sqlite",
+            "ATLAS_DB_URL": f"duckdb:///{tmp_path}/a.duckdb",
+        }
     )
     assert s.kimai_dialect == "sqlite" and s.atlas_dialect == "duckdb"
     assert s.kimai_connectorx_url() == f"sqlite://{tmp_path}/k.sqlite"
@@ -46,10 +52,16 @@ def test_sqlite_and_duckdb_urls_for_the_embedded_path(tmp_path: Path):
     [
         ({"KIMAI_DB_PORT": "abc"}, "KIMAI_DB_PORT must be an integer"),
         ({"ATLAS_DB_PORT": "0"}, "ATLAS_DB_PORT must be at least 1"),
-        ({"ATLAS_REPLICA_SCHEMA": "x; drop"}, "ATLAS_REPLICA_SCHEMA must be a plain SQL identifier"),
+        (
+            {"ATLAS_REPLICA_SCHEMA": "x; drop"},
+            "ATLAS_REPLICA_SCHEMA must be a plain SQL identifier",
+        ),
         ({"KIMAI_TABLE_PREFIX": "k-"}, "KIMAI_TABLE_PREFIX may hold"),
         ({"ATLAS_MASS_DELETE_MAX_SHARE": "2"}, "between 0 and 1"),
-        ({"KIMAI_DB_URL": "postgresql://x/y"}, "KIMAI_DB_URL must point at MySQL/MariaDB or SQLite"),
+        (
+            {"KIMAI_DB_URL": "postgresql://x/y"},
+            "KIMAI_DB_URL must point at MySQL/MariaDB or SQLite",
+        ),
         ({"ATLAS_DB_URL": "mysql://x/y"}, "ATLAS_DB_URL must point at PostgreSQL or DuckDB"),
         ({"ATLAS_BI_ROLE": "bi role"}, "ATLAS_BI_ROLE must be a plain SQL identifier"),
         ({"ATLAS_RECONCILE_EVERY_RUN": "maybe"}, "must be true or false"),
