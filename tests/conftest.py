@@ -119,7 +119,7 @@ def run_cli(
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=str(cwd) if cwd else full_env.get("ATLAS_SYNC_STATE_DIR", "/tmp"),
+        cwd=str(cwd) if cwd else str(Path(full_env.get("ATLAS_SYNC_STATE_DIR", "/tmp/x")).parent),
     )
 
 

@@ -1,0 +1,127 @@
+"""The command line as schedulers and people use it: help, exit codes, one-line errors, and
+failed runs that change nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.fixtures.kimai_data import build_kimai
+from tests.conftest import REPO, kimai_url, pg_connect, run_cli
+
+COMMANDS = ["sync", "transform", "reconcile", "status", "demo"]
+
+
+@pytest.mark.parametrize("args", [[], *([c] for c in COMMANDS)])
+def test_every_command_has_help(args):
+    out = subprocess.run(
+        [sys.executable, "-m", "pipelines.run", *args, "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "Usage:" in out.stdout and "--help" in out.stdout
+
+
+def test_every_command_is_documented_in_the_readme():
+    readme = (REPO / "README.md").read_text()
+    for command in COMMANDS:
+        assert f"python -m pipelines.run {command}" in readme, command
+    for option in ("--full-refresh", "--since", "--dry-run", "--allow-mass-delete", "--wait"):
+        assert option in readme, option
+
+
+def _snapshot(pg_db: str, state_dir: Path) -> tuple:
+    """Everything a failed run must not touch: replica contents, dlt's state, local state."""
+    conn = pg_connect(pg_db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema = 'kimai_replica' AND table_name NOT LIKE 'sync_run%'"
+                " ORDER BY table_name"
+            )
+            tables = [r[0] for r in cur.fetchall()]
+            digests = []
+            for t in tables:
+                cur.execute(
+                    f'SELECT md5(coalesce(string_agg(x::text, \'|\' ORDER BY x::text), \'\'))'
+                    f' FROM kimai_replica."{t}" x'
+                )
+                digests.append((t, cur.fetchone()[0]))
+    finally:
+        conn.close()
+    files = sorted(
+        (str(p.relative_to(state_dir)), hashlib.md5(p.read_bytes()).hexdigest())
+        for p in state_dir.rglob("*")
+        if p.is_file() and "trace" not in p.name
+    )
+    return tuple(digests), tuple(files)
+
+
+@pytest.fixture
+def synced(env):
+    build_kimai(kimai_url(env["KIMAI_DB_DATABASE"]), seed=3, timesheets=300)
+    first = run_cli("sync", env=env)
+    assert first.returncode == 0, first.stderr
+    return env
+
+
+@pytest.mark.parametrize(
+    ("override", "code", "message"),
+    [
+        ({"KIMAI_DB_PASSWORD": "wrong"}, 2, "Access denied"),
+        ({"KIMAI_DB_DATABASE": "no_such_kimai"}, 2, "Unknown database"),
+        ({"KIMAI_DB_PORT": "3999"}, 4, "Can't connect"),
+        ({"KIMAI_TABLE_PREFIX": "other_"}, 2, "other_customers not found"),
+        ({"KIMAI_DB_PORT": "not-a-port"}, 2, "KIMAI_DB_PORT must be an integer"),
+        ({"ATLAS_DB_PASSWORD": "x", "ATLAS_DB_USER": "nobody"}, 2, "nobody"),
+        ({"ATLAS_DB_PORT": "5999"}, 4, "5999"),
+    ],
+)
+def test_bad_configuration_fails_in_one_line_and_changes_nothing(synced, override, code, message):
+    env = synced
+    state_dir = Path(env["ATLAS_SYNC_STATE_DIR"])
+    before = _snapshot(env["ATLAS_DB_DATABASE"], state_dir)
+    out = run_cli("sync", env={**env, **override}, extra_env={"ATLAS_RETRY_ATTEMPTS": "1"})
+    assert out.returncode == code, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+    assert message in lines[0]
+    assert "Traceback" not in out.stderr and "wrong" not in out.stderr
+    assert _snapshot(env["ATLAS_DB_DATABASE"], state_dir) == before
+
+
+def test_usage_errors_exit_2(env):
+    assert run_cli("sync", "bogus", env=env).returncode == 2
+    assert run_cli("sync", "--since", "yesterday", env=env).returncode == 2
+    assert run_cli("--no-such-option", env=env).returncode == 2
+
+
+def test_debug_shows_the_traceback(env):
+    out = run_cli("sync", "--debug", env={**env, "KIMAI_DB_PORT": "3999"},
+                  extra_env={"ATLAS_RETRY_ATTEMPTS": "1"})
+    assert out.returncode == 4 and "Traceback" in out.stderr
+
+
+def test_a_second_run_exits_3_naming_the_holder_or_waits(synced):
+    env = synced
+    conn = pg_connect(env["ATLAS_DB_DATABASE"])
+    with conn.cursor() as cur:  # hold the run lock the way a running sync does
+        cur.execute("SET application_name = 'kimai-atlas-sync pid=4242 host=elsewhere'")
+        cur.execute("SELECT pg_advisory_lock(hashtextextended('kimai-atlas-sync:kimai_replica', 0))")
+    try:
+        t0 = time.monotonic()
+        out = run_cli("sync", env=env)
+        assert out.returncode == 3
+        assert "pid=4242 host=elsewhere" in out.stderr and "running since" in out.stderr
+        waited = run_cli("sync", "--wait", "2", env=env)
+        assert waited.returncode == 3 and time.monotonic() - t0 >= 2
+    finally:
+        conn.close()  # the lock dies with the session
+    assert run_cli("sync", "--wait", "5", env=env).returncode == 0
