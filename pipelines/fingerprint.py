@@ -95,10 +95,6 @@ def _ranges_sql(key: str, buckets: Sequence[int]) -> str:
     )
 
 
-def _merge_runs(buckets: Sequence[int]) -> list[int]:
-    return sorted(set(buckets))
-
-
 class Fingerprinter:
     """Compares one single-key table between Kimai (MariaDB) and the replica (PostgreSQL)."""
 
@@ -112,6 +108,7 @@ class Fingerprinter:
         self._kimai_hash = mysql_row_hash(layout)
         self._replica_hash = pg_row_hash(layout, present)
         self._kimai_table = quote_mysql(layout.kimai_name)
+        self.differing_buckets: list[int] = []
         self._replica_table = replica.qualified(layout.spec.replica_table)
 
     # -- Kimai side: short READ ONLY transactions ------------------------------------------
@@ -174,6 +171,14 @@ class Fingerprinter:
 
     # -- comparison ----------------------------------------------------------------------------
 
+    def recheck(self) -> pa.Array:
+        """Keys whose hashes still differ in the buckets that differed (after a repair)."""
+        if not self.differing_buckets:
+            return pa.array([], pa.int64())
+        kh = self._kimai_row_hashes(self.differing_buckets)
+        rh = self._replica_row_hashes(self.differing_buckets)
+        return pa.array(sorted(k for k in set(kh) | set(rh) if kh.get(k) != rh.get(k)), pa.int64())
+
     def differing_keys(self, key_values: Iterable[pa.Array]) -> pa.Array:
         """Keys whose rows differ (or exist on one side only), given both sides' key sets."""
         bounds = [
@@ -194,7 +199,8 @@ class Fingerprinter:
                 kb, rb = fk.result(), fr.result()
                 self.stats.buckets += len(set(kb) | set(rb))
                 differing.extend(b for b in set(kb) | set(rb) if kb.get(b) != rb.get(b))
-        buckets = _merge_runs(differing)
+        buckets = sorted(set(differing))
+        self.differing_buckets = buckets
         self.stats.buckets_differing = len(buckets)
         if not buckets:
             return pa.array([], pa.int64())

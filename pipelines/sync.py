@@ -164,6 +164,9 @@ def sync(
             for p in plans:
                 if replica.exists(p.layout.spec.replica_table):
                     replica.ensure_key_index(p.layout)
+            if options.reconcile:
+                for e in extractors:
+                    e.stats.extra["unrepaired"] = e.unrepaired()
         for stats in result.tables:
             fp = stats.extra.get("fingerprint")
             fp_bytes = fp.kimai_bytes_returned if fp else 0

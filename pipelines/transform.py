@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -58,6 +59,25 @@ def dbt_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def work_dir(settings: Settings) -> Path:
+    """The target and log directory of dbt for this Atlas DB.
+
+    One per database and schema set, so that runs against different databases (parallel
+    tests, several deployments on one host) never share dbt's partial-parse state.
+    """
+    where = "|".join(
+        (
+            settings.describe_atlas(),
+            settings.replica_schema,
+            settings.analytics_schema,
+            settings.overlay_schema,
+        )
+    )
+    key = hashlib.sha256(where.encode()).hexdigest()[:12]
+    base = Path(tempfile.gettempdir()) / f"kimai-atlas-dbt-{os.getuid()}"
+    return base / f"{settings.pipeline_name}-{key}"
+
+
 @contextmanager
 def _profiles_dir(project: Path) -> Iterator[Path]:
     configured = os.environ.get("DBT_PROFILES_DIR")
@@ -105,12 +125,7 @@ def run_dbt(
     target = "local" if settings.atlas_dialect == "duckdb" else "atlas"
     result = TransformResult()
     with _profiles_dir(project) as profiles, _environment(dbt_env(settings)):
-        tdir = (
-            target_dir
-            or Path(tempfile.gettempdir())
-            / f"kimai-atlas-dbt-{os.getuid()}"
-            / settings.pipeline_name
-        )
+        tdir = target_dir or work_dir(settings)
         cli = [
             *args,
             "--project-dir",

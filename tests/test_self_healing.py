@@ -1,0 +1,233 @@
+"""Every silent change in Kimai reaches the replica, applied exactly as Kimai applies it
+(kimai-schema.md §9, §11), and a wrong Kimai cannot wipe the replica."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+import sqlalchemy as sa
+
+from pipelines.fixtures import kimai_actions as kimai_do
+from pipelines.fixtures.kimai_data import build_kimai
+from pipelines.registry import TABLES_BY_NAME
+from tests.conftest import kimai_url, pg_connect, run_cli, sync_now
+from tests.replica_check import assert_replica_equals_kimai
+
+NOW = "2026-11-21 09:00:00"
+
+
+@pytest.fixture
+def kimai(env):
+    build_kimai(kimai_url(env["KIMAI_DB_DATABASE"]), seed=21, timesheets=2500)
+    sync_now()
+    engine = sa.create_engine(kimai_url(env["KIMAI_DB_DATABASE"]))
+    yield engine
+    engine.dispose()
+
+
+def one(engine: sa.Engine, sql: str):
+    with engine.connect() as conn:
+        return conn.execute(sa.text(sql)).scalar_one()
+
+
+def apply(engine: sa.Engine, change: Callable[[sa.Connection], object]) -> None:
+    with engine.connect() as conn:
+        change(conn)
+
+
+def stats(result, table: str):
+    return next(s for s in result.tables if s.table == table)
+
+
+def test_deleted_timesheets_disappear(kimai, env):
+    ids = [
+        one(kimai, f"SELECT id FROM kimai2_timesheet ORDER BY id LIMIT 1 OFFSET {n}")
+        for n in (5, 50, 500)
+    ]
+    apply(kimai, lambda c: [kimai_do.delete_timesheet(c, i) for i in ids])
+    result = sync_now()
+    assert stats(result, "timesheets").deleted == 3
+    assert_replica_equals_kimai(env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"])
+
+
+def test_customer_delete_cascades_through_everything(kimai, env):
+    customer = one(
+        kimai,
+        "SELECT p.customer_id FROM kimai2_projects p JOIN kimai2_timesheet t ON t.project_id = p.id"
+        " JOIN kimai2_timesheet_tags x ON x.timesheet_id = t.id GROUP BY p.customer_id"
+        " ORDER BY COUNT(*) LIMIT 1",
+    )
+    before = one(kimai, "SELECT COUNT(*) FROM kimai2_timesheet")
+    apply(kimai, lambda c: kimai_do.delete_customer(c, customer))
+    gone = before - one(kimai, "SELECT COUNT(*) FROM kimai2_timesheet")
+    assert gone > 0
+    result = sync_now()
+    assert stats(result, "timesheets").deleted == gone
+    assert stats(result, "projects").deleted > 0 and stats(result, "timesheet_tags").deleted > 0
+    assert_replica_equals_kimai(env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"])
+
+
+def test_project_deleted_with_move_to_another_project(kimai, env):
+    project, target = (
+        one(
+            kimai,
+            "SELECT project_id FROM kimai2_timesheet GROUP BY project_id ORDER BY COUNT(*) DESC LIMIT 1",
+        ),
+        one(
+            kimai,
+            "SELECT project_id FROM kimai2_timesheet GROUP BY project_id ORDER BY COUNT(*) LIMIT 1",
+        ),
+    )
+    moved = one(kimai, f"SELECT COUNT(*) FROM kimai2_timesheet WHERE project_id = {project}")
+    apply(kimai, lambda c: kimai_do.delete_project(c, project, move_to=target))
+    # the move is a bulk UPDATE without a modified_at bump: invisible to the cursor (except
+    # for rows that happen to sit in its overlap window) ...
+    seen = stats(sync_now(), "timesheets").updated
+    # ... and exactly what reconcile is for
+    result = sync_now(reconcile=True)
+    assert seen + stats(result, "timesheets").updated == moved > 0
+    assert stats(result, "timesheets").extra["unrepaired"] == 0
+    assert_replica_equals_kimai(env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"])
+
+
+def test_bulk_export_flag_and_raw_sql_edit(kimai, env):
+    ids = [
+        r
+        for (r,) in sa.create_engine(kimai.url)
+        .connect()
+        .execute(sa.text("SELECT id FROM kimai2_timesheet WHERE exported = 0 ORDER BY id LIMIT 40"))
+    ]
+    edited = one(kimai, "SELECT MAX(id) FROM kimai2_timesheet")
+    apply(kimai, lambda c: kimai_do.mark_exported(c, ids))
+    apply(kimai, lambda c: kimai_do.raw_sql_set_description(c, edited, "changed by a plugin 🔧"))
+    assert stats(sync_now(), "timesheets").written == 0  # the cursor cannot see them
+    result = sync_now(reconcile=True)
+    ts = stats(result, "timesheets")
+    assert ts.updated == 41 and ts.extra["unrepaired"] == 0
+    fp = ts.extra["fingerprint"]
+    assert fp.keys_differing == 41
+    assert_replica_equals_kimai(env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"])
+    # a second reconcile finds nothing
+    again = stats(sync_now(reconcile=True), "timesheets")
+    assert again.written == 0 and again.extra["fingerprint"].buckets_differing == 0
+
+
+def test_deleted_tag_removes_its_pairs(kimai, env):
+    # a tag in use, though not so widely that its pairs exceed the mass-delete share
+    tag = one(
+        kimai, "SELECT tag_id FROM kimai2_timesheet_tags GROUP BY tag_id ORDER BY COUNT(*) LIMIT 1"
+    )
+    pairs = one(kimai, f"SELECT COUNT(*) FROM kimai2_timesheet_tags WHERE tag_id = {tag}")
+    apply(kimai, lambda c: kimai_do.delete_tag(c, tag))
+    result = sync_now()
+    assert stats(result, "timesheet_tags").deleted == pairs
+    assert stats(result, "tags").deleted == 1
+    assert_replica_equals_kimai(env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"])
+
+
+def test_user_and_activity_deleted_with_move_to(kimai, env):
+    users = [
+        r[0]
+        for r in kimai.connect().execute(
+            sa.text(
+                "SELECT user FROM kimai2_timesheet GROUP BY user ORDER BY COUNT(*) DESC LIMIT 2"
+            )
+        )
+    ]
+    activity = one(
+        kimai,
+        "SELECT activity_id FROM kimai2_timesheet t JOIN kimai2_activities a"
+        " ON a.id = t.activity_id WHERE a.project_id IS NULL GROUP BY activity_id LIMIT 1",
+    )
+    other = one(
+        kimai,
+        f"SELECT id FROM kimai2_activities WHERE project_id IS NULL AND id <> {activity} LIMIT 1",
+    )
+    apply(kimai, lambda c: kimai_do.delete_user(c, users[0], move_to=users[1]))
+    apply(kimai, lambda c: kimai_do.delete_activity(c, activity, move_to=other))
+    result = sync_now(reconcile=True)
+    assert stats(result, "users").deleted == 1
+    assert_replica_equals_kimai(env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"])
+
+
+def test_rows_changing_while_reconcile_runs_are_settled_by_the_next_run(kimai, env):
+    ids = [
+        r[0]
+        for r in kimai.connect().execute(sa.text("SELECT id FROM kimai2_timesheet ORDER BY id"))
+    ]
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        n = 0
+        try:
+            with kimai.connect() as conn:
+                while not stop.is_set():
+                    n += 1
+                    target = ids[(n * 37) % len(ids)]
+                    if n % 2:
+                        kimai_do.raw_sql_set_description(conn, target, f"busy {n}")
+                    else:
+                        kimai_do.mark_exported(conn, [target])
+                    time.sleep(0.005)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        for _ in range(2):
+            out = run_cli("reconcile", env=env)
+            assert out.returncode == 0, out.stderr
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors
+    final = sync_now(reconcile=True)
+    assert stats(final, "timesheets").extra["unrepaired"] == 0
+    assert_replica_equals_kimai(env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"])
+
+
+def test_empty_kimai_trips_the_guard_and_nothing_is_deleted(
+    kimai, env, mariadb_database, monkeypatch
+):
+    db = env["ATLAS_DB_DATABASE"]
+
+    def replica_counts() -> dict[str, int]:
+        conn = pg_connect(db)
+        with conn.cursor() as cur:
+            out = {}
+            for spec in TABLES_BY_NAME.values():
+                cur.execute(f"SELECT count(*) FROM kimai_replica.{spec.replica_table}")
+                out[spec.name] = cur.fetchone()[0]
+        conn.close()
+        return out
+
+    before = replica_counts()
+    # Kimai's database swapped for a freshly installed, empty one
+    with kimai.begin() as conn:
+        for table in ("timesheet_tags", "timesheet", "activities", "projects", "customers", "tags"):
+            conn.execute(sa.text(f"DELETE FROM kimai2_{table}"))
+    out = run_cli("sync", env=env)
+    assert out.returncode == 4
+    assert "refusing to delete" in out.stderr and "--allow-mass-delete" in out.stderr
+    assert replica_counts() == before
+    # a share above the limit also trips it, below does not
+    out = run_cli("sync", env={**env, "ATLAS_MASS_DELETE_MAX_SHARE": "1"})
+    assert out.returncode == 4, "emptying a table is refused whatever the share"
+    allowed = run_cli("sync", "--allow-mass-delete", env=env)
+    assert allowed.returncode == 0, allowed.stderr
+    assert_replica_equals_kimai(env["KIMAI_DB_DATABASE"], db)
+
+
+def test_guard_share_is_configurable(kimai, env):
+    total = one(kimai, "SELECT COUNT(*) FROM kimai2_timesheet")
+    with kimai.begin() as conn:  # a quarter of the timesheets gone
+        conn.execute(sa.text(f"DELETE FROM kimai2_timesheet ORDER BY id LIMIT {total // 4}"))
+    assert run_cli("sync", env=env).returncode == 4
+    ok = run_cli("sync", env={**env, "ATLAS_MASS_DELETE_MAX_SHARE": "0.3"})
+    assert ok.returncode == 0, ok.stderr
+    assert_replica_equals_kimai(env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"])
