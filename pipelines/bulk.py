@@ -51,6 +51,19 @@ def replica_table_ddl(qualified_table: str, layout: TableLayout) -> str:
     return f"CREATE TABLE IF NOT EXISTS {qualified_table} (\n  " + ",\n  ".join(cols) + "\n)"
 
 
+def missing_columns_ddl(
+    qualified_table: str, layout: TableLayout, existing: Iterable[str]
+) -> list[str]:
+    """ALTER TABLE statements adding the layout's columns an existing table lacks."""
+    have = set(existing)
+    return [
+        f"ALTER TABLE {qualified_table} ADD COLUMN IF NOT EXISTS"
+        f" {quote_ansi(c.name)} {_PG_TYPES[c.data_type]}"
+        for c in layout.columns
+        if c.name not in have
+    ]
+
+
 def key_index_ddl(schema: str, table: str, key: Iterable[str]) -> str:
     """The unique key index of a replica table (dlt creates none on PostgreSQL)."""
     cols = ", ".join(quote_ansi(k) for k in key)
@@ -148,6 +161,13 @@ class BulkLoader:
             with conn.cursor() as cur:
                 cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ansi(self.schema)}")
                 cur.execute(replica_table_ddl(qualified, layout))
+                cur.execute(
+                    "SELECT column_name FROM information_schema.columns"
+                    f" WHERE table_schema = '{self.schema}' AND table_name = '{table}'"
+                )
+                existing = [r[0] for r in cur.fetchall()]
+                for ddl in missing_columns_ddl(qualified, layout, existing):
+                    cur.execute(ddl)
                 target_schema, target = self.schema, table
                 if replace:
                     target_schema, target = f"{self.schema}_staging", f"{table}__bulk"

@@ -27,7 +27,8 @@ class TablePlan:
     layout: TableLayout
     kimai_keys: pa.Array
     replica_keys: pa.Array
-    replica_exists: bool
+    replica_columns: list[str]
+    """Columns the replica table has now (empty: no table yet)."""
     deleted: pa.Array = field(init=False)
     """Keys the replica has and Kimai no longer has."""
     missing: pa.Array = field(init=False)
@@ -36,6 +37,18 @@ class TablePlan:
     def __post_init__(self) -> None:
         self.deleted = keys_not_in(self.replica_keys, self.kimai_keys)
         self.missing = keys_not_in(self.kimai_keys, self.replica_keys)
+
+    @property
+    def replica_exists(self) -> bool:
+        """Whether the replica table exists."""
+        return bool(self.replica_columns)
+
+    @property
+    def new_columns(self) -> list[str]:
+        """Kimai columns the existing replica table lacks (a Kimai upgrade added them)."""
+        if not self.replica_columns:
+            return []
+        return [n for n in self.layout.names if n not in self.replica_columns]
 
     @property
     def name(self) -> str:
@@ -55,7 +68,7 @@ def plan_tables(kimai: Kimai, replica: Replica, layouts: Sequence[TableLayout]) 
             layout=layout,
             kimai_keys=packed_keys(kimai_keys, layout.key),
             replica_keys=packed_keys(replica_keys, layout.key),
-            replica_exists=replica.exists(layout.spec.replica_table),
+            replica_columns=replica.table_columns(layout.spec.replica_table),
         )
 
     return [plan(layout) for layout in layouts]

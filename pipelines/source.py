@@ -101,9 +101,11 @@ class TableExtractor:
         self.synced_at = synced_at
         self.stats = stats
         self.say = say or (lambda _line: None)
-        # whole-table writes (first load, full refresh) stream straight into PostgreSQL
-        rewrite = options.full_refresh or len(plan.replica_keys) == 0
-        self.bulk = bulk if rewrite else None
+        # every row is written when there is nothing to compare with: a first load, a full
+        # refresh, or new Kimai columns the replica's rows do not hold yet
+        self.rewrite = options.full_refresh or len(plan.replica_keys) == 0 or bool(plan.new_columns)
+        # ... and such whole-table writes stream straight into PostgreSQL
+        self.bulk = bulk if self.rewrite else None
         self._written_keys: list[pa.Array] = []
         self.fingerprinter: Fingerprinter | None = None
         self._replica_keys = plan.replica_keys
@@ -206,7 +208,7 @@ class TableExtractor:
 
     def _pairs(self) -> Iterator[pa.Table]:
         # every column is key: the key diff is the whole comparison, no row read needed
-        new = self.plan.kimai_keys if self.options.full_refresh else self.plan.missing
+        new = self.plan.kimai_keys if self.rewrite else self.plan.missing
         rows = unpack_keys(new, self.layout.key).cast(self.layout.data_schema)
         self.stats.rows_read += rows.num_rows
         yield from self._upserts(rows)
@@ -214,7 +216,7 @@ class TableExtractor:
     def _full(self) -> Iterator[pa.Table]:
         new = self.kimai.read_rows(self.layout)
         self.stats.rows_read += new.num_rows
-        if not self.options.full_refresh and self.plan.replica_exists:
+        if not self.rewrite:
             new = changed_rows(new, self.replica.read_rows(self.layout), self.layout.key)
         yield from self._upserts(new)
 
@@ -227,7 +229,7 @@ class TableExtractor:
         self.stats.cursor_before = _format_cursor(cursor)
         newest = cursor
 
-        if self.options.full_refresh or len(self.plan.replica_keys) == 0:
+        if self.rewrite:
             # nothing to compare with: stream the whole table in bounded batches
             for batch in self.kimai.stream_rows(self.layout):
                 self.stats.rows_read += batch.num_rows
