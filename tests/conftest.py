@@ -44,13 +44,14 @@ def mariadb_database() -> Iterator[str]:
     """An empty MariaDB database with a unique name, dropped afterwards."""
     name = f"kimai_t_{uuid.uuid4().hex[:12]}"
     conn = mariadb_connect()
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    conn.close()
     try:
-        with conn.cursor() as cur:
-            cur.execute(
-                f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-            )
         yield name
     finally:
+        # a new connection: the server may have been restarted by the test
+        conn = mariadb_connect()
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
         conn.close()
@@ -61,11 +62,13 @@ def pg_database() -> Iterator[str]:
     """An empty PostgreSQL database with a unique name, dropped afterwards."""
     name = f"atlas_t_{uuid.uuid4().hex[:12]}"
     conn = pg_connect()
+    with conn.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    conn.close()
     try:
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
         yield name
     finally:
+        conn = pg_connect()
         with conn.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.close()

@@ -1,0 +1,167 @@
+"""Faults injected for real: database servers restarted mid-run, runners killed at random.
+
+These tests restart the shared MariaDB and PostgreSQL servers, so they run on their own,
+after the parallel part of the suite (marker ``serial``; see scripts/test).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.fixtures.kimai_data import build_kimai
+from tests.conftest import kimai_url, mariadb_connect, pg_connect, run_cli
+from tests.replica_check import assert_replica_equals_kimai
+
+pytestmark = [pytest.mark.serial, pytest.mark.slow]
+
+FAST_RETRIES = {"ATLAS_RETRY_ATTEMPTS": "6", "ATLAS_RETRY_BASE_SECONDS": "0.5"}
+
+
+def _start(env: dict[str, str], *args: str) -> subprocess.Popen:
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("KIMAI_", "ATLAS_"))}
+    full.update(env)
+    full.update(FAST_RETRIES)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.run", *args],
+        env=full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=str(Path(env["ATLAS_SYNC_STATE_DIR"]).parent),
+    )
+
+
+def _wait_until(check, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("service did not come back")
+
+
+def _mariadb_up() -> bool:
+    mariadb_connect().close()
+    return True
+
+
+def _postgres_up() -> bool:
+    pg_connect().close()
+    return True
+
+
+def restart_mariadb() -> None:
+    subprocess.run(["mysqladmin", "--protocol=TCP", "-h", "127.0.0.1", "-u", "root", "shutdown"], check=False)
+    _wait_until(lambda: subprocess.run(["pgrep", "-x", "mariadbd"], capture_output=True).returncode != 0, 60)
+    time.sleep(1.0)  # stay down long enough for the runner to notice
+    subprocess.run(
+        ["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/mariadbd"],
+        check=True,
+    )
+    _wait_until(_mariadb_up)
+
+
+def restart_postgres() -> None:
+    version = os.listdir("/etc/postgresql")[0]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"],
+        check=True,
+    )
+    _wait_until(_postgres_up)
+
+
+def _wait_for_query(db: str, pattern: str, timeout: float = 30.0) -> bool:
+    """Wait until MariaDB runs a query matching `pattern` on `db` (the extract is under way)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        conn = mariadb_connect()
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT COUNT(*) FROM information_schema.processlist WHERE db = %s AND info LIKE %s",
+                (db, pattern),
+            )
+            found = cur.fetchone()[0]
+        conn.close()
+        if found:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def big_kimai(env):
+    build_kimai(kimai_url(env["KIMAI_DB_DATABASE"]), seed=13, timesheets=300_000)
+    return env
+
+
+def test_mariadb_restarted_mid_extract(big_kimai):
+    env = big_kimai
+    proc = _start(env, "sync")
+    assert _wait_for_query(env["KIMAI_DB_DATABASE"], "%kimai2_timesheet%ORDER BY%")
+    restart_mariadb()
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode in (0, 4), err
+    if proc.returncode == 4:
+        assert len(err.strip().splitlines()) == 1
+    done = run_cli("sync", env=env)
+    assert done.returncode == 0, done.stderr
+    assert_replica_equals_kimai(env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"])
+
+
+def test_postgres_restarted_mid_load(big_kimai):
+    env = big_kimai
+    assert run_cli("sync", env=env).returncode == 0
+    conn = mariadb_connect(env["KIMAI_DB_DATABASE"])
+    with conn.cursor() as cur:  # a large change set: dlt stages and merges it
+        cur.execute(
+            "UPDATE kimai2_timesheet SET description = CONCAT('restart ', id),"
+            " modified_at = UTC_TIMESTAMP() WHERE id % 4 = 1"
+        )
+    conn.close()
+    proc = _start(env, "sync")
+    time.sleep(random.Random(1).uniform(2.0, 3.5))
+    restart_postgres()
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode in (0, 4), err
+    done = run_cli("sync", env=env)
+    assert done.returncode == 0, done.stderr
+    assert_replica_equals_kimai(env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"])
+
+
+def test_twenty_sigkills_at_random_points(env):
+    """Kill the runner at random moments; a clean run always repairs everything."""
+    db = env["KIMAI_DB_DATABASE"]
+    build_kimai(kimai_url(db), seed=17, timesheets=60_000)
+    rng = random.Random(20261125)
+    killed = 0
+    for round_no in range(20):
+        conn = mariadb_connect(db)
+        with conn.cursor() as cur:  # something to do in every round: edits, inserts, deletes
+            cur.execute(
+                "UPDATE kimai2_timesheet SET description = CONCAT('round ', %s, ' ', id),"
+                " modified_at = UTC_TIMESTAMP() WHERE id %% 20 = %s",
+                (round_no, round_no),
+            )
+            cur.execute(f"DELETE FROM kimai2_timesheet WHERE id % 997 = {round_no}")
+        conn.close()
+        proc = _start(env, "sync")
+        try:
+            proc.wait(timeout=rng.uniform(0.3, 3.0))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            killed += 1
+        proc.communicate()
+        clean = run_cli("sync", env=env)
+        assert clean.returncode == 0, clean.stderr
+        assert_replica_equals_kimai(db, env["ATLAS_DB_DATABASE"])
+    assert killed >= 10, f"only {killed} of 20 runs were killed mid-way"
