@@ -1,0 +1,69 @@
+{#-
+    One row per Kimai timesheet. A view in every mode: by default over int_timesheet_facts
+    (computed on read); with `timesheet_facts_materialization: table_incremental` over the
+    incremental table int_timesheet_facts_incremental, kept exactly equal to it by every
+    build. Either way Metabase sees the same relation, columns and grants.
+-#}
+{%- set mode = var('timesheet_facts_materialization', 'view') -%}
+{%- if mode not in ('view', 'table_incremental') -%}
+    {{ exceptions.raise_compiler_error(
+        "var timesheet_facts_materialization must be 'view' or 'table_incremental', got '" ~ mode ~ "'"
+    ) }}
+{%- endif -%}
+{{ config(grants=bi_grants()) }}
+
+with
+
+facts as (
+
+    {% if mode == 'table_incremental' -%}
+    select * from {{ ref('int_timesheet_facts_incremental') }}
+    {%- else -%}
+    select * from {{ ref('int_timesheet_facts') }}
+    {%- endif %}
+
+)
+
+select
+    timesheet_id,
+    user_id,
+    user_name,
+    username,
+    project_id,
+    project_name,
+    activity_id,
+    activity_name,
+    customer_id,
+    customer_name,
+    currency,
+    started_at,
+    ended_at,
+    started_at_local,
+    ended_at_local,
+    timezone,
+    date_tz,
+    week_start_date,
+    month_start_date,
+    duration_seconds,
+    duration_hours,
+    billable_seconds,
+    billable_hours,
+    break_seconds,
+    is_running,
+    is_billable,
+    is_exported,
+    revenue,
+    internal_cost,
+    rate_amount,
+    hourly_rate,
+    fixed_rate_amount,
+    project_status_id,
+    project_status,
+    project_tags,
+    timesheet_tags,
+    description,
+    category,
+    modified_at,
+    synced_at
+
+from facts

@@ -1,0 +1,132 @@
+"""The dbt project's structure, without a database: layout rules, documentation, parse.
+
+The rules are the project's review habits (style.md): sources mirror the registry, only
+staging reads sources, every model states its grain and tests its key, no adapter checks
+scattered in models, and `dbt parse` succeeds with the example profile.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from pipelines.registry import TABLES
+
+REPO = Path(__file__).resolve().parent.parent
+MODELS = REPO / "models"
+
+
+def _yaml_files() -> list[Path]:
+    return sorted(MODELS.rglob("*.yml"))
+
+
+def _model_entries() -> dict[str, dict]:
+    entries: dict[str, dict] = {}
+    for path in _yaml_files():
+        for model in (yaml.safe_load(path.read_text()) or {}).get("models", []):
+            entries[model["name"]] = model
+    return entries
+
+
+def _sources() -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for path in _yaml_files():
+        for source in (yaml.safe_load(path.read_text()) or {}).get("sources", []):
+            out[source["name"]] = source
+    return out
+
+
+def _tests_of(entry: dict) -> list[str]:
+    names = []
+    for t in entry.get("data_tests", []) or []:
+        names.append(t if isinstance(t, str) else next(iter(t)))
+    return names
+
+
+def test_kimai_source_mirrors_the_registry() -> None:
+    source = _sources()["kimai"]
+    assert [t["name"] for t in source["tables"]] == [t.replica_table for t in TABLES]
+    assert "ATLAS_REPLICA_SCHEMA" in source["schema"]
+    assert "freshness" in source["config"] and "_dlt_loads" in source["config"]["loaded_at_query"]
+    assert "ATLAS_OVERLAY_SCHEMA" in _sources()["atlas"]["schema"]
+
+
+def test_only_staging_models_read_sources_and_no_adapter_checks_in_models() -> None:
+    for path in MODELS.rglob("*.sql"):
+        text = path.read_text()
+        relative = path.relative_to(MODELS).as_posix()
+        if "source(" in text:
+            assert relative.startswith("staging/"), relative
+        assert "target.type" not in text, f"{relative}: use adapter.dispatch macros"
+        assert not re.search(r"\b(kimai_replica|analytics|public)\.", text), relative
+
+
+def test_every_model_states_its_grain_and_tests_its_key() -> None:
+    entries = _model_entries()
+    sql_models = {p.stem for p in MODELS.rglob("*.sql")}
+    assert sql_models == set(entries), "every model has exactly one YAML entry"
+    for name, entry in entries.items():
+        sql = (next(MODELS.rglob(f"{name}.sql"))).read_text()
+        assert "One row per" in entry.get("description", "") or "One row per" in sql, name
+        assert entry.get("description"), name
+        columns = entry.get("columns", [])
+        assert columns, name
+        keyed = any({"unique", "not_null"} <= set(_tests_of(c)) for c in columns)
+        combination = "unique_combination_of_columns" in _tests_of(entry)
+        assert keyed or combination, f"{name} does not test its key"
+        if name.startswith(("vw_", "stg_")):
+            assert all(c.get("description") for c in columns), name
+    for name in ("vw_projects", "vw_timesheet_facts", "vw_customers"):
+        assert entries[name]["description"].strip().startswith("One row per"), name
+
+
+def test_generic_tests_and_macros_are_documented() -> None:
+    documented = {
+        m["name"] for m in yaml.safe_load((REPO / "macros" / "_macros.yml").read_text())["macros"]
+    }
+    defined = set()
+    for path in (REPO / "macros").rglob("*.sql"):
+        for kind, name in re.findall(r"{%-?\s*(macro|test)\s+(\w+)\(", path.read_text()):
+            if "__" in name:  # adapter implementations of a dispatched macro
+                continue
+            defined.add(f"test_{name}" if kind == "test" else name)
+    assert defined <= documented, sorted(defined - documented)
+
+
+def test_dbt_parse_succeeds_with_the_example_profile(tmp_path: Path) -> None:
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    shutil.copyfile(REPO / "profiles.example.yml", profiles / "profiles.yml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ATLAS_", "DBT_"))}
+    env["DBT_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    dbt = Path(sys.executable).with_name("dbt")
+    result = subprocess.run(
+        [
+            str(dbt),
+            "parse",
+            "--project-dir",
+            str(REPO),
+            "--profiles-dir",
+            str(profiles),
+            "--target-path",
+            str(tmp_path / "target"),
+            "--log-path",
+            str(tmp_path / "logs"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    manifest = (tmp_path / "target" / "manifest.json").read_text()
+    assert (
+        '"unit_test.kimai_atlas.int_project_money_collected.money_collected_precedence"' in manifest
+    )

@@ -1,0 +1,663 @@
+"""The dbt project end to end on real MariaDB and PostgreSQL.
+
+A Kimai fixture is synced, Atlas overlay tables are created, `python -m pipelines.run
+transform` builds the BI views, and their numbers are checked against numbers computed
+independently: with SQL on Kimai (MariaDB) and on the overlay tables, plus plain Python.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import pytest
+
+from pipelines.fixtures.atlas_overlays import OverlaySummary, create_atlas_overlays
+from pipelines.fixtures.kimai_data import build_kimai
+from tests.conftest import (
+    MARIADB,
+    POSTGRES,
+    kimai_url,
+    mariadb_connect,
+    pg_connect,
+    run_cli,
+)
+
+REPLICA = "kimai_replica"
+ANALYTICS = "bi_views"
+OVERLAY = "atlas_app"
+INTERNAL = f"{ANALYTICS}_internal"
+
+CONTRACT_COLUMNS = {
+    "vw_timesheet_facts": [
+        "timesheet_id",
+        "user_id",
+        "user_name",
+        "project_id",
+        "project_name",
+        "activity_id",
+        "activity_name",
+        "customer_id",
+        "customer_name",
+        "currency",
+        "started_at",
+        "ended_at",
+        "date_tz",
+        "duration_seconds",
+        "duration_hours",
+        "is_running",
+        "is_billable",
+        "is_exported",
+        "revenue",
+        "internal_cost",
+        "project_status",
+        "project_tags",
+        "timesheet_tags",
+    ],
+    "vw_projects": [
+        "project_id",
+        "origin",
+        "project_name",
+        "customer_id",
+        "customer_name",
+        "currency",
+        "is_visible",
+        "is_billable",
+        "status_id",
+        "status_name",
+        "is_prospective",
+        "project_tags",
+        "payments_collected",
+        "money_collected",
+        "budget",
+        "time_budget_seconds",
+        "hours_recorded",
+        "billable_hours",
+    ],
+    "vw_customers": [
+        "customer_id",
+        "customer_name",
+        "currency",
+        "is_visible",
+        "project_count",
+        "hours_recorded",
+        "billable_hours",
+        "revenue",
+    ],
+}
+
+HOURS = Decimal("0.000001")
+MONEY4 = Decimal("0.0001")
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    """One Kimai + Atlas DB pair with the replica synced and the overlays created."""
+
+    kimai_db: str
+    atlas_db: str
+    env: dict[str, str]
+    overlays: OverlaySummary
+    bi_role: str | None = None
+
+
+def kimai_rows(db: str, sql: str, args: Any = None) -> list[tuple]:
+    conn = mariadb_connect(db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def atlas_rows(db: str, sql: str, args: Any = None) -> list[tuple]:
+    conn = pg_connect(db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall()) if cur.description else []
+    finally:
+        conn.close()
+
+
+def hours(seconds: int | Decimal) -> Decimal:
+    return (Decimal(seconds) / Decimal(3600)).quantize(HOURS, rounding=ROUND_HALF_UP)
+
+
+def name_key(name: str) -> tuple[str, str]:
+    """The tag order of the models: case-insensitive, then exact."""
+    return (name.lower(), name)
+
+
+def create_overlays(stack_db: str, seed: int = 42) -> OverlaySummary:
+    projects = dict(
+        atlas_rows(
+            stack_db,
+            f"select p.id, c.currency from {REPLICA}.replica_kimai_projects p"
+            f" join {REPLICA}.replica_kimai_customers c on c.id = p.customer_id",
+        )
+    )
+    customers = dict(
+        atlas_rows(stack_db, f"select id, currency from {REPLICA}.replica_kimai_customers")
+    )
+    conn = psycopg2.connect(**POSTGRES, dbname=stack_db)
+    try:
+        return create_atlas_overlays(conn, OVERLAY, projects, customers, seed=seed)
+    finally:
+        conn.close()
+
+
+def transform(stack: Stack, **extra: str) -> Any:
+    result = run_cli("transform", env=stack.env, extra_env=extra or None, timeout=600)
+    return result
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("dbt_views")
+
+
+@contextmanager
+def make_stack(
+    tmp: Path, timesheets: int, seed: int, bi_role: str | None = None
+) -> Iterator[Stack]:
+    """Create the databases, build Kimai, sync, create overlays; drop everything afterwards."""
+    suffix = uuid.uuid4().hex[:12]
+    kimai_db, atlas_db = f"kimai_v_{suffix}", f"atlas_v_{suffix}"
+    try:
+        admin(
+            mariadb_connect,
+            f"CREATE DATABASE `{kimai_db}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+        )
+        admin(pg_connect, f'CREATE DATABASE "{atlas_db}"')
+        if bi_role:
+            admin(pg_connect, f"CREATE ROLE {bi_role} LOGIN")
+        env = {
+            "KIMAI_DB_HOST": MARIADB["host"],
+            "KIMAI_DB_PORT": str(MARIADB["port"]),
+            "KIMAI_DB_USER": MARIADB["user"],
+            "KIMAI_DB_PASSWORD": "",
+            "KIMAI_DB_DATABASE": kimai_db,
+            "ATLAS_DB_HOST": POSTGRES["host"],
+            "ATLAS_DB_PORT": str(POSTGRES["port"]),
+            "ATLAS_DB_USER": POSTGRES["user"],
+            "ATLAS_DB_PASSWORD": "",
+            "ATLAS_DB_DATABASE": atlas_db,
+            "ATLAS_ANALYTICS_SCHEMA": ANALYTICS,
+            "ATLAS_OVERLAY_SCHEMA": OVERLAY,
+            "ATLAS_SYNC_STATE_DIR": str(tmp / suffix / "state"),
+        }
+        if bi_role:
+            env["ATLAS_BI_ROLE"] = bi_role
+        (tmp / suffix).mkdir(parents=True)
+        build_kimai(kimai_url(kimai_db), seed=seed, timesheets=timesheets)
+        synced = run_cli("sync", env=env)
+        assert synced.returncode == 0, synced.stderr
+        overlays = create_overlays(atlas_db, seed=seed)
+        yield Stack(kimai_db, atlas_db, env, overlays, bi_role)
+    finally:
+        # fresh connections: a long test may outlive an idle one
+        admin(mariadb_connect, f"DROP DATABASE IF EXISTS `{kimai_db}`")
+        admin(pg_connect, f'DROP DATABASE IF EXISTS "{atlas_db}" WITH (FORCE)')
+        if bi_role:
+            admin(pg_connect, f"DROP ROLE IF EXISTS {bi_role}")
+
+
+def admin(connect: Any, sql: str) -> None:
+    """Run one statement on a fresh server-level connection (MariaDB or PostgreSQL)."""
+    conn = connect()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def built(module_tmp: Path) -> Iterator[Stack]:
+    """2,000 timesheets synced, overlays created, views built with a BI role (shared, read-only)."""
+    role = f"bi_{uuid.uuid4().hex[:10]}"
+    with make_stack(module_tmp, timesheets=2000, seed=42, bi_role=role) as stack:
+        result = transform(stack)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "dbt build passed" in result.stdout and ", 0 warnings" in result.stdout
+        yield stack
+
+
+# -- the shared build: read-only checks ---------------------------------------------------------
+
+
+def test_every_contract_column_exists_and_is_described(built: Stack) -> None:
+    for view, required in CONTRACT_COLUMNS.items():
+        rows = atlas_rows(
+            built.atlas_db,
+            "select a.attname, col_description(c.oid, a.attnum), c.relkind,"
+            " obj_description(c.oid, 'pg_class')"
+            " from pg_class c join pg_namespace n on n.oid = c.relnamespace"
+            " join pg_attribute a on a.attrelid = c.oid and a.attnum > 0 and not a.attisdropped"
+            " where n.nspname = %s and c.relname = %s",
+            (ANALYTICS, view),
+        )
+        columns = {r[0]: r[1] for r in rows}
+        missing = [c for c in required if c not in columns]
+        assert not missing, f"{view} lacks {missing}"
+        undescribed = [c for c, d in columns.items() if not d]
+        assert not undescribed, f"{view}: columns without a comment {undescribed}"
+        assert rows[0][2] == "v", f"{view} is not a view"
+        assert rows[0][3] and "One row per" in rows[0][3]
+    # nothing but the marts in the BI schema
+    relations = atlas_rows(
+        built.atlas_db,
+        "select table_name from information_schema.tables where table_schema = %s",
+        (ANALYTICS,),
+    )
+    assert sorted(r[0] for r in relations) == sorted(CONTRACT_COLUMNS)
+
+
+def test_hours_per_project_match_kimai(built: Stack) -> None:
+    expected = {
+        pid: (int(total), int(billable), int(running), int(count))
+        for pid, total, billable, running, count in kimai_rows(
+            built.kimai_db,
+            "SELECT project_id,"
+            " COALESCE(SUM(CASE WHEN end_time IS NOT NULL THEN duration END), 0),"
+            " COALESCE(SUM(CASE WHEN end_time IS NOT NULL AND billable = 1 THEN duration END), 0),"
+            " SUM(end_time IS NULL), COUNT(*)"
+            " FROM kimai2_timesheet GROUP BY project_id",
+        )
+    }
+    actual = {
+        r[0]: r[1:]
+        for r in atlas_rows(
+            built.atlas_db,
+            "select project_id, hours_recorded, billable_hours, running_timesheet_count,"
+            f" timesheet_count from {ANALYTICS}.vw_projects where origin = 'kimai'",
+        )
+    }
+    assert set(actual) == {
+        r[0] for r in kimai_rows(built.kimai_db, "SELECT id FROM kimai2_projects")
+    }
+    assert any(v[2] for v in expected.values()), "the fixture should have running timers"
+    for pid, (total, billable, running, count) in expected.items():
+        assert actual[pid] == (hours(total), hours(billable), running, count), pid
+    for pid in set(actual) - set(expected):
+        assert actual[pid] == (0, 0, 0, 0)
+
+
+def test_hours_per_user_per_month_match_kimai(built: Stack) -> None:
+    expected = {
+        (uid, month): (int(total), int(billable))
+        for uid, month, total, billable in kimai_rows(
+            built.kimai_db,
+            "SELECT `user`, DATE_FORMAT(date_tz, '%Y-%m-01'),"
+            " SUM(duration), SUM(CASE WHEN billable = 1 THEN duration ELSE 0 END)"
+            " FROM kimai2_timesheet WHERE end_time IS NOT NULL GROUP BY 1, 2",
+        )
+    }
+    actual = {
+        (uid, month.isoformat()): (int(total), int(billable))
+        for uid, month, total, billable in atlas_rows(
+            built.atlas_db,
+            "select user_id, month_start_date, sum(duration_seconds), sum(billable_seconds)"
+            f" from {ANALYTICS}.vw_timesheet_facts where not is_running group by 1, 2",
+        )
+    }
+    assert actual == expected
+    # and the hours column is the seconds in hours, per row
+    bad = atlas_rows(
+        built.atlas_db,
+        f"select count(*) from {ANALYTICS}.vw_timesheet_facts"
+        " where duration_hours <> round(duration_seconds / 3600.0, 6)"
+        " or (is_running and (duration_seconds is not null or duration_hours is not null))",
+    )
+    assert bad == [(0,)]
+
+
+def test_revenue_and_cost_per_customer_match_kimai(built: Stack) -> None:
+    expected = {
+        cid: (Decimal(revenue).quantize(MONEY4), Decimal(cost).quantize(MONEY4))
+        for cid, revenue, cost in kimai_rows(
+            built.kimai_db,
+            "SELECT c.id,"
+            " COALESCE(SUM(CASE WHEN t.billable = 1 AND t.end_time IS NOT NULL"
+            "   THEN CAST(t.rate AS DECIMAL(18, 4)) ELSE 0 END), 0),"
+            " COALESCE(SUM(CASE WHEN t.end_time IS NOT NULL"
+            "   THEN CAST(t.internal_rate AS DECIMAL(18, 4)) ELSE 0 END), 0)"
+            " FROM kimai2_customers c"
+            " LEFT JOIN kimai2_projects p ON p.customer_id = c.id"
+            " LEFT JOIN kimai2_timesheet t ON t.project_id = p.id"
+            " GROUP BY c.id",
+        )
+    }
+    actual = {
+        r[0]: (r[1], r[2])
+        for r in atlas_rows(
+            built.atlas_db,
+            f"select customer_id, revenue, internal_cost from {ANALYTICS}.vw_customers",
+        )
+    }
+    assert actual == expected
+    # project counts include hidden projects
+    counts = dict(
+        kimai_rows(built.kimai_db, "SELECT customer_id, COUNT(*) FROM kimai2_projects GROUP BY 1")
+    )
+    actual_counts = dict(
+        atlas_rows(
+            built.atlas_db, f"select customer_id, project_count from {ANALYTICS}.vw_customers"
+        )
+    )
+    assert {k: v for k, v in actual_counts.items() if v} == counts
+    # revenue is 0 on every non-billable timesheet
+    assert atlas_rows(
+        built.atlas_db,
+        f"select count(*) from {ANALYTICS}.vw_timesheet_facts where not is_billable and revenue <> 0",
+    ) == [(0,)]
+
+
+def test_timesheet_tags_and_user_names_match_kimai(built: Stack) -> None:
+    names: dict[int, list[str]] = defaultdict(list)
+    for tid, name in kimai_rows(
+        built.kimai_db,
+        "SELECT tt.timesheet_id, t.name FROM kimai2_timesheet_tags tt"
+        " JOIN kimai2_tags t ON t.id = tt.tag_id",
+    ):
+        names[tid].append(name)
+    hidden = {
+        r[0] for r in kimai_rows(built.kimai_db, "SELECT name FROM kimai2_tags WHERE visible = 0")
+    }
+    users = dict(
+        kimai_rows(
+            built.kimai_db,
+            "SELECT t.id, COALESCE(NULLIF(u.alias, ''), u.username)"
+            " FROM kimai2_timesheet t JOIN kimai2_users u ON u.id = t.`user`",
+        )
+    )
+    actual = {
+        r[0]: r[1:]
+        for r in atlas_rows(
+            built.atlas_db,
+            f"select timesheet_id, timesheet_tags, user_name from {ANALYTICS}.vw_timesheet_facts",
+        )
+    }
+    assert set(actual) == set(users)
+    for tid, (tags, user_name) in actual.items():
+        assert tags == ", ".join(sorted(names.get(tid, []), key=name_key)), tid
+        assert user_name == users[tid], tid
+    assert any(not v[0] for v in actual.values()), "some timesheets have no tags ('' expected)"
+    shown_hidden = [t for t in hidden if any(t in v[0].split(", ") for v in actual.values())]
+    if hidden and any(hidden & set(n) for n in names.values()):
+        assert shown_hidden, "hidden tags must be listed"
+
+
+def _overlay_tables(db: str) -> dict[str, list[tuple]]:
+    q = {
+        "overrides": "select id, kimai_project_id, money_collected, extras_json->>'name'"
+        " from {s}.overrides_projects",
+        "tags": "select pt.kimai_project_id, pt.override_project_id, x.name, t.name"
+        " from {s}.project_tags pt join {s}.taxonomy_terms t on t.id = pt.taxonomy_term_id"
+        " join {s}.taxonomies x on x.id = t.taxonomy_id",
+        "payments": "select kimai_project_id, override_project_id, currency, amount_minor"
+        " from {s}.payments",
+    }
+    return {k: atlas_rows(db, v.format(s=OVERLAY)) for k, v in q.items()}
+
+
+def _resolve(kimai_id: int | None, override_id: int | None, overrides: dict) -> int:
+    if kimai_id is not None:
+        return kimai_id
+    row = overrides[override_id]
+    return row[1] if row[1] is not None else -row[0]
+
+
+def test_project_tags_match_overlays(built: Stack) -> None:
+    data = _overlay_tables(built.atlas_db)
+    overrides = {r[0]: r for r in data["overrides"]}
+    labels: dict[int, set[tuple[str, str]]] = defaultdict(set)
+    for kimai_id, override_id, taxonomy, term in data["tags"]:
+        labels[_resolve(kimai_id, override_id, overrides)].add((taxonomy, term))
+    actual = {
+        r[0]: (r[1], r[2])
+        for r in atlas_rows(
+            built.atlas_db,
+            f"select project_id, project_tags, project_tags_array from {ANALYTICS}.vw_projects",
+        )
+    }
+    for pid, (text, array) in actual.items():
+        pairs = sorted(labels.get(pid, set()), key=lambda p: (*name_key(p[0]), *name_key(p[1])))
+        expected = [f"{a}: {b}" for a, b in pairs]
+        assert text == "; ".join(expected), pid
+        assert array == expected, pid
+    assert any(";" in v[0] for v in actual.values()) and any(v[0] == "" for v in actual.values())
+    # facts carry their project's tags
+    mismatched = atlas_rows(
+        built.atlas_db,
+        f"select count(*) from {ANALYTICS}.vw_timesheet_facts f"
+        f" join {ANALYTICS}.vw_projects p using (project_id) where f.project_tags <> p.project_tags",
+    )
+    assert mismatched == [(0,)]
+
+
+def test_money_collected_and_prospective_projects_match_overlays(built: Stack) -> None:
+    data = _overlay_tables(built.atlas_db)
+    overrides = {r[0]: r for r in data["overrides"]}
+    paid: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for kimai_id, override_id, currency, minor in data["payments"]:
+        if kimai_id is None and override_id is None:
+            continue
+        paid[_resolve(kimai_id, override_id, overrides)][currency.strip()] += minor
+    override_by_kimai = {r[1]: r for r in data["overrides"] if r[1] is not None}
+    rows = atlas_rows(
+        built.atlas_db,
+        "select project_id, origin, is_prospective, project_name, currency, money_collected,"
+        f" money_collected_source, payments_collected from {ANALYTICS}.vw_projects",
+    )
+    by_id = {r[0]: r for r in rows}
+    kimai_ids = {r[0] for r in kimai_rows(built.kimai_db, "SELECT id FROM kimai2_projects")}
+    prospective = {-r[0]: r for r in data["overrides"] if r[1] is None}
+    assert set(by_id) == kimai_ids | set(prospective), "one row per Kimai and prospective project"
+    assert built.overlays.orphan_kimai_project_id not in by_id
+    sources = set()
+    for pid, (_, origin, is_prospective, name, currency, money, source, readable) in by_id.items():
+        override = override_by_kimai.get(pid) if pid > 0 else prospective[pid]
+        if pid > 0:
+            assert (origin, is_prospective) == ("kimai", False)
+        else:
+            assert (origin, is_prospective) == ("atlas", True)
+            assert name == override[3]
+        override_money = override[2] if override else None
+        in_currency = Decimal(paid[pid].get(currency, 0)) / 100 if currency else Decimal(0)
+        expected = override_money if override_money is not None else in_currency
+        assert money == expected.quantize(Decimal("0.01")), pid
+        sources.add(source)
+        assert readable == "; ".join(
+            f"{c} {Decimal(m) / 100:.2f}" for c, m in sorted(paid[pid].items())
+        ), pid
+    assert sources == {"override", "payments", "none"}
+    zero = built.overlays.money_collected_zero[0]
+    assert by_id[zero][5] == Decimal("0.00") and by_id[zero][6] == "override"
+    assert len(prospective) == len(built.overlays.prospective_override_ids) >= 1
+
+
+def test_bi_role_reads_views_and_replica_only(built: Stack) -> None:
+    role = built.bi_role
+    conn = psycopg2.connect(
+        host=POSTGRES["host"], port=POSTGRES["port"], user=role, dbname=built.atlas_db
+    )
+    conn.autocommit = True
+
+    def attempt(sql: str) -> str | None:
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+            return None
+        except psycopg2.Error as exc:
+            return exc.pgcode
+
+    try:
+        for view in CONTRACT_COLUMNS:
+            assert attempt(f"select * from {ANALYTICS}.{view} limit 1") is None, view
+        replica_tables = [
+            r[0]
+            for r in atlas_rows(
+                built.atlas_db,
+                "select tablename from pg_tables where schemaname = %s",
+                (REPLICA,),
+            )
+        ]
+        assert any(t.startswith("_dlt_") for t in replica_tables)
+        for table in replica_tables:
+            outcome = attempt(f'select * from {REPLICA}."{table}" limit 1')
+            if table.startswith("replica_kimai_"):
+                assert outcome is None, table
+            else:  # dlt's bookkeeping and the sync's state
+                assert outcome == "42501", table
+        internal = atlas_rows(
+            built.atlas_db,
+            "select table_name from information_schema.tables where table_schema = %s",
+            (INTERNAL,),
+        )
+        assert internal, "staging/intermediate models live in the internal schema"
+        for (name,) in internal[:5]:
+            assert attempt(f"select * from {INTERNAL}.{name} limit 1") == "42501", name
+        assert attempt(f"select * from {OVERLAY}.payments limit 1") == "42501"
+        for sql in (
+            f"insert into {REPLICA}.replica_kimai_tags (id, name) values (999999, 'x')",
+            f"delete from {REPLICA}.replica_kimai_timesheets",
+            f"create table {ANALYTICS}.intruder (a int)",
+            f"create table {REPLICA}.intruder (a int)",
+            "create table public.intruder (a int)",
+            f"create view {ANALYTICS}.intruder as select 1",
+        ):
+            assert attempt(sql) == "42501", sql
+    finally:
+        conn.close()
+
+
+# -- mutations: each test owns its databases --------------------------------------------------
+
+
+def _facts(stack: Stack, relation: str = f"{ANALYTICS}.vw_timesheet_facts") -> dict[int, tuple]:
+    return {
+        r[0]: r[1:]
+        for r in atlas_rows(
+            stack.atlas_db,
+            f"select timesheet_id, project_name, timesheet_tags, project_status, duration_seconds"
+            f" from {relation}",
+        )
+    }
+
+
+def test_facts_follow_kimai_in_both_materializations(tmp_path: Path) -> None:
+    incremental = {"ATLAS_TIMESHEET_FACTS_MATERIALIZATION": "table_incremental"}
+    with make_stack(tmp_path, timesheets=600, seed=5) as stack:
+        result = transform(stack, **incremental)
+        assert result.returncode == 0, result.stdout + result.stderr
+        table = atlas_rows(
+            stack.atlas_db,
+            "select table_type from information_schema.tables where table_schema = %s"
+            " and table_name = 'int_timesheet_facts_incremental'",
+            (INTERNAL,),
+        )
+        assert table == [("BASE TABLE",)]
+        before = _facts(stack)
+        victim, renamed_project, tagged = kimai_rows(
+            stack.kimai_db,
+            "SELECT (SELECT MIN(id) FROM kimai2_timesheet),"
+            " (SELECT project_id FROM kimai2_timesheet ORDER BY id DESC LIMIT 1),"
+            " (SELECT MAX(timesheet_id) FROM kimai2_timesheet_tags)",
+        )[0]
+        assert victim in before
+        kimai_rows(stack.kimai_db, "DELETE FROM kimai2_timesheet WHERE id = %s", (victim,))
+        kimai_rows(
+            stack.kimai_db,
+            "UPDATE kimai2_projects SET name = 'Renamed by test' WHERE id = %s",
+            (renamed_project,),
+        )
+        kimai_rows(
+            stack.kimai_db, "DELETE FROM kimai2_timesheet_tags WHERE timesheet_id = %s", (tagged,)
+        )
+        atlas_rows(
+            stack.atlas_db,
+            f"update {OVERLAY}.overrides_projects set status_id = 4 where kimai_project_id = %s",
+            (renamed_project,),
+        )
+        synced = run_cli("sync", env=stack.env)
+        assert synced.returncode == 0, synced.stderr
+
+        result = transform(stack, **incremental)
+        assert result.returncode == 0, result.stdout + result.stderr
+        after = _facts(stack)
+        kimai_count = kimai_rows(stack.kimai_db, "SELECT COUNT(*) FROM kimai2_timesheet")[0][0]
+        assert victim not in after and len(after) == kimai_count == len(before) - 1
+        renamed = [v for v in after.values() if v[0] == "Renamed by test"]
+        assert renamed and len(renamed) == sum(
+            1
+            for _ in kimai_rows(
+                stack.kimai_db,
+                "SELECT id FROM kimai2_timesheet WHERE project_id = %s",
+                (renamed_project,),
+            )
+        )
+        has_override = renamed_project in stack.overlays.override_ids_by_kimai_project
+        assert {v[2] for v in renamed} == ({"Tender"} if has_override else {None})
+        assert after[tagged][1] == ""
+        # the incremental table holds exactly what the view computes
+        diff = atlas_rows(
+            stack.atlas_db,
+            f"select count(*) from ((select * from {INTERNAL}.int_timesheet_facts"
+            f" except select * from {ANALYTICS}.vw_timesheet_facts)"
+            f" union all (select * from {ANALYTICS}.vw_timesheet_facts"
+            f" except select * from {INTERNAL}.int_timesheet_facts)) d",
+        )
+        assert diff == [(0,)]
+
+        # back to the plain view: same rows
+        result = transform(stack)
+        assert result.returncode == 0, result.stdout + result.stderr
+        definition = atlas_rows(
+            stack.atlas_db, f"select pg_get_viewdef('{ANALYTICS}.vw_timesheet_facts'::regclass)"
+        )[0][0]
+        assert "int_timesheet_facts_incremental" not in definition
+        assert _facts(stack) == after
+
+
+def test_broken_overlay_fails_the_build_and_stale_cache_only_warns(tmp_path: Path) -> None:
+    with make_stack(tmp_path, timesheets=300, seed=9) as stack:
+        # a stale rollup cache (newer than its payments, yet different): a warning only
+        atlas_rows(
+            stack.atlas_db,
+            f"update {OVERLAY}.project_payments_rollup set amount_minor = amount_minor + 1"
+            f" where id = (select min(id) from {OVERLAY}.project_payments_rollup)",
+        )
+        result = transform(stack)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "0 warnings" not in result.stdout
+
+        # two overrides for one Kimai project: the build fails and names the test
+        pid = next(iter(stack.overlays.override_ids_by_kimai_project))
+        atlas_rows(
+            stack.atlas_db,
+            f"alter table {OVERLAY}.overrides_projects"
+            " drop constraint overrides_projects_kimai_project_id_key",
+        )
+        atlas_rows(
+            stack.atlas_db,
+            f"insert into {OVERLAY}.overrides_projects (id, kimai_project_id, created_at, updated_at)"
+            " values (99999, %s, now(), now())",
+            (pid,),
+        )
+        result = transform(stack)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "unique" in result.stderr and "overrides_projects_kimai_project_id" in result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith("error: dbt build failed")
