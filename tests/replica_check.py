@@ -112,8 +112,7 @@ def assert_replica_equals_kimai(
             (k, c, expected[k][c], actual[k][c])
             for k in expected
             for c in columns
-            if expected[k][c] != actual[k][c]
-            or type(expected[k][c]) is not type(actual[k][c])
+            if expected[k][c] != actual[k][c] or type(expected[k][c]) is not type(actual[k][c])
         ]
         assert not diffs, f"{spec.replica_table}: {len(diffs)} differing values, e.g. {diffs[:5]}"
         counts[spec.name] = len(expected)

@@ -50,7 +50,7 @@ def _snapshot(pg_db: str, state_dir: Path) -> tuple:
             digests = []
             for t in tables:
                 cur.execute(
-                    f'SELECT md5(coalesce(string_agg(x::text, \'|\' ORDER BY x::text), \'\'))'
+                    f"SELECT md5(coalesce(string_agg(x::text, '|' ORDER BY x::text), ''))"
                     f' FROM kimai_replica."{t}" x'
                 )
                 digests.append((t, cur.fetchone()[0]))
@@ -104,8 +104,12 @@ def test_usage_errors_exit_2(env):
 
 
 def test_debug_shows_the_traceback(env):
-    out = run_cli("sync", "--debug", env={**env, "KIMAI_DB_PORT": "3999"},
-                  extra_env={"ATLAS_RETRY_ATTEMPTS": "1"})
+    out = run_cli(
+        "sync",
+        "--debug",
+        env={**env, "KIMAI_DB_PORT": "3999"},
+        extra_env={"ATLAS_RETRY_ATTEMPTS": "1"},
+    )
     assert out.returncode == 4 and "Traceback" in out.stderr
 
 
@@ -114,7 +118,9 @@ def test_a_second_run_exits_3_naming_the_holder_or_waits(synced):
     conn = pg_connect(env["ATLAS_DB_DATABASE"])
     with conn.cursor() as cur:  # hold the run lock the way a running sync does
         cur.execute("SET application_name = 'kimai-atlas-sync pid=4242 host=elsewhere'")
-        cur.execute("SELECT pg_advisory_lock(hashtextextended('kimai-atlas-sync:kimai_replica', 0))")
+        cur.execute(
+            "SELECT pg_advisory_lock(hashtextextended('kimai-atlas-sync:kimai_replica', 0))"
+        )
     try:
         t0 = time.monotonic()
         out = run_cli("sync", env=env)

@@ -216,6 +216,7 @@ def test_no_secret_column_or_value_reaches_atlas(kimai, env):
 def test_least_privilege_login_with_column_grants(kimai, env, monkeypatch):
     import pymysql
     import sqlalchemy as sa
+
     from pipelines.fixtures.kimai_actions import create_readonly_user, drop_readonly_user
 
     user = f"ro_{kimai[-8:]}"
