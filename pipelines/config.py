@@ -36,6 +36,7 @@ class Settings:
     mass_delete_max_share: float
     reconcile_every_run: bool
     state_dir: Path | None
+    timesheet_facts_materialization: str = "view"
     pipeline_name: str = field(default="")
 
     @property
@@ -207,6 +208,12 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         raise ConfigError(f"ATLAS_BI_ROLE must be a plain SQL identifier, got {bi_role!r}")
     state_dir = _env(env, "ATLAS_SYNC_STATE_DIR")
     replica_schema = _identifier(env, "ATLAS_REPLICA_SCHEMA", "kimai_replica")
+    facts = _env(env, "ATLAS_TIMESHEET_FACTS_MATERIALIZATION", "view")
+    if facts not in {"view", "table_incremental"}:
+        raise ConfigError(
+            "ATLAS_TIMESHEET_FACTS_MATERIALIZATION must be view or table_incremental,"
+            f" got {facts!r}"
+        )
     return Settings(
         kimai_url=_kimai_url(env),
         kimai_table_prefix=prefix,
@@ -219,5 +226,6 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         mass_delete_max_share=share,
         reconcile_every_run=_bool(env, "ATLAS_RECONCILE_EVERY_RUN", False),
         state_dir=Path(state_dir).expanduser() if state_dir else None,
+        timesheet_facts_materialization=facts or "view",
         pipeline_name=f"kimai_atlas_{replica_schema}",
     )

@@ -224,7 +224,7 @@ class DuckDBReplica(Replica):
     def read_arrow(self, sql: str) -> pa.Table:
         """Run a query and return Arrow."""
         with self._connect() as conn:
-            return conn.execute(sql).fetch_arrow_table()
+            return conn.execute(sql).to_arrow_table()
 
 
 def open_replica(settings: Settings) -> Replica:

@@ -74,7 +74,7 @@ def execute(
                 if audit is not None and record is not None:
                     audit.record_tables(record, outcome.sync.tables, request.options.reconcile)
             if request.transform:
-                outcome.transform = run_dbt(settings, ["build"], progress=say)
+                outcome.transform = run_dbt(settings, ["build"])
         except PipelineError as exc:
             if audit is not None and record is not None:
                 audit.finish(record, "failed", exc.exit_code, str(exc))

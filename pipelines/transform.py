@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.config import Settings
+from pipelines.dberrors import classify
 from pipelines.errors import ConfigError, DatabaseError, DataTestFailed
+from pipelines.replica import open_replica
+
+log = logging.getLogger("pipelines.transform")
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 """The repository root holds dbt_project.yml (the project is installed editable)."""
@@ -45,6 +50,7 @@ def dbt_env(settings: Settings) -> dict[str, str]:
         "ATLAS_ANALYTICS_SCHEMA": settings.analytics_schema,
         "ATLAS_OVERLAY_SCHEMA": settings.overlay_schema,
         "ATLAS_BI_ROLE": settings.bi_role or "",
+        "ATLAS_TIMESHEET_FACTS_MATERIALIZATION": settings.timesheet_facts_materialization,
     }
     if settings.atlas_dialect == "duckdb":
         env["ATLAS_DUCKDB_PATH"] = str(Path(url.database or "atlas.duckdb").resolve())
@@ -105,10 +111,22 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def _check_atlas(settings: Settings) -> None:
+    """Fail early, with the contract's codes, on what dbt would report as a model error."""
+    replica = open_replica(settings)
+    try:
+        replica.check()
+        if settings.bi_role and settings.atlas_dialect == "postgresql":
+            found = replica.query("SELECT 1 FROM pg_roles WHERE rolname = %s", (settings.bi_role,))
+            if not found:
+                raise ConfigError(f"ATLAS_BI_ROLE {settings.bi_role!r} does not exist in Atlas DB")
+    finally:
+        replica.close()
+
+
 def run_dbt(
     settings: Settings,
     args: Sequence[str],
-    progress: Callable[[str], None] | None = None,
     target_dir: Path | None = None,
 ) -> TransformResult:
     """Invoke dbt with `args` (e.g. ``["build"]``) against the configured Atlas DB.
@@ -120,8 +138,8 @@ def run_dbt(
     """
     from dbt.cli.main import dbtRunner
 
-    say = progress or (lambda _line: None)
     project = project_dir()
+    _check_atlas(settings)
     target = "local" if settings.atlas_dialect == "duckdb" else "atlas"
     result = TransformResult()
     with _profiles_dir(project) as profiles, _environment(dbt_env(settings)):
@@ -156,8 +174,10 @@ def run_dbt(
         else:
             result.passed += 1
     for name in result.warned:
-        say(f"dbt warning: {name}")
+        log.warning("dbt warning: %s", name)
     if result.failed:
+        if any(classify(Exception(f)) == "transient" for f in result.failed):
+            raise DatabaseError(f"dbt build lost Atlas DB: {result.failed[0]}")
         raise DataTestFailed(
             f"dbt build failed: {len(result.failed)} failing node(s): "
             + "; ".join(result.failed[:5])

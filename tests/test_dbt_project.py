@@ -53,7 +53,9 @@ def test_kimai_source_mirrors_the_registry() -> None:
     source = _sources()["kimai"]
     assert [t["name"] for t in source["tables"]] == [t.replica_table for t in TABLES]
     assert "ATLAS_REPLICA_SCHEMA" in source["schema"]
-    assert "freshness" in source["config"] and "_dlt_loads" in source["config"]["loaded_at_query"]
+    assert (
+        "freshness" in source["config"] and "sync_run_tables" in source["config"]["loaded_at_query"]
+    )
     assert "ATLAS_OVERLAY_SCHEMA" in _sources()["atlas"]["schema"]
 
 

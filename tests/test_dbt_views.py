@@ -91,6 +91,15 @@ CONTRACT_COLUMNS = {
         "billable_hours",
         "revenue",
     ],
+    "vw_sync_health": [
+        "table_name",
+        "last_synced_at",
+        "replica_rows",
+        "kimai_rows",
+        "lag_seconds",
+        "last_reconciled_at",
+        "differences_unrepaired",
+    ],
 }
 
 HOURS = Decimal("0.000001")

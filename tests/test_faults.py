@@ -61,11 +61,22 @@ def _postgres_up() -> bool:
 
 
 def restart_mariadb() -> None:
-    subprocess.run(["mysqladmin", "--protocol=TCP", "-h", "127.0.0.1", "-u", "root", "shutdown"], check=False)
-    _wait_until(lambda: subprocess.run(["pgrep", "-x", "mariadbd"], capture_output=True).returncode != 0, 60)
+    subprocess.run(
+        ["mysqladmin", "--protocol=TCP", "-h", "127.0.0.1", "-u", "root", "shutdown"], check=False
+    )
+    _wait_until(
+        lambda: subprocess.run(["pgrep", "-x", "mariadbd"], capture_output=True).returncode != 0, 60
+    )
     time.sleep(1.0)  # stay down long enough for the runner to notice
     subprocess.run(
-        ["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", "/usr/sbin/mariadbd"],
+        [
+            "start-stop-daemon",
+            "--start",
+            "--oknodo",
+            "--background",
+            "--exec",
+            "/usr/sbin/mariadbd",
+        ],
         check=True,
     )
     _wait_until(_mariadb_up)

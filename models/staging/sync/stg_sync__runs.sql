@@ -1,0 +1,28 @@
+with
+
+source as (
+
+    select * from {{ source('sync', 'sync_runs') }}
+
+),
+
+renamed as (
+
+    select
+        run_id,
+        command,
+        trigger as run_trigger,
+        started_by,
+        host,
+        pid,
+        started_at,
+        finished_at,
+        status,
+        exit_code,
+        error
+
+    from source
+
+)
+
+select * from renamed

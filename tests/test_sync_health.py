@@ -1,0 +1,119 @@
+"""Run audit → status, metrics and vw_sync_health; the dbt tests that read the audit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipelines.fixtures.atlas_overlays import create_atlas_overlays
+from pipelines.fixtures.kimai_data import build_kimai
+from pipelines.registry import TABLES
+from tests.conftest import kimai_url, pg_connect, run_cli
+
+
+def pg(db: str, sql: str, args=None) -> list[tuple]:
+    conn = pg_connect(db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall()) if cur.description else []
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def stack(env):
+    build_kimai(kimai_url(env["KIMAI_DB_DATABASE"]), seed=9, timesheets=600)
+    assert run_cli("sync", env=env).returncode == 0
+    db = env["ATLAS_DB_DATABASE"]
+    projects = dict(
+        pg(
+            db,
+            "SELECT p.id, c.currency FROM kimai_replica.replica_kimai_projects p"
+            " JOIN kimai_replica.replica_kimai_customers c ON c.id = p.customer_id",
+        )
+    )
+    customers = dict(pg(db, "SELECT id, currency FROM kimai_replica.replica_kimai_customers"))
+    conn = pg_connect(db)
+    create_atlas_overlays(conn, "public", projects, customers, seed=9)
+    conn.close()
+    return env
+
+
+def test_health_view_status_and_metrics_agree_with_the_replica(stack, tmp_path):
+    env, db = stack, stack["ATLAS_DB_DATABASE"]
+    out = run_cli("reconcile", "--metrics-file", str(tmp_path / "m.prom"), env=env)
+    assert out.returncode == 0, out.stderr
+    out = run_cli("transform", env=env, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    health = {
+        r[0]: r[1:]
+        for r in pg(
+            db,
+            "SELECT table_name, replica_rows, kimai_rows, lag_seconds,"
+            " differences_unrepaired, last_reconciled_at FROM analytics.vw_sync_health",
+        )
+    }
+    assert set(health) == {t.name for t in TABLES}
+    for spec in TABLES:
+        actual = pg(db, f"SELECT count(*) FROM kimai_replica.{spec.replica_table}")[0][0]
+        replica_rows, kimai_rows, lag, unrepaired, reconciled_at = health[spec.name]
+        assert replica_rows == kimai_rows == actual
+        assert 0 <= lag < 600 and unrepaired == 0 and reconciled_at is not None
+
+    status = run_cli("status", "--json", env=env)
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)  # only JSON on stdout
+    assert report["stale_tables"] == []
+    assert {t["table_name"]: t["replica_rows"] for t in report["tables"]} == {
+        k: v[0] for k, v in health.items()
+    }
+    assert [r["command"] for r in report["runs"]][:3] == ["transform", "reconcile", "sync"]
+    metrics = (tmp_path / "m.prom").read_text()
+    assert 'kimai_atlas_sync_replica_rows{table="timesheets"} 600' in metrics
+    assert "kimai_atlas_sync_last_run_success 1" in metrics
+    # a threshold of zero minutes makes every table stale: exit 1 for cron monitors
+    assert run_cli("status", "--max-lag", "0", env=env).returncode == 1
+
+
+def test_dbt_fails_on_lost_rows_and_on_unrepaired_differences(stack):
+    env, db = stack, stack["ATLAS_DB_DATABASE"]
+    # a replica row lost behind the sync's back (a tag pair: no other test depends on it)
+    pg(
+        db,
+        "DELETE FROM kimai_replica.replica_kimai_timesheet_tags WHERE timesheet_id ="
+        " (SELECT min(timesheet_id) FROM kimai_replica.replica_kimai_timesheet_tags)",
+    )
+    out = run_cli("transform", env=env, timeout=600)
+    assert out.returncode == 1
+    assert "assert_replica_counts_match_last_sync" in out.stderr
+    assert run_cli("sync", env=env).returncode == 0  # the next sync restores it
+    # a reconciliation that could not repair everything
+    run_id = pg(db, "SELECT run_id FROM kimai_replica.sync_runs ORDER BY started_at DESC LIMIT 1")[
+        0
+    ][0]
+    pg(
+        db,
+        "UPDATE kimai_replica.sync_run_tables SET reconciled = true, differences_unrepaired = 2"
+        " WHERE run_id = %s AND table_name = 'timesheets'",
+        (run_id,),
+    )
+    out = run_cli("transform", env=env, timeout=600)
+    assert out.returncode == 1
+    assert "assert_last_reconcile_left_nothing_unrepaired" in out.stderr
+    assert run_cli("reconcile", env=env).returncode == 0
+    out = run_cli("transform", env=env, timeout=600)
+    assert out.returncode == 0, out.stderr
+
+
+def test_failed_runs_are_audited(env):
+    out = run_cli("sync", env={**env, "KIMAI_DB_DATABASE": "no_such_db"})
+    assert out.returncode == 2
+    rows = pg(
+        env["ATLAS_DB_DATABASE"],
+        "SELECT command, status, exit_code, error FROM kimai_replica.sync_runs",
+    )
+    assert len(rows) == 1
+    command, status, code, error = rows[0]
+    assert (command, status, code) == ("sync", "failed", 2) and "Unknown database" in error
