@@ -44,6 +44,17 @@ def keys_not_in(left: pa.Array, right: pa.Array) -> pa.Array:
     return pc.take(kept, pc.sort_indices(kept))
 
 
+def same_key_sets(left: pa.Array, right: pa.Array) -> bool:
+    """Whether two arrays of unique keys hold the same set (sorting beats hashing here)."""
+    if len(left) != len(right):
+        return False
+    if len(left) == 0:
+        return True
+    a = pc.take(left, pc.sort_indices(left))
+    b = pc.take(right, pc.sort_indices(right))
+    return bool(pc.all(pc.equal(a, b)).as_py())
+
+
 def changed_rows(new: pa.Table, old: pa.Table, key: Sequence[str]) -> pa.Table:
     """Rows of `new` that `old` lacks or holds with different values.
 

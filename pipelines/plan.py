@@ -2,18 +2,21 @@
 
 Kimai hard-deletes rows (and cascades) without touching any change column, so the only
 way to see deletes without binlog access is to compare the key sets. The comparison is
-keys only (8 bytes a row), read from both databases concurrently.
+keys only (8 bytes a row) for the big tables; the small ``full`` tables are read whole,
+since every run compares all their rows anyway. All reads of all tables, on both sides,
+run concurrently: the drivers release the GIL while the servers work.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from pipelines.diff import keys_not_in, packed_keys
+from pipelines.diff import keys_not_in, packed_keys, same_key_sets
 from pipelines.errors import MassDeleteRefused
 from pipelines.kimai import Kimai
 from pipelines.layout import TableLayout
@@ -29,14 +32,25 @@ class TablePlan:
     replica_keys: pa.Array
     replica_columns: list[str]
     """Columns the replica table has now (empty: no table yet)."""
+    kimai_rows: pa.Table | None = None
+    """Whole Kimai table, for ``full`` tables."""
+    replica_rows: pa.Table | None = None
+    """Whole replica table, for ``full`` tables."""
+    cursor: dt.datetime | None = None
+    """Stored cursor of an ``incremental`` table (before this run)."""
+    window_rows: pa.Table | None = None
+    """Kimai rows in the cursor window of an ``incremental`` table."""
     deleted: pa.Array = field(init=False)
     """Keys the replica has and Kimai no longer has."""
     missing: pa.Array = field(init=False)
     """Keys Kimai has and the replica lacks."""
 
     def __post_init__(self) -> None:
-        self.deleted = keys_not_in(self.replica_keys, self.kimai_keys)
-        self.missing = keys_not_in(self.kimai_keys, self.replica_keys)
+        if same_key_sets(self.kimai_keys, self.replica_keys):  # the usual case, and cheap
+            self.deleted = self.missing = pa.array([], pa.int64())
+        else:
+            self.deleted = keys_not_in(self.replica_keys, self.kimai_keys)
+            self.missing = keys_not_in(self.kimai_keys, self.replica_keys)
 
     @property
     def replica_exists(self) -> bool:
@@ -56,22 +70,71 @@ class TablePlan:
         return self.layout.spec.name
 
 
-def plan_tables(kimai: Kimai, replica: Replica, layouts: Sequence[TableLayout]) -> list[TablePlan]:
-    """Read the key sets of every table from both sides (in parallel) and diff them."""
+PLAN_WORKERS = 4
+"""Concurrent reads while planning (each a query on one of the two servers)."""
 
-    def plan(layout: TableLayout) -> TablePlan:
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            k = pool.submit(kimai.read_keys, layout)
-            r = pool.submit(replica.read_keys, layout)
-            kimai_keys, replica_keys = k.result(), r.result()
-        return TablePlan(
-            layout=layout,
-            kimai_keys=packed_keys(kimai_keys, layout.key),
-            replica_keys=packed_keys(replica_keys, layout.key),
-            replica_columns=replica.table_columns(layout.spec.replica_table),
-        )
 
-    return [plan(layout) for layout in layouts]
+@dataclass(frozen=True)
+class Window:
+    """Where an ``incremental`` table's cursor stands and what to re-read from Kimai."""
+
+    cursor: dt.datetime | None
+    predicate: str | None
+
+
+def plan_tables(
+    kimai: Kimai,
+    replica: Replica,
+    layouts: Sequence[TableLayout],
+    windows: Mapping[str, Window] | None = None,
+) -> list[TablePlan]:
+    """Read what every table needs from both sides, concurrently, and diff the key sets.
+
+    Args:
+        kimai: Kimai reader.
+        replica: Replica reader.
+        layouts: The tables.
+        windows: Per incremental table, its cursor and the Kimai rows to re-read; the
+            window query (a scan of Kimai's table) runs alongside the key reads.
+
+    """
+    windows = windows or {}
+    with ThreadPoolExecutor(max_workers=PLAN_WORKERS, thread_name_prefix="plan") as pool:
+        window_reads = {
+            name: pool.submit(kimai.read_rows, layout, w.predicate)
+            for layout in layouts
+            if (w := windows.get(name := layout.spec.name)) is not None and w.predicate
+        }
+        columns = {
+            layout.spec.name: pool.submit(replica.table_columns, layout.spec.replica_table)
+            for layout in layouts
+        }
+        reads = {}
+        for layout in layouts:
+            whole = layout.spec.sync == "full"
+            reads[layout.spec.name] = (
+                pool.submit(kimai.read_rows if whole else kimai.read_keys, layout),
+                pool.submit(replica.read_rows if whole else replica.read_keys, layout),
+            )
+        plans = []
+        for layout in layouts:
+            name = layout.spec.name
+            kimai_data, replica_data = (f.result() for f in reads[name])
+            whole = layout.spec.sync == "full"
+            window = windows.get(name)
+            plans.append(
+                TablePlan(
+                    layout=layout,
+                    kimai_keys=packed_keys(kimai_data, layout.key),
+                    replica_keys=packed_keys(replica_data, layout.key),
+                    replica_columns=columns[name].result(),
+                    kimai_rows=kimai_data if whole else None,
+                    replica_rows=replica_data if whole else None,
+                    cursor=window.cursor if window else None,
+                    window_rows=window_reads[name].result() if name in window_reads else None,
+                )
+            )
+    return plans
 
 
 def check_mass_delete(

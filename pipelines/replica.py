@@ -6,6 +6,7 @@ key indexes that dlt does not create on PostgreSQL.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,6 +64,12 @@ class Replica(ABC):
         """Whether the replica table exists."""
         return bool(self.table_columns(table))
 
+    def has_rows(self, table: str) -> bool:
+        """Whether the replica table exists and holds at least one row."""
+        if not self.exists(table):
+            return False
+        return bool(self.query(f"SELECT 1 FROM {self.qualified(table)} LIMIT 1"))
+
     def count(self, table: str) -> int:
         """Row count of a replica table (0 when it does not exist)."""
         if not self.exists(table):
@@ -110,11 +117,18 @@ class PostgresReplica(Replica):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self._conn: Any = None
+        # planning reads from several threads; one psycopg2 connection serves them in turn
+        self._lock = threading.RLock()
 
     @contextmanager
     def _cursor(self) -> Iterator[Any]:
         import psycopg2
 
+        with self._lock, self._connection_cursor(psycopg2) as cur:
+            yield cur
+
+    @contextmanager
+    def _connection_cursor(self, psycopg2: Any) -> Iterator[Any]:
         try:
             if self._conn is None or self._conn.closed:
                 url = self.settings.atlas_url

@@ -31,7 +31,7 @@ from pipelines.diff import changed_rows, keys_not_in, packed_keys, unpack_keys
 from pipelines.fingerprint import Fingerprinter
 from pipelines.kimai import BATCH_ROWS, Kimai
 from pipelines.layout import TableLayout, quote_ansi
-from pipelines.plan import TablePlan
+from pipelines.plan import TablePlan, Window
 from pipelines.registry import SYNCED_AT
 from pipelines.replica import PostgresReplica, Replica
 
@@ -214,18 +214,18 @@ class TableExtractor:
         yield from self._upserts(rows)
 
     def _full(self) -> Iterator[pa.Table]:
-        new = self.kimai.read_rows(self.layout)
+        # planning read both whole tables already
+        new, old = self.plan.kimai_rows, self.plan.replica_rows
+        assert new is not None and old is not None
         self.stats.rows_read += new.num_rows
         if not self.rewrite:
-            new = changed_rows(new, self.replica.read_rows(self.layout), self.layout.key)
+            new = changed_rows(new, old, self.layout.key)
         yield from self._upserts(new)
 
     def _incremental(self, state: dict[str, Any]) -> Iterator[pa.Table]:
         cursor_col = self.layout.spec.cursor
         assert cursor_col is not None
-        cursor = _parse_cursor(state.get("cursor"))
-        if cursor is None and len(self.plan.replica_keys):
-            cursor = self._replica_cursor(cursor_col)
+        cursor = self.plan.cursor
         self.stats.cursor_before = _format_cursor(cursor)
         newest = cursor
 
@@ -236,7 +236,7 @@ class TableExtractor:
                 newest = _max_cursor(newest, batch.column(cursor_col))
                 yield from self._upserts(batch)
         else:
-            candidates, old = self._candidates(cursor)
+            candidates, old = self._candidates()
             self.stats.rows_read += candidates.num_rows
             newest = _max_cursor(newest, candidates.column(cursor_col))
             yield from self._upserts(changed_rows(candidates, old, self.layout.key))
@@ -245,7 +245,7 @@ class TableExtractor:
             state["cursor"] = _format_cursor(newest)
         self.stats.cursor_after = _format_cursor(newest)
 
-    def _candidates(self, cursor: dt.datetime | None) -> tuple[pa.Table, pa.Table]:
+    def _candidates(self) -> tuple[pa.Table, pa.Table]:
         """Kimai rows that may differ from the replica, and the replica rows for their keys.
 
         Candidates are the rows in the cursor window, every key the replica lacks and, when
@@ -255,8 +255,8 @@ class TableExtractor:
         if self.options.reconcile and not supports_fingerprints(self.kimai, self.replica):
             # embedded databases (the demo) are small: compare everything
             return self.kimai.read_rows(layout), self.replica.read_rows(layout)
-        window = self._window_predicate(cursor)
-        parts = [self.kimai.read_rows(layout, window)] if window else []
+        # planning read the cursor window already
+        parts = [self.plan.window_rows] if self.plan.window_rows is not None else []
         wanted = self.plan.missing
         if self.options.reconcile:
             fingerprints = Fingerprinter(self.kimai.engine, self.replica, layout)
@@ -300,21 +300,45 @@ class TableExtractor:
         gone = keys_not_in(packed_keys(replica_rows, key), packed_keys(kimai_rows, key))
         return changed_rows(kimai_rows, replica_rows, key).num_rows + len(gone)
 
-    def _window_predicate(self, cursor: dt.datetime | None) -> str | None:
-        cursor_col = self.layout.quote(self.layout.spec.cursor or "")
-        clauses = []
-        if cursor is not None:
-            start = cursor - dt.timedelta(seconds=self.options.overlap_seconds)
-            clauses.append(f"{cursor_col} >= {_sql_datetime(start)}")
-        if self.options.since is not None:
-            clauses.append(f"{self.layout.quote('date_tz')} >= '{self.options.since.isoformat()}'")
-        return " OR ".join(clauses) if clauses else None
 
-    def _replica_cursor(self, cursor_col: str) -> dt.datetime | None:
-        # dlt state lost (new working dir, no state in Atlas DB): the replica itself knows
-        table = self.replica.qualified(self.layout.spec.replica_table)
-        value = self.replica.query(f"SELECT max({quote_ansi(cursor_col)}) FROM {table}")[0][0]
-        return _as_utc(value) if value is not None else None
+def incremental_window(
+    layout: TableLayout,
+    state: dict[str, Any],
+    options: SyncOptions,
+    replica: Replica,
+    replica_has_rows: bool,
+) -> Window:
+    """Where the cursor of an incremental table stands and which Kimai rows to re-read.
+
+    The window starts `overlap_seconds` before the stored cursor: Kimai stamps
+    ``modified_at`` from the PHP clock at flush time (one-second resolution), so a row can
+    commit after rows with a later stamp were already read. ``--since`` adds the rows whose
+    local day is on or after that date.
+
+    Args:
+        layout: The table.
+        state: The table's stored dlt resource state (read only here).
+        options: Run options.
+        replica: Replica reader, asked for the newest cursor value when the state has none
+            (a new working directory with no state in Atlas DB either).
+        replica_has_rows: Whether the replica holds rows (else there is nothing to compare).
+
+    """
+    cursor_col = layout.spec.cursor or ""
+    cursor = _parse_cursor(state.get("cursor"))
+    if cursor is None and replica_has_rows:
+        table = replica.qualified(layout.spec.replica_table)
+        value = replica.query(f"SELECT max({quote_ansi(cursor_col)}) FROM {table}")[0][0]
+        cursor = _as_utc(value) if value is not None else None
+    if options.full_refresh or not replica_has_rows:
+        return Window(cursor, None)  # the whole table is read anyway
+    clauses = []
+    if cursor is not None:
+        start = cursor - dt.timedelta(seconds=options.overlap_seconds)
+        clauses.append(f"{layout.quote(cursor_col)} >= {_sql_datetime(start)}")
+    if options.since is not None:
+        clauses.append(f"{layout.quote('date_tz')} >= '{options.since.isoformat()}'")
+    return Window(cursor, " OR ".join(clauses) if clauses else None)
 
 
 def supports_fingerprints(kimai: Kimai, replica: Replica) -> bool:

@@ -20,7 +20,13 @@ from pipelines.plan import check_mass_delete, plan_tables
 from pipelines.registry import TableSpec
 from pipelines.replica import PostgresReplica, open_replica
 from pipelines.retry import with_retries
-from pipelines.source import SyncOptions, TableExtractor, TableStats, kimai_source
+from pipelines.source import (
+    SyncOptions,
+    TableExtractor,
+    TableStats,
+    incremental_window,
+    kimai_source,
+)
 
 log = logging.getLogger("pipelines.sync")
 
@@ -135,7 +141,19 @@ def sync(
         result.resumed_pending = finish_pending(pipeline)
         _sync_state_from_destination(pipeline)
 
-        plans = plan_tables(kimai, replica, layouts)
+        states = _resource_states(pipeline)
+        windows = {
+            layout.spec.name: incremental_window(
+                layout,
+                states.get(layout.spec.name, {}),
+                options,
+                replica,
+                replica.has_rows(layout.spec.replica_table),
+            )
+            for layout in layouts
+            if layout.spec.sync == "incremental"
+        }
+        plans = plan_tables(kimai, replica, layouts, windows)
         check_mass_delete(
             plans,
             settings.mass_delete_max_share,
@@ -185,11 +203,16 @@ def _sync_state_from_destination(pipeline: Any) -> None:
         raise database_failure("reading sync state from Atlas DB failed", exc) from exc
 
 
-def _count_only(pipeline: Any, extractors: list[TableExtractor]) -> None:
+def _resource_states(pipeline: Any) -> dict[str, dict[str, Any]]:
+    """A copy of every resource's stored state (the cursors), read without extracting."""
     resources = pipeline.state.get("sources", {}).get("kimai", {}).get("resources", {})
+    return copy.deepcopy(resources)
+
+
+def _count_only(pipeline: Any, extractors: list[TableExtractor]) -> None:
+    states = _resource_states(pipeline)
     for e in extractors:
-        state = copy.deepcopy(resources.get(e.layout.spec.name, {}))
-        for _ in e.rows(state):
+        for _ in e.rows(states.get(e.layout.spec.name, {})):
             pass
 
 
