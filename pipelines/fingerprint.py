@@ -17,9 +17,9 @@ the rows themselves are then compared exactly in Arrow before anything is writte
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -35,6 +35,22 @@ RANGE_IDS = 131_072
 
 RANGES_PER_QUERY = 200
 """Bucket ranges per row-hash query."""
+
+
+def _empty() -> pa.Array:
+    return pa.array([], pa.int64())
+
+
+@dataclass
+class Comparison:
+    """Outcome of a whole-table fingerprint comparison."""
+
+    kimai_count: int = 0
+    replica_count: int = 0
+    differing: pa.Array = field(default_factory=_empty)
+    """Every key whose row differs or exists on one side only."""
+    only_kimai: pa.Array = field(default_factory=_empty)
+    only_replica: pa.Array = field(default_factory=_empty)
 
 
 @dataclass
@@ -179,17 +195,28 @@ class Fingerprinter:
         rh = self._replica_row_hashes(self.differing_buckets)
         return pa.array(sorted(k for k in set(kh) | set(rh) if kh.get(k) != rh.get(k)), pa.int64())
 
-    def differing_keys(self, key_values: Iterable[pa.Array]) -> pa.Array:
-        """Keys whose rows differ (or exist on one side only), given both sides' key sets."""
-        bounds = [
-            (int(pa.compute.min(a).as_py()), int(pa.compute.max(a).as_py()))
-            for a in key_values
-            if len(a)
-        ]
-        if not bounds:
-            return pa.array([], pa.int64())
-        lo = min(b[0] for b in bounds) // BUCKET_IDS * BUCKET_IDS
-        hi = max(b[1] for b in bounds) + 1
+    def _bounds(self) -> tuple[int, int] | None:
+        k, r = quote_mysql(self.key), quote_ansi(self.key)
+        kimai = self._kimai_query(f"SELECT MIN({k}), MAX({k}) FROM {self._kimai_table}")[0]
+        replica = self.replica.query(f"SELECT min({r}), max({r}) FROM {self._replica_table}")[0]
+        lows = [int(v) for v in (kimai[0], replica[0]) if v is not None]
+        highs = [int(v) for v in (kimai[1], replica[1]) if v is not None]
+        return (min(lows), max(highs)) if lows else None
+
+    def compare(self) -> Comparison:
+        """Compare the whole table: counts per side and the keys that differ.
+
+        Returns:
+            Row counts of both sides (from the bucket counts) and the differing keys, split
+            into keys on one side only and keys whose rows differ.
+
+        """
+        result = Comparison()
+        bounds = self._bounds()
+        if bounds is None:
+            return result
+        lo = bounds[0] // BUCKET_IDS * BUCKET_IDS
+        hi = bounds[1] + 1
         ranges = [(s, min(s + RANGE_IDS, hi)) for s in range(lo, hi, RANGE_IDS)]
         differing: list[int] = []
         with ThreadPoolExecutor(max_workers=2) as pool:
@@ -197,17 +224,22 @@ class Fingerprinter:
                 fk = pool.submit(self._kimai_buckets, start, end)
                 fr = pool.submit(self._replica_buckets, start, end)
                 kb, rb = fk.result(), fr.result()
+                result.kimai_count += sum(n for n, _ in kb.values())
+                result.replica_count += sum(n for n, _ in rb.values())
                 self.stats.buckets += len(set(kb) | set(rb))
                 differing.extend(b for b in set(kb) | set(rb) if kb.get(b) != rb.get(b))
         buckets = sorted(set(differing))
         self.differing_buckets = buckets
         self.stats.buckets_differing = len(buckets)
         if not buckets:
-            return pa.array([], pa.int64())
+            return result
         with ThreadPoolExecutor(max_workers=2) as pool:
             fk = pool.submit(self._kimai_row_hashes, buckets)
             fr = pool.submit(self._replica_row_hashes, buckets)
             kh, rh = fk.result(), fr.result()
         keys = sorted(k for k in set(kh) | set(rh) if kh.get(k) != rh.get(k))
         self.stats.keys_differing = len(keys)
-        return pa.array(keys, pa.int64())
+        result.differing = pa.array(keys, pa.int64())
+        result.only_kimai = pa.array(sorted(set(kh) - set(rh)), pa.int64())
+        result.only_replica = pa.array(sorted(set(rh) - set(kh)), pa.int64())
+        return result

@@ -1,26 +1,33 @@
-"""Per-run plan of each table: full key sets of Kimai and the replica, and what they imply.
+"""Per-run plan of each table: what Kimai and the replica hold, and what that implies.
 
 Kimai hard-deletes rows (and cascades) without touching any change column, so the only
 way to see deletes without binlog access is to compare the key sets. The comparison is
 keys only (8 bytes a row) for the big tables; the small ``full`` tables are read whole,
-since every run compares all their rows anyway. All reads of all tables, on both sides,
-run concurrently: the drivers release the GIL while the servers work.
+since every run compares all their rows anyway. A reconciling run compares range
+fingerprints instead (they see deletes, inserts and changed rows alike, and move far
+fewer bytes than the keys). All reads of all tables, on both sides, run concurrently: the
+drivers release the GIL while the servers work.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 import pyarrow as pa
 
 from pipelines.diff import keys_not_in, packed_keys, same_key_sets
 from pipelines.errors import MassDeleteRefused
+from pipelines.fingerprint import Comparison, Fingerprinter
 from pipelines.kimai import Kimai
 from pipelines.layout import TableLayout
 from pipelines.replica import Replica
+
+
+def _no_keys() -> pa.Array:
+    return pa.array([], pa.int64())
 
 
 @dataclass
@@ -28,10 +35,16 @@ class TablePlan:
     """What one run knows about a table before it extracts anything."""
 
     layout: TableLayout
-    kimai_keys: pa.Array
-    replica_keys: pa.Array
     replica_columns: list[str]
     """Columns the replica table has now (empty: no table yet)."""
+    kimai_count: int
+    replica_count: int
+    deleted: pa.Array
+    """Keys the replica has and Kimai no longer has."""
+    missing: pa.Array
+    """Keys Kimai has and the replica lacks."""
+    kimai_keys: pa.Array | None = None
+    """Every Kimai key (packed); None when fingerprints stood in for the key sets."""
     kimai_rows: pa.Table | None = None
     """Whole Kimai table, for ``full`` tables."""
     replica_rows: pa.Table | None = None
@@ -40,22 +53,9 @@ class TablePlan:
     """Stored cursor of an ``incremental`` table (before this run)."""
     window_rows: pa.Table | None = None
     """Kimai rows in the cursor window of an ``incremental`` table."""
-    deleted: pa.Array = field(init=False)
-    """Keys the replica has and Kimai no longer has."""
-    missing: pa.Array = field(init=False)
-    """Keys Kimai has and the replica lacks."""
-
-    def __post_init__(self) -> None:
-        if same_key_sets(self.kimai_keys, self.replica_keys):  # the usual case, and cheap
-            self.deleted = self.missing = pa.array([], pa.int64())
-        else:
-            self.deleted = keys_not_in(self.replica_keys, self.kimai_keys)
-            self.missing = keys_not_in(self.kimai_keys, self.replica_keys)
-
-    @property
-    def replica_exists(self) -> bool:
-        """Whether the replica table exists."""
-        return bool(self.replica_columns)
+    differing: pa.Array | None = None
+    """Keys whose fingerprints differ (reconciling runs on MariaDB → PostgreSQL)."""
+    fingerprinter: Fingerprinter | None = None
 
     @property
     def new_columns(self) -> list[str]:
@@ -68,6 +68,40 @@ class TablePlan:
     def name(self) -> str:
         """Short table name."""
         return self.layout.spec.name
+
+
+def _from_keys(layout: TableLayout, kimai: pa.Table, replica: pa.Table, **extra) -> TablePlan:
+    kimai_keys = packed_keys(kimai, layout.key)
+    replica_keys = packed_keys(replica, layout.key)
+    if same_key_sets(kimai_keys, replica_keys):  # the usual case, and cheap
+        deleted = missing = _no_keys()
+    else:
+        deleted = keys_not_in(replica_keys, kimai_keys)
+        missing = keys_not_in(kimai_keys, replica_keys)
+    return TablePlan(
+        layout=layout,
+        kimai_count=len(kimai_keys),
+        replica_count=len(replica_keys),
+        deleted=deleted,
+        missing=missing,
+        kimai_keys=kimai_keys,
+        **extra,
+    )
+
+
+def _from_fingerprints(
+    layout: TableLayout, fingerprinter: Fingerprinter, found: Comparison, **extra
+) -> TablePlan:
+    return TablePlan(
+        layout=layout,
+        kimai_count=found.kimai_count,
+        replica_count=found.replica_count,
+        deleted=found.only_replica,
+        missing=found.only_kimai,
+        differing=found.differing,
+        fingerprinter=fingerprinter,
+        **extra,
+    )
 
 
 PLAN_WORKERS = 4
@@ -87,8 +121,9 @@ def plan_tables(
     replica: Replica,
     layouts: Sequence[TableLayout],
     windows: Mapping[str, Window] | None = None,
+    fingerprint: Collection[str] = (),
 ) -> list[TablePlan]:
-    """Read what every table needs from both sides, concurrently, and diff the key sets.
+    """Read what every table needs from both sides, concurrently, and compare.
 
     Args:
         kimai: Kimai reader.
@@ -96,42 +131,54 @@ def plan_tables(
         layouts: The tables.
         windows: Per incremental table, its cursor and the Kimai rows to re-read; the
             window query (a scan of Kimai's table) runs alongside the key reads.
+        fingerprint: Tables compared by range fingerprints (every column of every row)
+            instead of by key sets; their cursor window is not read (fingerprints see it).
 
     """
     windows = windows or {}
     with ThreadPoolExecutor(max_workers=PLAN_WORKERS, thread_name_prefix="plan") as pool:
-        window_reads = {
-            name: pool.submit(kimai.read_rows, layout, w.predicate)
-            for layout in layouts
-            if (w := windows.get(name := layout.spec.name)) is not None and w.predicate
-        }
         columns = {
             layout.spec.name: pool.submit(replica.table_columns, layout.spec.replica_table)
             for layout in layouts
         }
-        reads = {}
+        reads: dict[str, tuple[Future, ...]] = {}
+        fingerprinters: dict[str, Fingerprinter] = {}
         for layout in layouts:
+            name = layout.spec.name
+            window = windows.get(name)
+            if name in fingerprint:
+                fingerprinters[name] = Fingerprinter(kimai.engine, replica, layout)
+                reads[name] = (pool.submit(fingerprinters[name].compare),)
+                continue
             whole = layout.spec.sync == "full"
-            reads[layout.spec.name] = (
+            reads[name] = (
                 pool.submit(kimai.read_rows if whole else kimai.read_keys, layout),
                 pool.submit(replica.read_rows if whole else replica.read_keys, layout),
             )
+            if window is not None and window.predicate:
+                reads[name] += (pool.submit(kimai.read_rows, layout, window.predicate),)
         plans = []
         for layout in layouts:
             name = layout.spec.name
-            kimai_data, replica_data = (f.result() for f in reads[name])
-            whole = layout.spec.sync == "full"
+            results = [f.result() for f in reads[name]]
             window = windows.get(name)
+            common = {
+                "replica_columns": columns[name].result(),
+                "cursor": window.cursor if window else None,
+            }
+            if name in fingerprint:
+                plans.append(_from_fingerprints(layout, fingerprinters[name], results[0], **common))
+                continue
+            whole = layout.spec.sync == "full"
             plans.append(
-                TablePlan(
-                    layout=layout,
-                    kimai_keys=packed_keys(kimai_data, layout.key),
-                    replica_keys=packed_keys(replica_data, layout.key),
-                    replica_columns=columns[name].result(),
-                    kimai_rows=kimai_data if whole else None,
-                    replica_rows=replica_data if whole else None,
-                    cursor=window.cursor if window else None,
-                    window_rows=window_reads[name].result() if name in window_reads else None,
+                _from_keys(
+                    layout,
+                    results[0],
+                    results[1],
+                    kimai_rows=results[0] if whole else None,
+                    replica_rows=results[1] if whole else None,
+                    window_rows=results[2] if len(results) > 2 else None,
+                    **common,
                 )
             )
     return plans
@@ -154,7 +201,7 @@ def check_mass_delete(
     if allowed:
         return
     for p in plans:
-        before = len(p.replica_keys)
+        before = p.replica_count
         gone = len(p.deleted)
         if before == 0 or gone == 0:
             continue
@@ -163,6 +210,6 @@ def check_mass_delete(
             raise MassDeleteRefused(
                 f"refusing to delete {gone:,} of {before:,} rows ({gone / before:.0%}) of"
                 f" {p.layout.spec.replica_table}: Kimai ({p.layout.kimai_name}) has"
-                f" {len(p.kimai_keys):,} rows; the limit is ATLAS_MASS_DELETE_MAX_SHARE="
+                f" {p.kimai_count:,} rows; the limit is ATLAS_MASS_DELETE_MAX_SHARE="
                 f"{max_share:g}. If Kimai really deleted them, rerun with --allow-mass-delete"
             )

@@ -28,7 +28,6 @@ import pyarrow.compute as pc
 
 from pipelines.bulk import BulkLoader
 from pipelines.diff import changed_rows, keys_not_in, packed_keys, unpack_keys
-from pipelines.fingerprint import Fingerprinter
 from pipelines.kimai import BATCH_ROWS, Kimai
 from pipelines.layout import TableLayout, quote_ansi
 from pipelines.plan import TablePlan, Window
@@ -103,12 +102,12 @@ class TableExtractor:
         self.say = say or (lambda _line: None)
         # every row is written when there is nothing to compare with: a first load, a full
         # refresh, or new Kimai columns the replica's rows do not hold yet
-        self.rewrite = options.full_refresh or len(plan.replica_keys) == 0 or bool(plan.new_columns)
+        self.rewrite = options.full_refresh or plan.replica_count == 0 or bool(plan.new_columns)
         # ... and such whole-table writes stream straight into PostgreSQL
         self.bulk = bulk if self.rewrite else None
         self._written_keys: list[pa.Array] = []
-        self.fingerprinter: Fingerprinter | None = None
-        self._replica_keys = plan.replica_keys
+        if plan.fingerprinter is not None:
+            stats.extra["fingerprint"] = plan.fingerprinter.stats
 
     # -- output helpers ----------------------------------------------------------------------
 
@@ -123,7 +122,7 @@ class TableExtractor:
             return
         keys = packed_keys(rows, self.layout.key)
         self._written_keys.append(keys)
-        new = int(pc.sum(pc.invert(pc.is_in(keys, value_set=self._replica_keys))).as_py() or 0)
+        new = int(pc.sum(pc.is_in(keys, value_set=self.plan.missing)).as_py() or 0)
         self.stats.inserted += new
         self.stats.updated += rows.num_rows - new
         yield self._stamp(rows)
@@ -184,6 +183,7 @@ class TableExtractor:
 
         def source() -> Iterator[pa.Table]:
             if layout.spec.sync == "pairs":
+                assert plan.kimai_keys is not None
                 pairs = unpack_keys(plan.kimai_keys, layout.key).cast(layout.data_schema)
                 batches: Iterator[pa.Table] = iter(pairs.to_batches(max_chunksize=BATCH_ROWS))
             else:
@@ -195,7 +195,7 @@ class TableExtractor:
                     newest[0] = _max_cursor(newest[0], table.column(cursor_col))
                 yield self._stamp(table)
 
-        replace = len(plan.replica_keys) > 0
+        replace = plan.replica_count > 0
         written = self.bulk.load(layout, source(), replace=replace)
         self.stats.inserted += len(plan.missing) if replace else written
         self.stats.updated += written - len(plan.missing) if replace else 0
@@ -209,6 +209,7 @@ class TableExtractor:
     def _pairs(self) -> Iterator[pa.Table]:
         # every column is key: the key diff is the whole comparison, no row read needed
         new = self.plan.kimai_keys if self.rewrite else self.plan.missing
+        assert new is not None
         rows = unpack_keys(new, self.layout.key).cast(self.layout.data_schema)
         self.stats.rows_read += rows.num_rows
         yield from self._upserts(rows)
@@ -252,18 +253,14 @@ class TableExtractor:
         reconciling, every key whose fingerprint differs.
         """
         layout = self.layout
-        if self.options.reconcile and not supports_fingerprints(self.kimai, self.replica):
-            # embedded databases (the demo) are small: compare everything
+        if self.options.reconcile and self.plan.fingerprinter is None:
+            # embedded databases (the demo) cannot fingerprint and are small: compare all
             return self.kimai.read_rows(layout), self.replica.read_rows(layout)
-        # planning read the cursor window already
+        # planning read the cursor window, or compared fingerprints, already
         parts = [self.plan.window_rows] if self.plan.window_rows is not None else []
         wanted = self.plan.missing
-        if self.options.reconcile:
-            fingerprints = Fingerprinter(self.kimai.engine, self.replica, layout)
-            differing = fingerprints.differing_keys([self.plan.kimai_keys, self.plan.replica_keys])
-            self.stats.extra["fingerprint"] = fingerprints.stats
-            self.fingerprinter = fingerprints
-            wanted = pa.concat_arrays([wanted, differing]).unique()
+        if self.plan.differing is not None:
+            wanted = pa.concat_arrays([wanted, self.plan.differing]).unique()
         if parts:
             wanted = keys_not_in(wanted, packed_keys(parts[0], layout.key))
         parts.extend(self.kimai.read_by_keys(layout, wanted))
@@ -277,9 +274,9 @@ class TableExtractor:
         Hashes can differ where the two servers print a value differently (doubles below
         1e-4), so keys that still differ by hash are compared exactly before they count.
         """
-        if self.fingerprinter is None:
+        if self.plan.fingerprinter is None:
             return 0
-        keys = self.fingerprinter.recheck()
+        keys = self.plan.fingerprinter.recheck()
         if len(keys) == 0:
             return 0
         kimai_rows = pa.concat_tables(

@@ -26,6 +26,7 @@ from pipelines.source import (
     TableStats,
     incremental_window,
     kimai_source,
+    supports_fingerprints,
 )
 
 log = logging.getLogger("pipelines.sync")
@@ -142,18 +143,32 @@ def sync(
         _sync_state_from_destination(pipeline)
 
         states = _resource_states(pipeline)
+        has_rows = {
+            layout.spec.name: replica.has_rows(layout.spec.replica_table) for layout in layouts
+        }
         windows = {
             layout.spec.name: incremental_window(
                 layout,
                 states.get(layout.spec.name, {}),
                 options,
                 replica,
-                replica.has_rows(layout.spec.replica_table),
+                has_rows[layout.spec.name],
             )
             for layout in layouts
             if layout.spec.sync == "incremental"
         }
-        plans = plan_tables(kimai, replica, layouts, windows)
+        # reconcile compares every row by fingerprints where both servers can compute them
+        fingerprint = {
+            layout.spec.name
+            for layout in layouts
+            if options.reconcile
+            and not options.full_refresh
+            and layout.spec.sync == "incremental"
+            and len(layout.key) == 1
+            and has_rows[layout.spec.name]
+            and supports_fingerprints(kimai, replica)
+        }
+        plans = plan_tables(kimai, replica, layouts, windows, fingerprint)
         check_mass_delete(
             plans,
             settings.mass_delete_max_share,
@@ -167,8 +182,8 @@ def sync(
         for p in plans:
             stats = TableStats(
                 table=p.name,
-                kimai_rows=len(p.kimai_keys),
-                replica_rows_before=len(p.replica_keys),
+                kimai_rows=p.kimai_count,
+                replica_rows_before=p.replica_count,
             )
             result.tables.append(stats)
             extractors.append(

@@ -231,3 +231,52 @@ def test_guard_share_is_configurable(kimai, env):
     ok = run_cli("sync", env={**env, "ATLAS_MASS_DELETE_MAX_SHARE": "0.3"})
     assert ok.returncode == 0, ok.stderr
     assert_replica_equals_kimai(env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"])
+
+
+@pytest.mark.slow
+def test_reconcile_at_a_million_rows_reads_a_sliver_of_kimai(env):
+    """No differences: a fraction of a percent of the table's bytes; 1,000 silent changes:
+    exactly those rows repaired."""
+    db = env["KIMAI_DB_DATABASE"]
+    build_kimai(kimai_url(db), seed=1, timesheets=1_000_000)
+    sync_now()
+    engine = sa.create_engine(kimai_url(db))
+    table_bytes = one(
+        engine,
+        "SELECT data_length FROM information_schema.tables"
+        f" WHERE table_schema = '{db}' AND table_name = 'kimai2_timesheet'",
+    )
+
+    quiet = stats(sync_now("timesheets", reconcile=True), "timesheets")
+    assert quiet.written == 0 and quiet.extra["unrepaired"] == 0
+    assert quiet.kimai_bytes_read <= 0.01 * table_bytes, (quiet.kimai_bytes_read, table_bytes)
+    assert quiet.rows_read == 0
+
+    ids = [
+        r[0]
+        for r in engine.connect().execute(
+            sa.text("SELECT id FROM kimai2_timesheet WHERE exported = 0 ORDER BY id LIMIT 1000")
+        )
+    ]
+    with engine.connect() as conn:
+        kimai_do.mark_exported(conn, ids[:500])
+        for i in ids[500:]:
+            conn.execute(
+                sa.text(f"UPDATE kimai2_timesheet SET description = 'silent {i}' WHERE id = {i}")
+            )
+        conn.commit()
+    fixed = stats(sync_now("timesheets", reconcile=True), "timesheets")
+    assert fixed.updated == 1000 and fixed.inserted == fixed.deleted == 0
+    assert fixed.extra["unrepaired"] == 0
+    assert fixed.kimai_bytes_read <= 0.02 * table_bytes, (fixed.kimai_bytes_read, table_bytes)
+    conn = pg_connect(env["ATLAS_DB_DATABASE"])
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FILTER (WHERE exported), count(*) FILTER (WHERE description LIKE 'silent %')"
+            f" FROM kimai_replica.replica_kimai_timesheets WHERE id IN ({', '.join(map(str, ids))})"
+        )
+        assert cur.fetchone() == (500, 500)
+    conn.close()
+    again = stats(sync_now("timesheets", reconcile=True), "timesheets")
+    assert again.written == 0 and again.extra["fingerprint"].buckets_differing == 0
+    engine.dispose()
