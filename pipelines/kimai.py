@@ -163,14 +163,14 @@ class Kimai:
         """
         import connectorx as cx
 
-        (key,) = layout.key
-        quoted = layout.quote(key)
-        last: int | None = None
+        key = layout.key
+        order = ", ".join(layout.quote(k) for k in key)
+        last: tuple[int, ...] | None = None
         failures = 0
         while True:
-            resume = f"{quoted} > {last}" if last is not None else None
+            resume = _after_key(layout, last) if last is not None else None
             cond = " AND ".join(f"({c})" for c in (where, resume) if c) or None
-            sql = f"{layout.select_sql(cond)} ORDER BY {quoted}"
+            sql = f"{layout.select_sql(cond)} ORDER BY {order}"
             try:
                 reader = cx.read_sql(
                     self._cx_url, sql, return_type="arrow_stream", batch_size=BATCH_ROWS
@@ -180,7 +180,7 @@ class Kimai:
                         continue
                     self._count(layout, batch)
                     table = conform(batch, layout.data_schema)
-                    last = int(table.column(key)[-1].as_py())
+                    last = tuple(int(table.column(k)[-1].as_py()) for k in key)
                     failures = 0
                     yield table
                 return
@@ -204,9 +204,20 @@ class Kimai:
         """Read the replicated columns of the rows matching `where` (small results)."""
         return conform(self._read(layout, layout.select_sql(where)), layout.data_schema)
 
-    def read_keys(self, layout: TableLayout) -> pa.Table:
-        """Read every key of the table (keys only, as int64)."""
-        return key_columns_only(self._read(layout, layout.key_select_sql()), layout.key)
+    def key_bounds(self, layout: TableLayout) -> tuple[int, int] | None:
+        """Lowest and highest value of the (first) key column; None for an empty table."""
+        k = layout.quote(layout.key[0])
+        row = self._read(
+            layout, f"SELECT MIN({k}) AS lo, MAX({k}) AS hi FROM {layout.quote(layout.kimai_name)}"
+        )
+        lo, hi = row.column("lo")[0].as_py(), row.column("hi")[0].as_py()
+        return None if lo is None else (int(lo), int(hi))
+
+    def read_key_range(self, layout: TableLayout, low: int, high: int) -> pa.Table:
+        """Keys (as int64) whose first key column is in ``[low, high)``."""
+        k = layout.quote(layout.key[0])
+        sql = f"{layout.key_select_sql()} WHERE {k} >= {int(low)} AND {k} < {int(high)}"
+        return key_columns_only(self._read(layout, sql), layout.key)
 
     def read_by_keys(self, layout: TableLayout, keys: pa.Array) -> Iterator[pa.Table]:
         """Read the rows with the given single-column keys, in chunks."""
@@ -216,6 +227,15 @@ class Kimai:
             table = self.read_rows(layout, where)
             if table.num_rows:
                 yield table
+
+
+def _after_key(layout: TableLayout, last: tuple[int, ...]) -> str:
+    """Predicate for keys after `last` in key order, written so an index range scan fits."""
+    clauses = []
+    for i, k in enumerate(layout.key):
+        equal = [f"{layout.quote(p)} = {v}" for p, v in zip(layout.key[:i], last, strict=False)]
+        clauses.append(" AND ".join([*equal, f"{layout.quote(k)} > {last[i]}"]))
+    return " OR ".join(f"({c})" for c in clauses)
 
 
 def chunks(values: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

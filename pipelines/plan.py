@@ -2,7 +2,8 @@
 
 Kimai hard-deletes rows (and cascades) without touching any change column, so the only
 way to see deletes without binlog access is to compare the key sets. The comparison is
-keys only (8 bytes a row) for the big tables; the small ``full`` tables are read whole,
+keys only (8 bytes a row) and streamed by key range for the big tables
+(`pipelines.keydiff`); the small ``full`` tables are read whole,
 since every run compares all their rows anyway. A reconciling run compares range
 fingerprints instead (they see deletes, inserts and changed rows alike, and move far
 fewer bytes than the keys). All reads of all tables, on both sides, run concurrently: the
@@ -21,6 +22,7 @@ import pyarrow as pa
 from pipelines.diff import keys_not_in, packed_keys, same_key_sets
 from pipelines.errors import MassDeleteRefused
 from pipelines.fingerprint import Comparison, Fingerprinter
+from pipelines.keydiff import KeyDiff, compare_key_sets
 from pipelines.kimai import Kimai
 from pipelines.layout import TableLayout
 from pipelines.replica import Replica
@@ -43,8 +45,6 @@ class TablePlan:
     """Keys the replica has and Kimai no longer has."""
     missing: pa.Array
     """Keys Kimai has and the replica lacks."""
-    kimai_keys: pa.Array | None = None
-    """Every Kimai key (packed); None when fingerprints stood in for the key sets."""
     kimai_rows: pa.Table | None = None
     """Whole Kimai table, for ``full`` tables."""
     replica_rows: pa.Table | None = None
@@ -70,7 +70,7 @@ class TablePlan:
         return self.layout.spec.name
 
 
-def _from_keys(layout: TableLayout, kimai: pa.Table, replica: pa.Table, **extra) -> TablePlan:
+def _from_rows(layout: TableLayout, kimai: pa.Table, replica: pa.Table, **extra) -> TablePlan:
     kimai_keys = packed_keys(kimai, layout.key)
     replica_keys = packed_keys(replica, layout.key)
     if same_key_sets(kimai_keys, replica_keys):  # the usual case, and cheap
@@ -84,7 +84,19 @@ def _from_keys(layout: TableLayout, kimai: pa.Table, replica: pa.Table, **extra)
         replica_count=len(replica_keys),
         deleted=deleted,
         missing=missing,
-        kimai_keys=kimai_keys,
+        kimai_rows=kimai,
+        replica_rows=replica,
+        **extra,
+    )
+
+
+def _from_key_diff(layout: TableLayout, diff: KeyDiff, **extra) -> TablePlan:
+    return TablePlan(
+        layout=layout,
+        kimai_count=diff.kimai_count,
+        replica_count=diff.replica_count,
+        deleted=diff.deleted,
+        missing=diff.missing,
         **extra,
     )
 
@@ -150,11 +162,13 @@ def plan_tables(
                 fingerprinters[name] = Fingerprinter(kimai.engine, replica, layout)
                 reads[name] = (pool.submit(fingerprinters[name].compare),)
                 continue
-            whole = layout.spec.sync == "full"
-            reads[name] = (
-                pool.submit(kimai.read_rows if whole else kimai.read_keys, layout),
-                pool.submit(replica.read_rows if whole else replica.read_keys, layout),
-            )
+            if layout.spec.sync == "full":
+                reads[name] = (
+                    pool.submit(kimai.read_rows, layout),
+                    pool.submit(replica.read_rows, layout),
+                )
+            else:
+                reads[name] = (pool.submit(compare_key_sets, kimai, replica, layout),)
             if window is not None and window.predicate:
                 reads[name] += (pool.submit(kimai.read_rows, layout, window.predicate),)
         plans = []
@@ -169,18 +183,11 @@ def plan_tables(
             if name in fingerprint:
                 plans.append(_from_fingerprints(layout, fingerprinters[name], results[0], **common))
                 continue
-            whole = layout.spec.sync == "full"
-            plans.append(
-                _from_keys(
-                    layout,
-                    results[0],
-                    results[1],
-                    kimai_rows=results[0] if whole else None,
-                    replica_rows=results[1] if whole else None,
-                    window_rows=results[2] if len(results) > 2 else None,
-                    **common,
-                )
-            )
+            if layout.spec.sync == "full":
+                plans.append(_from_rows(layout, results[0], results[1], **common))
+            else:
+                window_rows = results[1] if len(results) > 1 else None
+                plans.append(_from_key_diff(layout, results[0], window_rows=window_rows, **common))
     return plans
 
 

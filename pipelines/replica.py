@@ -76,13 +76,27 @@ class Replica(ABC):
             return 0
         return int(self.query(f"SELECT count(*) FROM {self.qualified(table)}")[0][0])
 
-    def read_keys(self, layout: TableLayout) -> pa.Table:
-        """Every key of the replica table (int64), empty if the table does not exist."""
+    def key_bounds(self, layout: TableLayout) -> tuple[int, int] | None:
+        """Lowest and highest value of the (first) key column; None when empty or missing."""
+        if not self.exists(layout.spec.replica_table):
+            return None
+        k = quote_ansi(layout.key[0])
+        lo, hi = self.query(
+            f"SELECT min({k}), max({k}) FROM {self.qualified(layout.spec.replica_table)}"
+        )[0]
+        return None if lo is None else (int(lo), int(hi))
+
+    def read_key_range(self, layout: TableLayout, low: int, high: int) -> pa.Table:
+        """Keys (as int64) whose first key column is in ``[low, high)``."""
         empty = pa.table({k: pa.array([], pa.int64()) for k in layout.key})
         if not self.exists(layout.spec.replica_table):
             return empty
         cols = ", ".join(quote_ansi(k) for k in layout.key)
-        table = self.read_arrow(f"SELECT {cols} FROM {self.qualified(layout.spec.replica_table)}")
+        k = quote_ansi(layout.key[0])
+        table = self.read_arrow(
+            f"SELECT {cols} FROM {self.qualified(layout.spec.replica_table)}"
+            f" WHERE {k} >= {int(low)} AND {k} < {int(high)}"
+        )
         return key_columns_only(table, layout.key) if table.num_rows else empty
 
     def _select(self, layout: TableLayout, where: str | None = None) -> str:
@@ -207,19 +221,28 @@ class DuckDBReplica(Replica):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.path = settings.atlas_url.database or ":memory:"
+        self._conn: Any = None
+        self._lock = threading.Lock()
 
     @contextmanager
     def _connect(self) -> Iterator[Any]:
         import duckdb
 
+        # One database instance for the reader's lifetime, one cursor per call: planning
+        # reads from several threads, and opening and closing the file per query would let
+        # a new instance open it while the last one is still closing (checkpointing).
+        # dlt and dbt, in this process, share the instance (same file, same configuration).
+        with self._lock:
+            if self._conn is None:
+                try:
+                    self._conn = duckdb.connect(self.path)
+                except duckdb.Error as exc:
+                    raise database_failure(f"cannot open {self.path}", exc) from exc
+            cursor = self._conn.cursor()
         try:
-            conn = duckdb.connect(self.path)
-        except duckdb.Error as exc:
-            raise database_failure(f"cannot open {self.path}", exc) from exc
-        try:
-            yield conn
+            yield cursor
         finally:
-            conn.close()
+            cursor.close()
 
     def check(self) -> None:
         """Open the file once."""
@@ -238,7 +261,15 @@ class DuckDBReplica(Replica):
     def read_arrow(self, sql: str) -> pa.Table:
         """Run a query and return Arrow."""
         with self._connect() as conn:
-            return conn.execute(sql).to_arrow_table()
+            # a relation hands Arrow over directly (a DB-API result would copy the rows)
+            return conn.sql(sql).to_arrow_table()
+
+    def close(self) -> None:
+        """Release the file, so that another process (a `duckdb` shell, `status`) can open it."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
 
 def open_replica(settings: Settings) -> Replica:

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from pipelines.bulk import BulkLoader
 from pipelines.diff import changed_rows, keys_not_in, packed_keys, unpack_keys
-from pipelines.kimai import BATCH_ROWS, Kimai
+from pipelines.kimai import Kimai
 from pipelines.layout import TableLayout, quote_ansi
 from pipelines.plan import TablePlan, Window
 from pipelines.registry import SYNCED_AT
@@ -182,14 +182,7 @@ class TableExtractor:
         newest: list[dt.datetime | None] = [None]
 
         def source() -> Iterator[pa.Table]:
-            if layout.spec.sync == "pairs":
-                assert plan.kimai_keys is not None
-                pairs = unpack_keys(plan.kimai_keys, layout.key).cast(layout.data_schema)
-                batches: Iterator[pa.Table] = iter(pairs.to_batches(max_chunksize=BATCH_ROWS))
-            else:
-                batches = self.kimai.stream_rows(layout)
-            for batch in batches:
-                table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+            for table in self.kimai.stream_rows(layout):
                 self.stats.rows_read += table.num_rows
                 if cursor_col:
                     newest[0] = _max_cursor(newest[0], table.column(cursor_col))
@@ -207,11 +200,13 @@ class TableExtractor:
             self.stats.cursor_after = state.get("cursor")
 
     def _pairs(self) -> Iterator[pa.Table]:
+        if self.rewrite:
+            for batch in self.kimai.stream_rows(self.layout):
+                self.stats.rows_read += batch.num_rows
+                yield from self._upserts(batch)
+            return
         # every column is key: the key diff is the whole comparison, no row read needed
-        new = self.plan.kimai_keys if self.rewrite else self.plan.missing
-        assert new is not None
-        rows = unpack_keys(new, self.layout.key).cast(self.layout.data_schema)
-        self.stats.rows_read += rows.num_rows
+        rows = unpack_keys(self.plan.missing, self.layout.key).cast(self.layout.data_schema)
         yield from self._upserts(rows)
 
     def _full(self) -> Iterator[pa.Table]:
