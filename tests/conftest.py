@@ -150,3 +150,38 @@ def sync_now(*tables: str, **options):
         command="sync", tables=list(tables) or None, options=SyncOptions(**opts), **req
     )
     return execute(settings, request).sync
+
+
+def kimai_query(db: str, sql: str, args=None) -> list[tuple]:
+    """Rows of one query on a Kimai test database."""
+    conn = mariadb_connect(db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def kimai_exec(db: str, *statements: str, sql_mode: str | None = None) -> None:
+    """Run statements on a Kimai test database (optionally under another sql_mode)."""
+    conn = mariadb_connect(db)
+    try:
+        with conn.cursor() as cur:
+            if sql_mode is not None:
+                cur.execute(f"SET SESSION sql_mode = '{sql_mode}'")
+            for sql in statements:
+                cur.execute(sql)
+    finally:
+        conn.close()
+
+
+def pg_query(db: str, sql: str, args=None) -> list[tuple]:
+    """Rows of one statement on a PostgreSQL test database (empty for statements)."""
+    conn = pg_connect(db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return list(cur.fetchall()) if cur.description else []
+    finally:
+        conn.close()

@@ -6,7 +6,15 @@ import pymysql
 import pytest
 
 from pipelines.fixtures.kimai_data import build_kimai
-from tests.conftest import kimai_url, mariadb_connect, pg_connect, run_cli, sync_now
+from tests.conftest import (
+    kimai_exec,
+    kimai_query,
+    kimai_url,
+    mariadb_connect,
+    pg_query,
+    run_cli,
+    sync_now,
+)
 from tests.replica_check import assert_replica_equals_kimai
 
 BIG = "€" * 10_000 + "😀" * 8_000 + "x" * 3_535  # 30,000 + 32,000 + 3,535 = 65,535 bytes
@@ -18,41 +26,19 @@ def kimai(env):
     return env["KIMAI_DB_DATABASE"]
 
 
-def _exec(db: str, *sql: str, mode: str | None = None) -> None:
-    conn = mariadb_connect(db)
-    try:
-        with conn.cursor() as cur:
-            if mode is not None:
-                cur.execute(f"SET SESSION sql_mode = '{mode}'")
-            for s in sql:
-                cur.execute(s)
-    finally:
-        conn.close()
-
-
-def _replica(db: str, sql: str) -> list[tuple]:
-    conn = pg_connect(db)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return cur.fetchall()
-    finally:
-        conn.close()
-
-
 @pytest.mark.parametrize("first_load", [True, False], ids=["first-load", "incremental"])
 def test_zero_dates_nulls_huge_text_and_emoji_load_faithfully(kimai, env, first_load):
     if not first_load:
         sync_now()
-    ids = [r[0] for r in _query(kimai, "SELECT id FROM kimai2_timesheet ORDER BY id LIMIT 4")]
+    ids = [r[0] for r in kimai_query(kimai, "SELECT id FROM kimai2_timesheet ORDER BY id LIMIT 4")]
     # MariaDB accepts zero dates outside strict date modes (legacy imports do this)
-    _exec(
+    kimai_exec(
         kimai,
         f"UPDATE kimai2_timesheet SET end_time = '0000-00-00 00:00:00', date_tz = '0000-00-00',"
         f" modified_at = UTC_TIMESTAMP() WHERE id = {ids[0]}",
         f"UPDATE kimai2_timesheet SET billable = NULL, modified_at = UTC_TIMESTAMP() WHERE id = {ids[1]}",
         "UPDATE kimai2_tags SET visible = NULL WHERE id = (SELECT MIN(id) FROM kimai2_tags)",
-        mode="",
+        sql_mode="",
     )
     conn = mariadb_connect(kimai)
     with conn.cursor() as cur:
@@ -69,7 +55,7 @@ def test_zero_dates_nulls_huge_text_and_emoji_load_faithfully(kimai, env, first_
     db = env["ATLAS_DB_DATABASE"]
     rows = dict(
         (r[0], r[1:])
-        for r in _replica(
+        for r in pg_query(
             db,
             "SELECT id, end_time, date_tz, billable, description, octet_length(description)"
             f" FROM kimai_replica.replica_kimai_timesheets WHERE id IN {tuple(ids)}",
@@ -80,7 +66,7 @@ def test_zero_dates_nulls_huge_text_and_emoji_load_faithfully(kimai, env, first_
     assert rows[ids[2]][3] == BIG and rows[ids[2]][4] == 65_535
     assert rows[ids[3]][3].startswith("tab\there\nnew line \\N")
     assert (
-        _replica(db, "SELECT count(*) FROM kimai_replica.replica_kimai_tags WHERE visible IS NULL")[
+        pg_query(db, "SELECT count(*) FROM kimai_replica.replica_kimai_tags WHERE visible IS NULL")[
             0
         ][0]
         == 1
@@ -92,20 +78,10 @@ def test_zero_dates_nulls_huge_text_and_emoji_load_faithfully(kimai, env, first_
     assert next(s for s in result.tables if s.table == "timesheets").written == 0
 
 
-def _query(db: str, sql: str) -> list[tuple]:
-    conn = mariadb_connect(db)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
-
-
 def test_dst_edges_keep_utc_and_the_local_day_kimai_stored(kimai, env):
     sync_now()
     # the fixture plants records starting right at DST transitions in their zone
-    edge = _query(
+    edge = kimai_query(
         kimai,
         "SELECT id, start_time, date_tz, timezone FROM kimai2_timesheet"
         " WHERE timezone = 'Europe/Berlin' AND MONTH(start_time) IN (3, 10)"
@@ -114,7 +90,7 @@ def test_dst_edges_keep_utc_and_the_local_day_kimai_stored(kimai, env):
     assert edge, "fixture has DST-edge rows"
     got = dict(
         (r[0], r[1:])
-        for r in _replica(
+        for r in pg_query(
             env["ATLAS_DB_DATABASE"],
             "SELECT id, start_time AT TIME ZONE 'UTC', date_tz FROM kimai_replica.replica_kimai_timesheets",
         )
@@ -126,7 +102,7 @@ def test_dst_edges_keep_utc_and_the_local_day_kimai_stored(kimai, env):
 def test_kimai_adds_and_drops_columns(kimai, env):
     sync_now()
     # a Kimai upgrade adds a column (with a default every existing row takes) ...
-    _exec(
+    kimai_exec(
         kimai,
         "ALTER TABLE kimai2_timesheet ADD COLUMN approval VARCHAR(20) NOT NULL DEFAULT 'open'",
         "ALTER TABLE kimai2_projects ADD COLUMN priority INT NULL",
@@ -136,14 +112,14 @@ def test_kimai_adds_and_drops_columns(kimai, env):
     assert out.returncode == 0, out.stderr
     assert_replica_equals_kimai(kimai, env["ATLAS_DB_DATABASE"])
     # ... and a later one drops a column: the run goes on, the replica keeps the column
-    _exec(kimai, "ALTER TABLE kimai2_projects DROP COLUMN color")
-    _exec(kimai, "UPDATE kimai2_projects SET name = CONCAT(name, ' *') WHERE id % 4 = 0")
+    kimai_exec(kimai, "ALTER TABLE kimai2_projects DROP COLUMN color")
+    kimai_exec(kimai, "UPDATE kimai2_projects SET name = CONCAT(name, ' *') WHERE id % 4 = 0")
     out = run_cli("sync", env=env)
     assert out.returncode == 0, out.stderr
     assert_replica_equals_kimai(kimai, env["ATLAS_DB_DATABASE"])
     cols = [
         r[0]
-        for r in _replica(
+        for r in pg_query(
             env["ATLAS_DB_DATABASE"],
             "SELECT column_name FROM information_schema.columns WHERE table_schema = 'kimai_replica'"
             " AND table_name = 'replica_kimai_projects'",
@@ -153,9 +129,9 @@ def test_kimai_adds_and_drops_columns(kimai, env):
 
 
 def test_missing_kimai_table_is_a_config_error(kimai, env):
-    _exec(kimai, "DROP TABLE kimai2_timesheet_tags")
+    kimai_exec(kimai, "DROP TABLE kimai2_timesheet_tags")
     out = run_cli("sync", env=env)
     assert out.returncode == 2
     assert "kimai2_timesheet_tags not found" in out.stderr
     with pytest.raises(pymysql.err.ProgrammingError):
-        _query(kimai, "SELECT 1 FROM kimai2_timesheet_tags")
+        kimai_query(kimai, "SELECT 1 FROM kimai2_timesheet_tags")

@@ -9,7 +9,14 @@ import pytest
 
 from pipelines.fixtures.kimai_data import SECRET_MARKER, build_kimai
 from pipelines.registry import TABLES, TABLES_BY_NAME, USER_SECRET_COLUMNS
-from tests.conftest import kimai_url, mariadb_connect, pg_connect, sync_now
+from tests.conftest import (
+    kimai_exec,
+    kimai_query,
+    kimai_url,
+    pg_connect,
+    pg_query,
+    sync_now,
+)
 from tests.replica_check import assert_replica_equals_kimai
 
 NOW = dt.datetime(2026, 11, 20, 12, 0, 0)
@@ -20,36 +27,6 @@ def kimai(env):
     """A realistic Kimai (1,500 timesheets) in this test's MariaDB database."""
     build_kimai(kimai_url(env["KIMAI_DB_DATABASE"]), seed=7, timesheets=1500)
     return env["KIMAI_DB_DATABASE"]
-
-
-def kimai_exec(db: str, *statements: str) -> None:
-    conn = mariadb_connect(db)
-    try:
-        with conn.cursor() as cur:
-            for sql in statements:
-                cur.execute(sql)
-    finally:
-        conn.close()
-
-
-def kimai_query(db: str, sql: str) -> list[tuple]:
-    conn = mariadb_connect(db)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
-
-
-def pg_query(db: str, sql: str) -> list[tuple]:
-    conn = pg_connect(db)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
 
 
 def test_full_load_equals_kimai_row_for_row(kimai, env):

@@ -9,17 +9,7 @@ import pytest
 from pipelines.fixtures.atlas_overlays import create_atlas_overlays
 from pipelines.fixtures.kimai_data import build_kimai
 from pipelines.registry import TABLES
-from tests.conftest import kimai_url, pg_connect, run_cli
-
-
-def pg(db: str, sql: str, args=None) -> list[tuple]:
-    conn = pg_connect(db)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, args)
-            return list(cur.fetchall()) if cur.description else []
-    finally:
-        conn.close()
+from tests.conftest import kimai_url, pg_connect, pg_query, run_cli
 
 
 @pytest.fixture
@@ -28,13 +18,13 @@ def stack(env):
     assert run_cli("sync", env=env).returncode == 0
     db = env["ATLAS_DB_DATABASE"]
     projects = dict(
-        pg(
+        pg_query(
             db,
             "SELECT p.id, c.currency FROM kimai_replica.replica_kimai_projects p"
             " JOIN kimai_replica.replica_kimai_customers c ON c.id = p.customer_id",
         )
     )
-    customers = dict(pg(db, "SELECT id, currency FROM kimai_replica.replica_kimai_customers"))
+    customers = dict(pg_query(db, "SELECT id, currency FROM kimai_replica.replica_kimai_customers"))
     conn = pg_connect(db)
     create_atlas_overlays(conn, "public", projects, customers, seed=9)
     conn.close()
@@ -49,7 +39,7 @@ def test_health_view_status_and_metrics_agree_with_the_replica(stack, tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     health = {
         r[0]: r[1:]
-        for r in pg(
+        for r in pg_query(
             db,
             "SELECT table_name, replica_rows, kimai_rows, lag_seconds,"
             " differences_unrepaired, last_reconciled_at FROM analytics.vw_sync_health",
@@ -57,7 +47,7 @@ def test_health_view_status_and_metrics_agree_with_the_replica(stack, tmp_path):
     }
     assert set(health) == {t.name for t in TABLES}
     for spec in TABLES:
-        actual = pg(db, f"SELECT count(*) FROM kimai_replica.{spec.replica_table}")[0][0]
+        actual = pg_query(db, f"SELECT count(*) FROM kimai_replica.{spec.replica_table}")[0][0]
         replica_rows, kimai_rows, lag, unrepaired, reconciled_at = health[spec.name]
         assert replica_rows == kimai_rows == actual
         assert 0 <= lag < 600 and unrepaired == 0 and reconciled_at is not None
@@ -80,7 +70,7 @@ def test_health_view_status_and_metrics_agree_with_the_replica(stack, tmp_path):
 def test_dbt_fails_on_lost_rows_and_on_unrepaired_differences(stack):
     env, db = stack, stack["ATLAS_DB_DATABASE"]
     # a replica row lost behind the sync's back (a tag pair: no other test depends on it)
-    pg(
+    pg_query(
         db,
         "DELETE FROM kimai_replica.replica_kimai_timesheet_tags WHERE timesheet_id ="
         " (SELECT min(timesheet_id) FROM kimai_replica.replica_kimai_timesheet_tags)",
@@ -90,10 +80,10 @@ def test_dbt_fails_on_lost_rows_and_on_unrepaired_differences(stack):
     assert "assert_replica_counts_match_last_sync" in out.stderr
     assert run_cli("sync", env=env).returncode == 0  # the next sync restores it
     # a reconciliation that could not repair everything
-    run_id = pg(db, "SELECT run_id FROM kimai_replica.sync_runs ORDER BY started_at DESC LIMIT 1")[
-        0
-    ][0]
-    pg(
+    run_id = pg_query(
+        db, "SELECT run_id FROM kimai_replica.sync_runs ORDER BY started_at DESC LIMIT 1"
+    )[0][0]
+    pg_query(
         db,
         "UPDATE kimai_replica.sync_run_tables SET reconciled = true, differences_unrepaired = 2"
         " WHERE run_id = %s AND table_name = 'timesheets'",
@@ -110,7 +100,7 @@ def test_dbt_fails_on_lost_rows_and_on_unrepaired_differences(stack):
 def test_failed_runs_are_audited(env):
     out = run_cli("sync", env={**env, "KIMAI_DB_DATABASE": "no_such_db"})
     assert out.returncode == 2
-    rows = pg(
+    rows = pg_query(
         env["ATLAS_DB_DATABASE"],
         "SELECT command, status, exit_code, error FROM kimai_replica.sync_runs",
     )
