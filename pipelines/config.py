@@ -166,6 +166,12 @@ def _atlas_url(env: Mapping[str, str]) -> URL:
         raise ConfigError(f"ATLAS_DB_URL must point at PostgreSQL or DuckDB, got {backend}")
     if backend == "postgresql":
         url = url.set(drivername="postgresql")
+    elif not url.database or url.database == ":memory:":
+        raise ConfigError("ATLAS_DB_URL must name a DuckDB file, e.g. duckdb:///atlas.duckdb")
+    else:
+        # dlt resolves a relative DuckDB path against its own working directory, not the
+        # process's: one absolute path keeps dlt, dbt, the readers and the lock on one file
+        url = url.set(database=str(Path(url.database).expanduser().resolve()))
     return url
 
 

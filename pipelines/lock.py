@@ -93,6 +93,8 @@ def _pg_holder(cur: Any, key: str) -> str:
         "SELECT a.application_name, a.client_addr, a.backend_start"
         " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
         " WHERE l.locktype = 'advisory' AND l.granted"
+        # advisory locks are per database; pg_locks lists every database's
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         " AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended(%s, 0)",
         (key,),
     )
@@ -107,7 +109,21 @@ def _pg_holder(cur: Any, key: str) -> str:
 @contextmanager
 def _file_lock(settings: Settings, wait_seconds: float) -> Iterator[None]:
     path = Path(settings.atlas_url.database or "atlas.duckdb").resolve()
-    lock_path = path.with_name(path.name + ".lock")
+    with file_lock(path.with_name(path.name + ".lock"), wait_seconds):
+        yield
+
+
+@contextmanager
+def file_lock(lock_path: Path, wait_seconds: float = 0.0) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on `lock_path` (created if missing) for the block.
+
+    The kernel drops the lock when the process dies, so a killed holder never blocks the
+    next run. The file names the holder, for the message of whoever finds it locked.
+
+    Raises:
+        LockHeld: Another process holds the lock after `wait_seconds` (exit code 3).
+
+    """
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait_seconds
     with open(lock_path, "a+") as handle:

@@ -375,9 +375,49 @@ def status_command(
 
 
 @app.command("demo")
-def demo_command(debug: Debug = False) -> None:
-    """Run the whole product end to end on an embedded database (no servers needed)."""
-    _guarded(debug, lambda: _fail("the embedded demo is not available yet", 2))
+def demo_command(
+    directory: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            metavar="DIR",
+            help="Where the demo keeps everything it makes (Kimai's SQLite file, the DuckDB"
+            " file, sync state, dbt's files). Default: ./kimai-atlas-demo",
+            show_default=False,
+        ),
+    ] = None,
+    scale: Annotated[
+        int | None,
+        typer.Option(
+            "--scale",
+            metavar="N",
+            help="Timesheets to generate on the first run. Default: 5000",
+            min=100,
+            show_default=False,
+        ),
+    ] = None,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Delete what an earlier demo made in DIR; start over.")
+    ] = False,
+    log_format: LogFormatOpt = LogFormat.auto,
+    debug: Debug = False,
+) -> None:
+    """Run the whole product end to end on embedded databases (no servers, no settings).
+
+    The first run generates a Kimai database (SQLite) and Atlas's overlay tables, syncs
+    them into a DuckDB file with the production sync, runs dbt build and prints a report.
+    Each later run in the same DIR first simulates a day of Kimai activity. KIMAI_*,
+    ATLAS_* and DBT_PROFILES_DIR are ignored.
+    """
+
+    def demo() -> None:
+        from pipelines.demo import DEFAULT_DIR, render, run_demo
+        from pipelines.logs import configure
+
+        say = configure(log_format.value, debug)
+        print(render(run_demo(directory or DEFAULT_DIR, scale, reset=reset, say=say)))
+
+    _guarded(debug, demo)
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from pipelines.audit import Audit, detect_trigger
 from pipelines.config import Settings
@@ -29,6 +30,8 @@ class RunRequest:
     dry_run: bool = False
     wait_seconds: float = 0.0
     trigger: str | None = None
+    dbt_dir: Path | None = None
+    """Where dbt keeps its target and logs; a per-database temporary directory by default."""
 
 
 @dataclass
@@ -74,7 +77,7 @@ def execute(
                 if audit is not None and record is not None:
                     audit.record_tables(record, outcome.sync.tables, request.options.reconcile)
             if request.transform:
-                outcome.transform = run_dbt(settings, ["build"])
+                outcome.transform = run_dbt(settings, ["build"], target_dir=request.dbt_dir)
         except PipelineError as exc:
             if audit is not None and record is not None:
                 audit.finish(record, "failed", exc.exit_code, str(exc))

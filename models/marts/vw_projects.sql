@@ -88,14 +88,13 @@ final as (
         ---------- burn (lifetime budgets only; NULL for monthly or no budget)
         case
             when projects.budget_type is null and projects.budget > 0
-                then cast(coalesce(totals.revenue, 0) / projects.budget as numeric(18, 4))
+                then {{ decimal_ratio('coalesce(totals.revenue, 0)', 'projects.budget') }}
         end as budget_burn_ratio,
         case
             when projects.budget_type is null and projects.time_budget_seconds > 0
-                then cast(
-                    cast(coalesce(totals.duration_seconds, 0) as numeric(20, 6))
-                    / projects.time_budget_seconds as numeric(18, 4)
-                )
+                then {{ decimal_ratio(
+                    'coalesce(totals.duration_seconds, 0)', 'projects.time_budget_seconds'
+                ) }}
         end as time_budget_burn_ratio,
 
         ---------- timestamps (UTC)

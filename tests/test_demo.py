@@ -1,0 +1,455 @@
+"""The zero-setup demo (SQLite Kimai → DuckDB Atlas DB), and the dbt project on both adapters.
+
+Real files in temporary directories, nothing mocked. The demo runs as a user runs it: a
+subprocess started from an unrelated directory, with production variables (and a `.env`
+file) pointing at servers that do not exist, which it must ignore. Its results are checked
+against numbers computed directly from the generated Kimai file with Python's sqlite3. The
+same Kimai file is then synced into PostgreSQL, and the two targets' vw_* relations are
+compared row for row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pytest
+
+from pipelines.config import load_settings
+from pipelines.demo import SEED, DemoPaths, demo_settings, kimai_currencies
+from pipelines.fixtures.atlas_overlays import create_atlas_overlays
+from pipelines.lock import file_lock
+from pipelines.registry import TABLES, TableSpec
+from pipelines.runner import RunRequest, execute
+from pipelines.source import SyncOptions
+from pipelines.transform import run_dbt
+from tests.conftest import pg_connect
+
+SCALE = 1500
+REPLICA, ANALYTICS, OVERLAY = "kimai_replica", "analytics", "public"
+VIEWS = {
+    "vw_timesheet_facts": "timesheet_id",
+    "vw_projects": "project_id",
+    "vw_customers": "customer_id",
+    "vw_sync_health": "table_name",
+}
+# a production configuration the demo must not touch (nothing listens there)
+PRODUCTION_ENV = {
+    "KIMAI_DB_HOST": "kimai-db.invalid",
+    "KIMAI_DB_URL": "mysql+pymysql://nobody@kimai-db.invalid/kimai",
+    "ATLAS_DB_URL": "postgresql://nobody@atlas-db.invalid/atlas",
+    "ATLAS_ANALYTICS_SCHEMA": "somewhere_else",
+    "ATLAS_SYNC_STATE_DIR": "/nonexistent/state",
+    "ATLAS_RETRY_ATTEMPTS": "not a number",
+    "DBT_PROFILES_DIR": "/nonexistent/profiles",
+}
+_CONTRACT_PREFIXES = ("KIMAI_", "ATLAS_", "DBT_")
+
+
+@dataclass
+class DemoRun:
+    """A finished `python -m pipelines.run demo`."""
+
+    directory: Path
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def paths(self) -> DemoPaths:
+        return DemoPaths(self.directory)
+
+
+def run_demo(directory: Path, cwd: Path, *args: str) -> DemoRun:
+    """Run the demo command in a subprocess, as `scripts/demo` does."""
+    home = cwd / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_CONTRACT_PREFIXES)}
+    # ... and a time zone far from UTC: nothing may depend on the process's zone
+    env.update(PRODUCTION_ENV, HOME=str(home), TZ="Pacific/Chatham")
+    (cwd / ".env").write_text("KIMAI_DB_URL=mysql+pymysql://dotenv@kimai-db.invalid/kimai\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.run", "demo", "--dir", str(directory), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return DemoRun(directory, proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """One first demo run, shared read-only by every test (and every xdist worker)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the directory all workers share
+    directory, record = root / "demo-first-run", root / "demo-first-run.json"
+    with file_lock(root / "demo-first-run.lock", wait_seconds=900):
+        if not record.exists():
+            cwd = root / "demo-first-run-cwd"
+            cwd.mkdir(exist_ok=True)
+            run = run_demo(directory, cwd, "--scale", str(SCALE))
+            # the demo wrote nothing outside its directory: not in the cwd, not in HOME
+            left = sorted(str(p.relative_to(cwd)) for p in cwd.rglob("*"))
+            assert left == [".env", "home"], left
+            record.write_text(json.dumps(dataclasses.asdict(run), default=str))
+    data = json.loads(record.read_text())
+    return DemoRun(Path(data["directory"]), data["returncode"], data["stdout"], data["stderr"])
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No contract variables in this process (in-process runs read their own settings)."""
+    for key in list(os.environ):
+        if key.startswith(_CONTRACT_PREFIXES):
+            monkeypatch.delenv(key)
+
+
+def copy_demo(run: DemoRun, target: Path) -> DemoPaths:
+    """A private copy of a demo directory (tests never change the shared one)."""
+    shutil.copytree(run.directory, target)
+    return DemoPaths(target)
+
+
+# -- reading both sides ---------------------------------------------------------------------
+
+
+def sqlite_rows(path: Path, sql: str, args: tuple = ()) -> list[tuple]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def duck_rows(path: Path, sql: str, args: list | None = None) -> list[tuple]:
+    conn = duckdb.connect(str(path), read_only=True)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def _kimai_value(value: Any, declared: str) -> Any:
+    """A SQLite value as the replica must hold it (Kimai's declared MySQL types)."""
+    if value is None:
+        return None
+    if declared.startswith("tinyint(1)"):
+        return bool(value)
+    if declared.startswith("datetime"):
+        return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+    if declared.startswith("date"):
+        return dt.date.fromisoformat(value)
+    if "double" in declared:
+        return float(value)
+    return value
+
+
+def kimai_table(path: Path, spec: TableSpec) -> dict[tuple, dict[str, Any]]:
+    """Every row of a Kimai table keyed by primary key, secrets left out."""
+    table = spec.kimai_name("kimai2_")
+    info = sqlite_rows(path, f'PRAGMA table_info("{table}")')
+    columns = [(r[1], r[2].lower()) for r in info if r[1] not in spec.excluded_columns]
+    quoted = ", ".join(f'"{c}"' for c, _ in columns)
+    out = {}
+    for row in sqlite_rows(path, f'SELECT {quoted} FROM "{table}"'):
+        values = {c: _kimai_value(v, t) for (c, t), v in zip(columns, row, strict=True)}
+        out[tuple(values[k] for k in spec.primary_key)] = values
+    return out
+
+
+def replica_table(path: Path, spec: TableSpec, columns: list[str]) -> dict[tuple, dict]:
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    out = {}
+    for row in duck_rows(path, f'SELECT {quoted} FROM {REPLICA}."{spec.replica_table}"'):
+        values = {
+            c: v.astimezone(dt.UTC) if isinstance(v, dt.datetime) else v
+            for c, v in zip(columns, row, strict=True)
+        }
+        out[tuple(values[k] for k in spec.primary_key)] = values
+    return out
+
+
+def assert_replica_equals_kimai(paths: DemoPaths) -> None:
+    """Every replica table equals its Kimai table, row for row, column for column, type too."""
+    for spec in TABLES:
+        expected = kimai_table(paths.kimai, spec)
+        columns = list(next(iter(expected.values())))
+        actual = replica_table(paths.atlas, spec, columns)
+        assert set(actual) == set(expected), (
+            f"{spec.replica_table}: missing {sorted(set(expected) - set(actual))[:5]},"
+            f" extra {sorted(set(actual) - set(expected))[:5]}"
+        )
+        diffs = [
+            (key, c, expected[key][c], actual[key][c])
+            for key in expected
+            for c in columns
+            if expected[key][c] != actual[key][c]
+            or type(expected[key][c]) is not type(actual[key][c])
+        ]
+        assert not diffs, f"{spec.replica_table}: {len(diffs)} differing values, e.g. {diffs[:5]}"
+
+
+def money(value: float) -> Decimal:
+    """Kimai's DOUBLE amount as the models' numeric(18,4): 15 digits, half away from zero."""
+    return Decimal(f"{value:.15g}").quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+
+
+def hours(seconds: int) -> Decimal:
+    return (Decimal(seconds) / 3600).quantize(Decimal("0.000001"), rounding=ROUND_HALF_UP)
+
+
+def assert_views_match_kimai(paths: DemoPaths) -> None:
+    """The vw_* totals equal totals computed directly from Kimai's SQLite file."""
+    kimai, atlas = paths.kimai, paths.atlas
+    relations = duck_rows(
+        atlas,
+        "select table_name from information_schema.tables where table_schema = ?",
+        [ANALYTICS],
+    )
+    assert sorted(r[0] for r in relations) == sorted(VIEWS), "the BI schema holds vw_* only"
+
+    # per customer: hours, billable hours, revenue (finished work only), counts
+    expected: dict[int, list] = defaultdict(lambda: [0, 0, Decimal(0), 0, 0])
+    for (cid,) in sqlite_rows(kimai, "SELECT id FROM kimai2_customers"):
+        expected[cid]
+    for cid, duration, rate, billable, running in sqlite_rows(
+        kimai,
+        "SELECT p.customer_id, t.duration, t.rate, t.billable, t.end_time IS NULL"
+        " FROM kimai2_timesheet t JOIN kimai2_projects p ON p.id = t.project_id",
+    ):
+        totals = expected[cid]
+        totals[3] += 1
+        if running:
+            totals[4] += 1
+            continue
+        totals[0] += duration
+        if billable == 1:
+            totals[1] += duration
+            totals[2] += money(rate)
+    actual = {
+        r[0]: r[1:]
+        for r in duck_rows(
+            atlas,
+            "select customer_id, hours_recorded, billable_hours, revenue, timesheet_count,"
+            f" running_timesheet_count from {ANALYTICS}.vw_customers",
+        )
+    }
+    assert set(actual) == set(expected)
+    for cid, (seconds, billable, revenue, count, running) in expected.items():
+        assert actual[cid] == (hours(seconds), hours(billable), revenue, count, running), cid
+    assert sum(t[2] for t in expected.values()) > 0 and sum(t[4] for t in expected.values()) > 0
+
+    # row counts and keys
+    kimai_ids = {r[0] for r in sqlite_rows(kimai, "SELECT id FROM kimai2_timesheet")}
+    facts = duck_rows(atlas, f"select timesheet_id from {ANALYTICS}.vw_timesheet_facts")
+    assert len(facts) == len(kimai_ids) and {r[0] for r in facts} == kimai_ids
+    projects = {r[0] for r in sqlite_rows(kimai, "SELECT id FROM kimai2_projects")}
+    prospective = {
+        -r[0]
+        for r in duck_rows(
+            atlas, f"select id from {OVERLAY}.overrides_projects where kimai_project_id is null"
+        )
+    }
+    shown = duck_rows(atlas, f"select project_id from {ANALYTICS}.vw_projects")
+    assert (
+        len(shown) == len(projects | prospective)
+        and {r[0] for r in shown} == projects | prospective
+    )
+    health = {
+        r[0]: r[1:]
+        for r in duck_rows(
+            atlas,
+            "select table_name, replica_rows, kimai_rows, differences_unrepaired,"
+            f" last_reconciled_at from {ANALYTICS}.vw_sync_health",
+        )
+    }
+    assert set(health) == {t.name for t in TABLES}
+    for spec in TABLES:
+        count = sqlite_rows(kimai, f'SELECT count(*) FROM "{spec.kimai_name("kimai2_")}"')[0][0]
+        replica_rows, kimai_rows, unrepaired, reconciled_at = health[spec.name]
+        assert replica_rows == kimai_rows == count, spec.name
+        assert unrepaired == 0 and reconciled_at is not None, spec.name
+
+
+def summary_counts(stdout: str, table: str) -> tuple[int, int, int]:
+    """Inserted, updated and deleted of one table in the printed sync summary."""
+    for line in stdout.splitlines():
+        cells = line.split()
+        if cells and cells[0] == table and len(cells) == 7:
+            return tuple(int(c.replace(",", "")) for c in cells[4:7])  # type: ignore[return-value]
+    raise AssertionError(f"no summary line for {table} in:\n{stdout}")
+
+
+# -- the demo -------------------------------------------------------------------------------
+
+
+def test_demo_builds_everything_from_the_embedded_kimai(first_run: DemoRun) -> None:
+    assert first_run.returncode == 0, first_run.stdout + first_run.stderr
+    paths = first_run.paths
+    assert paths.kimai.is_file() and paths.atlas.is_file() and paths.state.is_dir()
+    out = first_run.stdout
+    assert summary_counts(out, "timesheets") == (SCALE, 0, 0)
+    assert "dbt build passed" in out
+    for section in (
+        "Hours by customer",
+        "Billable share per user",
+        "Top project tags",
+        "Projects over budget",
+        "Prospective projects",
+    ):
+        assert section in out, section
+    assert f"duckdb -readonly {paths.atlas}" in out and "KIMAI_DB_HOST=" in out
+    assert_replica_equals_kimai(paths)
+    assert_views_match_kimai(paths)
+
+
+def test_second_run_propagates_inserts_edits_and_deletes(
+    first_run: DemoRun, tmp_path: Path, clean_env: None
+) -> None:
+    paths = copy_demo(first_run, tmp_path / "demo")
+    incremental = dataclasses.replace(
+        demo_settings(paths), timesheet_facts_materialization="table_incremental"
+    )
+    facts = ["build", "--select", "int_timesheet_facts_incremental+"]
+    # its own dbt directory: another var value would make the demo's dbt parse anew each time
+    dbt_dir = tmp_path / "dbt-incremental"
+    # the incremental facts table, first built from the first run's data ...
+    assert not run_dbt(incremental, facts, target_dir=dbt_dir).failed
+    before = {r[0] for r in sqlite_rows(paths.kimai, "SELECT id FROM kimai2_timesheet")}
+
+    second = run_demo(paths.root, tmp_path / "cwd")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "Run 2: a day of activity in Kimai" in second.stdout
+    inserted, updated, deleted = summary_counts(second.stdout, "timesheets")
+    after = {r[0] for r in sqlite_rows(paths.kimai, "SELECT id FROM kimai2_timesheet")}
+    assert (inserted, deleted) == (len(after - before), len(before - after)) and inserted > 0
+    assert deleted > 0 and updated > 0
+    assert sum(summary_counts(second.stdout, "timesheet_tags")) > 0
+    assert "change" in second.stdout  # the report compares with the previous run
+    assert_replica_equals_kimai(paths)
+    assert_views_match_kimai(paths)
+
+    # ... then kept equal incrementally (the data test compares it with the view)
+    result = run_dbt(incremental, facts, target_dir=dbt_dir)
+    assert not result.failed and result.passed > 0
+    assert_views_match_kimai(paths)  # vw_timesheet_facts reads the incremental table now
+
+
+def test_a_second_demo_in_the_same_directory_waits_its_turn(tmp_path: Path) -> None:
+    directory = tmp_path / "demo"
+    directory.mkdir()
+    with file_lock(DemoPaths(directory).lock):
+        run = run_demo(directory, tmp_path / "cwd")
+    assert run.returncode == 3, run.stdout + run.stderr
+    assert "another run holds the lock" in run.stderr
+    assert not DemoPaths(directory).kimai.exists()
+
+
+# -- the dbt project on both adapters -------------------------------------------------------
+
+
+PINNED = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def _pin_run_metadata(execute_sql: Any) -> None:
+    """Give both targets the same sync times and run id.
+
+    The two replicas come from two syncs of the same Kimai file, seconds apart; `synced_at`
+    and the audit's run id and times are the only inputs of the models that differ.
+    """
+    for spec in TABLES:
+        execute_sql(f'update {REPLICA}."{spec.replica_table}" set synced_at = %s', (PINNED,))
+    execute_sql(
+        f"update {REPLICA}.sync_run_tables set run_id = 'pinned', recorded_at = %s", (PINNED,)
+    )
+    execute_sql(
+        f"update {REPLICA}.sync_runs set run_id = 'pinned', started_at = %s, finished_at = %s",
+        (PINNED, PINNED),
+    )
+
+
+def _normalised(value: Any) -> Any:
+    """One representation per value: instants in UTC (drivers give them in session zones)."""
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.UTC)
+    return value
+
+
+def _relation(fetch: Any, view: str, key: str) -> tuple[list[str], list[tuple]]:
+    columns, rows = fetch(f"select * from {ANALYTICS}.{view} order by {key}")
+    return columns, [tuple(_normalised(v) for v in row) for row in rows]
+
+
+def test_dbt_gives_identical_views_on_postgres_and_duckdb(
+    first_run: DemoRun, tmp_path: Path, pg_database: str, clean_env: None
+) -> None:
+    assert first_run.returncode == 0, first_run.stderr
+    duck = copy_demo(first_run, tmp_path / "duck")
+    pg = load_settings(
+        {
+            "KIMAI_DB_URL": f"sqlite:///{duck.kimai}",
+            "ATLAS_DB_URL": f"postgresql://postgres@127.0.0.1:5432/{pg_database}",
+            "ATLAS_SYNC_STATE_DIR": str(tmp_path / "pg-state"),
+        }
+    )
+    # the demo's Kimai file, synced into PostgreSQL the same way (reconciliation included)
+    execute(pg, RunRequest(command="sync", options=SyncOptions(reconcile=True)))
+    projects, customers = kimai_currencies(duck.kimai)
+    conn = pg_connect(pg_database)
+    try:
+        create_atlas_overlays(conn, OVERLAY, projects, customers, seed=SEED)
+
+        def pg_execute(sql: str, args: Any = None) -> None:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+
+        def pg_fetch(sql: str) -> tuple[list[str], list[tuple]]:
+            with conn.cursor() as cur:
+                cur.execute(sql)
+                return [d[0] for d in cur.description], cur.fetchall()
+
+        _pin_run_metadata(pg_execute)
+        built = run_dbt(pg, ["build"], target_dir=tmp_path / "pg-dbt")
+        assert not built.failed and not built.warned and built.passed > 200
+
+        dconn = duckdb.connect(str(duck.atlas))
+        try:
+            _pin_run_metadata(lambda sql, args=None: dconn.execute(sql.replace("%s", "?"), args))
+
+            def duck_fetch(sql: str) -> tuple[list[str], list[tuple]]:
+                cur = dconn.execute(sql)
+                return [d[0] for d in cur.description], cur.fetchall()
+
+            for view, key in VIEWS.items():
+                pg_cols, pg_rows = _relation(pg_fetch, view, key)
+                duck_cols, duck_rows_ = _relation(duck_fetch, view, key)
+                assert pg_cols == duck_cols, view
+                assert len(pg_rows) == len(duck_rows_) > 0, view
+                # lag_seconds is "now minus the last sync": the moment of the query itself
+                skip = {pg_cols.index("lag_seconds")} if view == "vw_sync_health" else set()
+                diffs = [
+                    (row_pg[0], pg_cols[i], a, b)
+                    for row_pg, row_duck in zip(pg_rows, duck_rows_, strict=True)
+                    for i, (a, b) in enumerate(zip(row_pg, row_duck, strict=True))
+                    if i not in skip and (a != b or type(a) is not type(b))
+                ]
+                assert not diffs, f"{view}: {len(diffs)} differing values, e.g. {diffs[:8]}"
+        finally:
+            dconn.close()
+    finally:
+        conn.close()
