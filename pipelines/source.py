@@ -270,14 +270,19 @@ class TableExtractor:
         1e-4), so keys that still differ by hash are compared exactly before they count.
         """
         if self.plan.fingerprinter is None:
-            return 0
-        keys = self.plan.fingerprinter.recheck()
-        if len(keys) == 0:
-            return 0
-        kimai_rows = pa.concat_tables(
-            [self.layout.data_schema.empty_table(), *self.kimai.read_by_keys(self.layout, keys)]
-        )
-        replica_rows = self.replica.read_by_keys(self.layout, keys)
+            if not (self.options.reconcile and self.layout.spec.sync == "incremental"):
+                return 0
+            # embedded databases: compare the whole (small) table again
+            kimai_rows = self.kimai.read_rows(self.layout)
+            replica_rows = self.replica.read_rows(self.layout)
+        else:
+            keys = self.plan.fingerprinter.recheck()
+            if len(keys) == 0:
+                return 0
+            kimai_rows = pa.concat_tables(
+                [self.layout.data_schema.empty_table(), *self.kimai.read_by_keys(self.layout, keys)]
+            )
+            replica_rows = self.replica.read_by_keys(self.layout, keys)
         key, cursor = self.layout.key, self.layout.spec.cursor
         if cursor:
             # rows Kimai changed (visibly) while this run was going are the next run's work
