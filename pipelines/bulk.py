@@ -135,6 +135,21 @@ class BulkLoader:
         self.schema = settings.replica_schema
         self._uri = settings.atlas_connectorx_url()
 
+    def ensure_schemas(self) -> None:
+        """Create the replica and staging schemas (once, before loads run side by side).
+
+        ``CREATE SCHEMA IF NOT EXISTS`` is not safe against itself in concurrent sessions.
+        """
+        from adbc_driver_postgresql import dbapi
+
+        try:
+            with dbapi.connect(self._uri) as conn, conn.cursor() as cur:
+                for schema in (self.schema, f"{self.schema}_staging"):
+                    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ansi(schema)}")
+                conn.commit()
+        except Exception as exc:
+            raise database_failure("cannot create the replica schemas", exc) from exc
+
     def load(self, layout: TableLayout, batches: Iterable[pa.Table], replace: bool) -> int:
         """Write `batches` (the layout's full Arrow schema) as the table's new content.
 
@@ -159,7 +174,6 @@ class BulkLoader:
             raise database_failure("cannot connect to Atlas DB for the bulk load", exc) from exc
         try:
             with conn.cursor() as cur:
-                cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ansi(self.schema)}")
                 cur.execute(replica_table_ddl(qualified, layout))
                 cur.execute(
                     "SELECT column_name FROM information_schema.columns"
@@ -172,7 +186,6 @@ class BulkLoader:
                 if replace:
                     target_schema, target = f"{self.schema}_staging", f"{table}__bulk"
                     staged = f"{quote_ansi(target_schema)}.{quote_ansi(target)}"
-                    cur.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ansi(target_schema)}")
                     cur.execute(f"DROP TABLE IF EXISTS {staged}")
                     cur.execute(f"CREATE UNLOGGED TABLE {staged} (LIKE {qualified})")
                 source = _Prefetcher(batches)

@@ -134,6 +134,7 @@ def plan_tables(
     layouts: Sequence[TableLayout],
     windows: Mapping[str, Window] | None = None,
     fingerprint: Collection[str] = (),
+    empty: Collection[str] = (),
 ) -> list[TablePlan]:
     """Read what every table needs from both sides, concurrently, and compare.
 
@@ -145,6 +146,8 @@ def plan_tables(
             window query (a scan of Kimai's table) runs alongside the key reads.
         fingerprint: Tables compared by range fingerprints (every column of every row)
             instead of by key sets; their cursor window is not read (fingerprints see it).
+        empty: Tables whose replica holds no rows: the whole table will be written, so
+            their keys are not read.
 
     """
     windows = windows or {}
@@ -162,7 +165,9 @@ def plan_tables(
                 fingerprinters[name] = Fingerprinter(kimai.engine, replica, layout)
                 reads[name] = (pool.submit(fingerprinters[name].compare),)
                 continue
-            if layout.spec.sync == "full":
+            if name in empty and layout.spec.sync != "full":
+                reads[name] = (pool.submit(KeyDiff),)
+            elif layout.spec.sync == "full":
                 reads[name] = (
                     pool.submit(kimai.read_rows, layout),
                     pool.submit(replica.read_rows, layout),

@@ -106,6 +106,7 @@ class TableExtractor:
         # ... and such whole-table writes stream straight into PostgreSQL
         self.bulk = bulk if self.rewrite else None
         self._written_keys: list[pa.Array] = []
+        self._bulk_cursor: dt.datetime | None = None
         if plan.fingerprinter is not None:
             stats.extra["fingerprint"] = plan.fingerprinter.stats
 
@@ -122,7 +123,10 @@ class TableExtractor:
             return
         keys = packed_keys(rows, self.layout.key)
         self._written_keys.append(keys)
-        new = int(pc.sum(pc.is_in(keys, value_set=self.plan.missing)).as_py() or 0)
+        if self.plan.replica_count == 0:
+            new = rows.num_rows
+        else:
+            new = int(pc.sum(pc.is_in(keys, value_set=self.plan.missing)).as_py() or 0)
         self.stats.inserted += new
         self.stats.updated += rows.num_rows - new
         yield self._stamp(rows)
@@ -158,7 +162,11 @@ class TableExtractor:
         started = time.monotonic()
         mode = self.layout.spec.sync
         if self.bulk is not None:
-            self._bulk_load(state)
+            # the COPY ran before dlt's extract (`bulk_load`); only the cursor is left to store
+            if self._bulk_cursor is not None:
+                state["cursor"] = _format_cursor(self._bulk_cursor)
+            self.stats.cursor_after = state.get("cursor")
+            started -= self.stats.seconds
         elif mode == "pairs":
             yield from self._pairs()
         elif mode == "full":
@@ -168,6 +176,8 @@ class TableExtractor:
         if self.bulk is None:
             yield from self._delete_markers()
         st = self.stats
+        if self.plan.replica_count == 0 and mode != "full":
+            st.kimai_rows = st.rows_read  # planning skipped the key sweep: every row was read
         st.seconds = time.monotonic() - started
         rate = st.rows_read / st.seconds if st.seconds > 0 else 0.0
         self.say(
@@ -175,8 +185,14 @@ class TableExtractor:
             f" {st.updated:,} changed, {st.deleted:,} deleted"
         )
 
-    def _bulk_load(self, state: dict[str, Any]) -> None:
+    def bulk_load(self) -> None:
+        """Write the whole table by streaming COPY (first loads, full refreshes).
+
+        Runs before dlt's extract, several tables at a time; the new cursor is stored into
+        dlt's state when the table's resource runs.
+        """
         assert self.bulk is not None
+        started = time.monotonic()
         layout, plan = self.layout, self.plan
         cursor_col = layout.spec.cursor
         newest: list[dt.datetime | None] = [None]
@@ -193,11 +209,9 @@ class TableExtractor:
         self.stats.inserted += len(plan.missing) if replace else written
         self.stats.updated += written - len(plan.missing) if replace else 0
         self.stats.deleted += len(plan.deleted) if replace else 0
-        if cursor_col:
-            self.stats.cursor_before = state.get("cursor")
-            if newest[0] is not None:
-                state["cursor"] = _format_cursor(newest[0])
-            self.stats.cursor_after = state.get("cursor")
+        self.stats.cursor_before = _format_cursor(plan.cursor)
+        self._bulk_cursor = newest[0]
+        self.stats.seconds = time.monotonic() - started
 
     def _pairs(self) -> Iterator[pa.Table]:
         if self.rewrite:

@@ -8,6 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,7 +169,8 @@ def sync(
             and has_rows[layout.spec.name]
             and supports_fingerprints(kimai, replica)
         }
-        plans = plan_tables(kimai, replica, layouts, windows, fingerprint)
+        empty = {name for name, rows in has_rows.items() if not rows}
+        plans = plan_tables(kimai, replica, layouts, windows, fingerprint, empty)
         check_mass_delete(
             plans,
             settings.mass_delete_max_share,
@@ -193,6 +195,7 @@ def sync(
         if dry_run:
             _count_only(pipeline, extractors)
         else:
+            _bulk_loads(extractors)
             _run_dlt(pipeline, extractors)
             for p in plans:
                 if replica.exists(p.layout.spec.replica_table):
@@ -229,6 +232,23 @@ def _count_only(pipeline: Any, extractors: list[TableExtractor]) -> None:
     for e in extractors:
         for _ in e.rows(states.get(e.layout.spec.name, {})):
             pass
+
+
+BULK_WORKERS = 2
+"""Whole tables streamed at once on the bulk path (the big two are timesheets and pairs)."""
+
+
+def _bulk_loads(extractors: list[TableExtractor]) -> None:
+    """Run the streaming COPY of every table that takes it, a few tables at a time."""
+    bulk = [e for e in extractors if e.bulk is not None]
+    if not bulk:
+        return
+    # biggest first, so the long table starts at once and the small ones fill in beside it
+    bulk.sort(key=lambda e: e.layout.spec.sync != "incremental")
+    bulk[0].bulk.ensure_schemas()
+    with ThreadPoolExecutor(max_workers=BULK_WORKERS, thread_name_prefix="bulk") as pool:
+        for future in [pool.submit(e.bulk_load) for e in bulk]:
+            future.result()
 
 
 def _run_dlt(pipeline: Any, extractors: list[TableExtractor]) -> None:
