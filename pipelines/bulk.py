@@ -196,6 +196,9 @@ class BulkLoader:
                     cur.execute(f"INSERT INTO {qualified} SELECT * FROM {staged}")
                     cur.execute(f"DROP TABLE {staged}")
                 cur.execute(key_index_ddl(self.schema, table, layout.key))
+                # planner statistics now, not whenever autovacuum comes by: the first
+                # reconcile's range queries otherwise plan as full scans
+                cur.execute(f"ANALYZE {qualified}")
             conn.commit()
             return int(rows)
         except Exception as exc:

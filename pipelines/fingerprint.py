@@ -34,6 +34,9 @@ RANGE_IDS = 131_072
 """Keys per aggregate query: bounds each read on Kimai to a short primary-key range scan."""
 
 RANGES_PER_QUERY = 200
+
+FINGERPRINT_WORKERS = 4
+"""Range queries in flight (about two per server)."""
 """Bucket ranges per row-hash query."""
 
 
@@ -143,6 +146,11 @@ class Fingerprinter:
         self.stats.kimai_bytes_returned += sum(8 * len(r) for r in rows)
         return [tuple(r) for r in rows]
 
+    def _replica_query(self, sql: str) -> list[tuple]:
+        # a connection per query (ADBC), so that several ranges run at once
+        table = self.replica.read_arrow(sql)
+        return list(zip(*(c.to_pylist() for c in table.columns), strict=True))
+
     def _kimai_buckets(self, lo: int, hi: int) -> dict[int, tuple[int, int]]:
         k = quote_mysql(self.key)
         rows = self._kimai_query(
@@ -154,7 +162,7 @@ class Fingerprinter:
 
     def _replica_buckets(self, lo: int, hi: int) -> dict[int, tuple[int, int]]:
         k = quote_ansi(self.key)
-        rows = self.replica.query(
+        rows = self._replica_query(
             f"SELECT {k} / {BUCKET_IDS}, count(*), sum({self._replica_hash})"
             f" FROM {self._replica_table} WHERE {k} >= {lo} AND {k} < {hi}"
             f" GROUP BY {k} / {BUCKET_IDS}"
@@ -178,7 +186,7 @@ class Fingerprinter:
         out: dict[int, int] = {}
         for i in range(0, len(buckets), RANGES_PER_QUERY):
             part = buckets[i : i + RANGES_PER_QUERY]
-            rows = self.replica.query(
+            rows = self._replica_query(
                 f"SELECT {k}, {self._replica_hash} FROM {self._replica_table}"
                 f" WHERE {_ranges_sql(k, part)}"
             )
@@ -219,10 +227,13 @@ class Fingerprinter:
         hi = bounds[1] + 1
         ranges = [(s, min(s + RANGE_IDS, hi)) for s in range(lo, hi, RANGE_IDS)]
         differing: list[int] = []
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            for start, end in ranges:
-                fk = pool.submit(self._kimai_buckets, start, end)
-                fr = pool.submit(self._replica_buckets, start, end)
+        # several ranges in flight on each server: each query is a short range scan
+        with ThreadPoolExecutor(max_workers=FINGERPRINT_WORKERS) as pool:
+            pending = [
+                (pool.submit(self._kimai_buckets, a, b), pool.submit(self._replica_buckets, a, b))
+                for a, b in ranges
+            ]
+            for fk, fr in pending:
                 kb, rb = fk.result(), fr.result()
                 result.kimai_count += sum(n for n, _ in kb.values())
                 result.replica_count += sum(n for n, _ in rb.values())
