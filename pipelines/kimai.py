@@ -90,37 +90,52 @@ class Kimai:
 
     # -- catalog ---------------------------------------------------------------------------
 
-    def _source_columns(self, table: str) -> list[SourceColumn]:
+    def _source_columns(self, tables: Sequence[str]) -> dict[str, list[SourceColumn]]:
+        """Catalog columns of `tables`, in Kimai's order, over one connection."""
+        out: dict[str, list[SourceColumn]] = {t: [] for t in tables}
         with self.engine.connect() as conn:
             if self.dialect == "mysql":
                 rows = conn.execute(
                     sa.text(
-                        "SELECT column_name, data_type, column_type, is_nullable"
+                        "SELECT table_name, column_name, data_type, column_type, is_nullable"
                         " FROM information_schema.columns"
-                        " WHERE table_schema = DATABASE() AND table_name = :t"
-                        " ORDER BY ordinal_position"
-                    ),
-                    {"t": table},
+                        " WHERE table_schema = DATABASE() AND table_name IN :t"
+                        " ORDER BY table_name, ordinal_position"
+                    ).bindparams(sa.bindparam("t", expanding=True)),
+                    {"t": list(tables)},
                 ).fetchall()
-                return [SourceColumn(r[0], r[1].lower(), r[2].lower(), r[3] == "YES") for r in rows]
-            rows = conn.execute(sa.text(f'PRAGMA table_info("{table}")')).fetchall()
-            return [
-                SourceColumn(r[1], (r[2] or "").lower(), (r[2] or "").lower(), not r[3])
-                for r in rows
-            ]
+                for r in rows:
+                    out[r[0]].append(SourceColumn(r[1], r[2].lower(), r[3].lower(), r[4] == "YES"))
+                return out
+            for table in tables:
+                pragma = conn.execute(sa.text(f'PRAGMA table_info("{table}")')).fetchall()
+                out[table] = [
+                    SourceColumn(r[1], (r[2] or "").lower(), (r[2] or "").lower(), not r[3])
+                    for r in pragma
+                ]
+            return out
 
-    def layout(self, spec: TableSpec) -> TableLayout:
-        """Reflect one registry table into its replica layout.
+    def layouts(self, specs: Sequence[TableSpec]) -> list[TableLayout]:
+        """Reflect registry tables into their replica layouts (one catalog query).
 
         Raises:
-            KimaiSchemaError: The table, its key or its cursor is missing (or not readable).
+            KimaiSchemaError: A table, its key or its cursor is missing (or not readable).
 
         """
-        name = spec.kimai_name(self.settings.kimai_table_prefix)
+        names = [spec.kimai_name(self.settings.kimai_table_prefix) for spec in specs]
         try:
-            source = with_retries(lambda: self._source_columns(name), f"reflecting {name}")
+            found = with_retries(lambda: self._source_columns(names), "reading Kimai's catalog")
         except sa.exc.SQLAlchemyError as exc:
             raise database_failure("cannot read Kimai's catalog", exc) from exc
+        return [
+            self._layout(spec, name, found[name]) for spec, name in zip(specs, names, strict=True)
+        ]
+
+    def layout(self, spec: TableSpec) -> TableLayout:
+        """Reflect one registry table into its replica layout (see `layouts`)."""
+        return self.layouts([spec])[0]
+
+    def _layout(self, spec: TableSpec, name: str, source: list[SourceColumn]) -> TableLayout:
         if not source:
             raise KimaiSchemaError(
                 f"Kimai table {name} not found (or not readable) in"

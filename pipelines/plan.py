@@ -13,7 +13,7 @@ drivers release the GIL while the servers work.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -132,7 +132,7 @@ def plan_tables(
     kimai: Kimai,
     replica: Replica,
     layouts: Sequence[TableLayout],
-    windows: Mapping[str, Window] | None = None,
+    windows: Mapping[str, Window] | Callable[[], Mapping[str, Window]] | None = None,
     fingerprint: Collection[str] = (),
     empty: Collection[str] = (),
 ) -> list[TablePlan]:
@@ -143,7 +143,9 @@ def plan_tables(
         replica: Replica reader.
         layouts: The tables.
         windows: Per incremental table, its cursor and the Kimai rows to re-read; the
-            window query (a scan of Kimai's table) runs alongside the key reads.
+            window query (a scan of Kimai's table) runs alongside the key reads. A callable
+            is called once the other reads are under way (the cursors come from dlt's
+            state, which is being read meanwhile).
         fingerprint: Tables compared by range fingerprints (every column of every row)
             instead of by key sets; their cursor window is not read (fingerprints see it).
         empty: Tables whose replica holds no rows: the whole table will be written, so
@@ -160,7 +162,6 @@ def plan_tables(
         fingerprinters: dict[str, Fingerprinter] = {}
         for layout in layouts:
             name = layout.spec.name
-            window = windows.get(name)
             if name in fingerprint:
                 fingerprinters[name] = Fingerprinter(kimai.engine, replica, layout)
                 reads[name] = (pool.submit(fingerprinters[name].compare),)
@@ -174,7 +175,13 @@ def plan_tables(
                 )
             else:
                 reads[name] = (pool.submit(compare_key_sets, kimai, replica, layout),)
-            if window is not None and window.predicate:
+        if callable(windows):
+            windows = windows()
+        windows = windows or {}
+        for layout in layouts:
+            name = layout.spec.name
+            window = windows.get(name)
+            if name not in fingerprint and window is not None and window.predicate:
                 reads[name] += (pool.submit(kimai.read_rows, layout, window.predicate),)
         plans = []
         for layout in layouts:

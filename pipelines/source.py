@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -381,6 +380,8 @@ def _max_cursor(current: dt.datetime | None, column: pa.ChunkedArray) -> dt.date
 
 def make_resource(extractor: TableExtractor) -> Any:
     """Wrap one table's extractor as a dlt resource merging into its replica table."""
+    import dlt
+
     layout = extractor.layout
     key_cols = ", ".join(quote_ansi(k) for k in layout.key)
     key_list = ", ".join(f"s.{quote_ansi(k)}" for k in layout.key)
@@ -410,6 +411,7 @@ def make_resource(extractor: TableExtractor) -> Any:
 
 def kimai_source(extractors: list[TableExtractor]) -> Any:
     """The dlt source holding one resource per planned table."""
+    import dlt
 
     @dlt.source(name="kimai", max_table_nesting=0, root_key=False)
     def kimai() -> list[Any]:

@@ -17,9 +17,10 @@ from pipelines.bulk import BulkLoader
 from pipelines.config import Settings
 from pipelines.dberrors import classify, database_failure, pipeline_error_in, root_cause
 from pipelines.kimai import Kimai
-from pipelines.plan import check_mass_delete, plan_tables
+from pipelines.layout import TableLayout
+from pipelines.plan import TablePlan, Window, check_mass_delete, plan_tables
 from pipelines.registry import TableSpec
-from pipelines.replica import PostgresReplica, open_replica
+from pipelines.replica import PostgresReplica, Replica, open_replica
 from pipelines.retry import with_retries
 from pipelines.source import (
     SyncOptions,
@@ -138,39 +139,16 @@ def sync(
     try:
         kimai.check()
         replica.check()
-        layouts = [kimai.layout(spec) for spec in specs]
-        pipeline = make_pipeline(settings)
-        result.resumed_pending = finish_pending(pipeline)
-        _sync_state_from_destination(pipeline)
-
-        states = _resource_states(pipeline)
-        has_rows = {
-            layout.spec.name: replica.has_rows(layout.spec.replica_table) for layout in layouts
-        }
-        windows = {
-            layout.spec.name: incremental_window(
-                layout,
-                states.get(layout.spec.name, {}),
-                options,
-                replica,
-                has_rows[layout.spec.name],
-            )
-            for layout in layouts
-            if layout.spec.sync == "incremental"
-        }
-        # reconcile compares every row by fingerprints where both servers can compute them
-        fingerprint = {
-            layout.spec.name
-            for layout in layouts
-            if options.reconcile
-            and not options.full_refresh
-            and layout.spec.sync == "incremental"
-            and len(layout.key) == 1
-            and has_rows[layout.spec.name]
-            and supports_fingerprints(kimai, replica)
-        }
-        empty = {name for name, rows in has_rows.items() if not rows}
-        plans = plan_tables(kimai, replica, layouts, windows, fingerprint, empty)
+        layouts = kimai.layouts(specs)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlt") as setup:
+            # importing dlt and reading its state overlaps the key sweeps
+            prepared = setup.submit(_prepare_pipeline, settings)
+            plans = _plan(kimai, replica, layouts, options, lambda: prepared.result()[2])
+            pipeline, resumed, states = prepared.result()
+        result.resumed_pending = resumed
+        if resumed:
+            # an interrupted load was just completed: what was read before it is stale
+            plans = _plan(kimai, replica, layouts, options, lambda: states)
         check_mass_delete(
             plans,
             settings.mass_delete_max_share,
@@ -212,6 +190,52 @@ def sync(
         replica.close()
     result.seconds = time.monotonic() - started
     return result
+
+
+def _prepare_pipeline(settings: Settings) -> tuple[Any, bool, dict[str, dict[str, Any]]]:
+    """The dlt pipeline, whether it had to complete a load, and the stored resource states."""
+    pipeline = make_pipeline(settings)
+    resumed = finish_pending(pipeline)
+    _sync_state_from_destination(pipeline)
+    return pipeline, resumed, _resource_states(pipeline)
+
+
+def _plan(
+    kimai: Kimai,
+    replica: Replica,
+    layouts: Sequence[TableLayout],
+    options: SyncOptions,
+    states: Callable[[], dict[str, dict[str, Any]]],
+) -> list[TablePlan]:
+    has_rows = {layout.spec.name: replica.has_rows(layout.spec.replica_table) for layout in layouts}
+
+    def windows() -> dict[str, Window]:
+        stored = states()
+        return {
+            layout.spec.name: incremental_window(
+                layout,
+                stored.get(layout.spec.name, {}),
+                options,
+                replica,
+                has_rows[layout.spec.name],
+            )
+            for layout in layouts
+            if layout.spec.sync == "incremental"
+        }
+
+    # reconcile compares every row by fingerprints where both servers can compute them
+    fingerprint = {
+        layout.spec.name
+        for layout in layouts
+        if options.reconcile
+        and not options.full_refresh
+        and layout.spec.sync == "incremental"
+        and len(layout.key) == 1
+        and has_rows[layout.spec.name]
+        and supports_fingerprints(kimai, replica)
+    }
+    empty = {name for name, rows in has_rows.items() if not rows}
+    return plan_tables(kimai, replica, layouts, windows, fingerprint, empty)
 
 
 def _sync_state_from_destination(pipeline: Any) -> None:
