@@ -135,6 +135,25 @@ class BulkLoader:
         self.schema = settings.replica_schema
         self._uri = settings.atlas_connectorx_url()
 
+    def finish(self, layout: TableLayout) -> None:
+        """Build the key index of a newly filled table and its planner statistics.
+
+        Run after the load committed, beside the rest of the run: the index build is the
+        slowest part of a first load, and without statistics the first reconcile's range
+        queries plan as full scans. A run killed before this leaves only work that the
+        next run's index check redoes.
+        """
+        from adbc_driver_postgresql import dbapi
+
+        table = layout.spec.replica_table
+        try:
+            with dbapi.connect(self._uri) as conn, conn.cursor() as cur:
+                cur.execute(key_index_ddl(self.schema, table, layout.key))
+                cur.execute(f"ANALYZE {quote_ansi(self.schema)}.{quote_ansi(table)}")
+                conn.commit()
+        except Exception as exc:
+            raise database_failure(f"indexing {table} failed", exc) from exc
+
     def ensure_schemas(self) -> None:
         """Create the replica and staging schemas (once, before loads run side by side).
 
@@ -195,10 +214,8 @@ class BulkLoader:
                     cur.execute(f"DELETE FROM {qualified}")
                     cur.execute(f"INSERT INTO {qualified} SELECT * FROM {staged}")
                     cur.execute(f"DROP TABLE {staged}")
-                cur.execute(key_index_ddl(self.schema, table, layout.key))
-                # planner statistics now, not whenever autovacuum comes by: the first
-                # reconcile's range queries otherwise plan as full scans
-                cur.execute(f"ANALYZE {qualified}")
+                if replace:
+                    cur.execute(key_index_ddl(self.schema, table, layout.key))
             conn.commit()
             return int(rows)
         except Exception as exc:

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from pipelines.bulk import BulkLoader
 from pipelines.diff import changed_rows, keys_not_in, packed_keys, unpack_keys
-from pipelines.kimai import Kimai
+from pipelines.kimai import BATCH_ROWS, Kimai
 from pipelines.layout import TableLayout, quote_ansi
 from pipelines.plan import TablePlan, Window
 from pipelines.registry import SYNCED_AT
@@ -106,16 +106,21 @@ class TableExtractor:
         self.bulk = bulk if self.rewrite else None
         self._written_keys: list[pa.Array] = []
         self._bulk_cursor: dt.datetime | None = None
+        self.bulk_done = False
+        self.collected: list[pa.Table] | None = None
+        self.collected_state: dict[str, Any] = {}
+        self._stamps: pa.Array | None = None
         if plan.fingerprinter is not None:
             stats.extra["fingerprint"] = plan.fingerprinter.stats
 
     # -- output helpers ----------------------------------------------------------------------
 
     def _stamp(self, rows: pa.Table) -> pa.Table:
-        stamp = pa.array(
-            [self.synced_at] * rows.num_rows, self.layout.arrow_schema.field(SYNCED_AT).type
-        )
-        return rows.append_column(self.layout.arrow_schema.field(SYNCED_AT), stamp)
+        field = self.layout.arrow_schema.field(SYNCED_AT)
+        if self._stamps is None or len(self._stamps) < rows.num_rows:
+            # built once per batch size and sliced: a Python list per batch costs real time
+            self._stamps = pa.array([self.synced_at] * max(rows.num_rows, BATCH_ROWS), field.type)
+        return rows.append_column(field, self._stamps.slice(0, rows.num_rows))
 
     def _upserts(self, rows: pa.Table) -> Iterator[pa.Table]:
         if rows.num_rows == 0:
@@ -184,6 +189,26 @@ class TableExtractor:
             f" {st.updated:,} changed, {st.deleted:,} deleted"
         )
 
+    @property
+    def streams_through_dlt(self) -> bool:
+        """Whether every row is written through dlt (a rewrite without the bulk path)."""
+        return self.rewrite and self.bulk is None
+
+    def collect(self, state: dict[str, Any]) -> None:
+        """Compute this run's output ahead of dlt, into `collected` (a copy of the state).
+
+        Only for tables whose output is a change set (bounded by what changed, not by the
+        table): the run then knows before importing any of dlt's machinery whether there
+        is anything to load at all.
+        """
+        self.collected = [t for t in self.rows(state) if t.num_rows]
+        self.collected_state = state
+
+    @property
+    def has_output(self) -> bool:
+        """Whether `collect` found rows to write."""
+        return bool(self.collected)
+
     def bulk_load(self) -> None:
         """Write the whole table by streaming COPY (first loads, full refreshes).
 
@@ -211,6 +236,7 @@ class TableExtractor:
         self.stats.cursor_before = _format_cursor(plan.cursor)
         self._bulk_cursor = newest[0]
         self.stats.seconds = time.monotonic() - started
+        self.bulk_done = True
 
     def _pairs(self) -> Iterator[pa.Table]:
         if self.rewrite:
@@ -395,7 +421,12 @@ def make_resource(extractor: TableExtractor) -> Any:
     }
 
     def rows() -> Iterator[pa.Table]:
-        yield from extractor.rows(dlt.current.resource_state())
+        live = dlt.current.resource_state()
+        if extractor.collected is None:
+            yield from extractor.rows(live)
+            return
+        live.update(extractor.collected_state)
+        yield from extractor.collected
 
     return dlt.resource(
         rows(),

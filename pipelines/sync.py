@@ -8,7 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,45 +136,52 @@ def sync(
     result = SyncResult(dry_run=dry_run)
     kimai = Kimai(settings)
     replica = open_replica(settings)
+    # index builds after first loads run beside dlt's work
+    finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index")
     try:
         kimai.check()
         replica.check()
         layouts = kimai.layouts(specs)
+        synced_at = dt.datetime.now(dt.UTC)
+        streams = isinstance(replica, PostgresReplica) and not dry_run
+        bulk = BulkLoader(settings) if streams else None
+
+        def prepare(plans: list[TablePlan]) -> list[TableExtractor]:
+            check_mass_delete(
+                plans, settings.mass_delete_max_share, MASS_DELETE_MIN_ROWS, allow_mass_delete
+            )
+            result.tables = [
+                TableStats(p.name, kimai_rows=p.kimai_count, replica_rows_before=p.replica_count)
+                for p in plans
+            ]
+            return [
+                TableExtractor(p, kimai, replica, options, synced_at, stats, say, bulk)
+                for p, stats in zip(plans, result.tables, strict=True)
+            ]
+
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlt") as setup:
-            # importing dlt and reading its state overlaps the key sweeps
+            # importing dlt and reading its state overlaps the key sweeps ...
             prepared = setup.submit(_prepare_pipeline, settings)
-            plans = _plan(kimai, replica, layouts, options, lambda: prepared.result()[2])
+            extractors = prepare(
+                _plan(kimai, replica, layouts, options, lambda: prepared.result()[2])
+            )
+            # ... and the first loads of empty tables, which no pending dlt package touches
+            finishing = _bulk_loads([e for e in extractors if e.plan.replica_count == 0], finisher)
             pipeline, resumed, states = prepared.result()
         result.resumed_pending = resumed
         if resumed:
             # an interrupted load was just completed: what was read before it is stale
-            plans = _plan(kimai, replica, layouts, options, lambda: states)
-        check_mass_delete(
-            plans,
-            settings.mass_delete_max_share,
-            MASS_DELETE_MIN_ROWS,
-            allow_mass_delete,
-        )
-        synced_at = dt.datetime.now(dt.UTC)
-        streams = isinstance(replica, PostgresReplica) and not dry_run
-        bulk = BulkLoader(settings) if streams else None
-        extractors = []
-        for p in plans:
-            stats = TableStats(
-                table=p.name,
-                kimai_rows=p.kimai_count,
-                replica_rows_before=p.replica_count,
-            )
-            result.tables.append(stats)
-            extractors.append(
-                TableExtractor(p, kimai, replica, options, synced_at, stats, say, bulk)
-            )
+            extractors = prepare(_plan(kimai, replica, layouts, options, lambda: states))
+        plans = [e.plan for e in extractors]
 
         if dry_run:
-            _count_only(pipeline, extractors)
+            _collect(pipeline, extractors, drain=True)
         else:
-            _bulk_loads(extractors)
-            _run_dlt(pipeline, extractors)
+            finishing += _bulk_loads(extractors, finisher)
+            if _collect(pipeline, extractors):
+                _run_dlt(pipeline, extractors)
+            for future in finishing:
+                future.result()
             for p in plans:
                 if replica.exists(p.layout.spec.replica_table):
                     replica.ensure_key_index(p.layout)
@@ -186,6 +193,7 @@ def sync(
             fp_bytes = fp.kimai_bytes_returned if fp else 0
             stats.kimai_bytes_read = kimai.bytes_read.get(stats.table, 0) + fp_bytes
     finally:
+        finisher.shutdown(wait=True)
         kimai.close()
         replica.close()
     result.seconds = time.monotonic() - started
@@ -210,7 +218,9 @@ def _plan(
     has_rows = {layout.spec.name: replica.has_rows(layout.spec.replica_table) for layout in layouts}
 
     def windows() -> dict[str, Window]:
-        stored = states()
+        incremental = [layout for layout in layouts if layout.spec.sync == "incremental"]
+        # the stored cursors matter only where there are rows to compare with
+        stored = states() if any(has_rows[lay.spec.name] for lay in incremental) else {}
         return {
             layout.spec.name: incremental_window(
                 layout,
@@ -219,8 +229,7 @@ def _plan(
                 replica,
                 has_rows[layout.spec.name],
             )
-            for layout in layouts
-            if layout.spec.sync == "incremental"
+            for layout in incremental
         }
 
     # reconcile compares every row by fingerprints where both servers can compute them
@@ -251,28 +260,50 @@ def _resource_states(pipeline: Any) -> dict[str, dict[str, Any]]:
     return copy.deepcopy(resources)
 
 
-def _count_only(pipeline: Any, extractors: list[TableExtractor]) -> None:
+def _collect(pipeline: Any, extractors: list[TableExtractor], drain: bool = False) -> bool:
+    """Compute every change set ahead of dlt; tell whether dlt has anything to do.
+
+    Returns:
+        False when no table has rows to write, no stored state would change and no table is
+        rewritten through dlt: the run can skip dlt's extract, normalize and load.
+
+    """
     states = _resource_states(pipeline)
+    work = False
     for e in extractors:
-        for _ in e.rows(states.get(e.layout.spec.name, {})):
-            pass
+        if e.streams_through_dlt:
+            work = True
+            continue
+        stored = states.get(e.layout.spec.name, {})
+        e.collect(copy.deepcopy(stored))
+        work = work or e.has_output or e.collected_state != stored
+    return work
 
 
 BULK_WORKERS = 2
 """Whole tables streamed at once on the bulk path (the big two are timesheets and pairs)."""
 
 
-def _bulk_loads(extractors: list[TableExtractor]) -> None:
-    """Run the streaming COPY of every table that takes it, a few tables at a time."""
-    bulk = [e for e in extractors if e.bulk is not None]
+def _bulk_loads(extractors: list[TableExtractor], finisher: ThreadPoolExecutor) -> list[Future]:
+    """Run the streaming COPY of every table that takes it (once), a few tables at a time.
+
+    Returns:
+        The index builds, which go on in `finisher` while the run continues.
+
+    """
+    bulk = [e for e in extractors if e.bulk is not None and not e.bulk_done]
     if not bulk:
-        return
+        return []
     # biggest first, so the long table starts at once and the small ones fill in beside it
     bulk.sort(key=lambda e: e.layout.spec.sync != "incremental")
     bulk[0].bulk.ensure_schemas()
+    finishing = []
     with ThreadPoolExecutor(max_workers=BULK_WORKERS, thread_name_prefix="bulk") as pool:
-        for future in [pool.submit(e.bulk_load) for e in bulk]:
+        for e, future in [(e, pool.submit(e.bulk_load)) for e in bulk]:
             future.result()
+            assert e.bulk is not None
+            finishing.append(finisher.submit(e.bulk.finish, e.layout))
+    return finishing
 
 
 def _run_dlt(pipeline: Any, extractors: list[TableExtractor]) -> None:
