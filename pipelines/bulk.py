@@ -22,7 +22,7 @@ import pyarrow as pa
 from pipelines.config import Settings
 from pipelines.dberrors import database_failure
 from pipelines.errors import PipelineError
-from pipelines.layout import TableLayout, quote_ansi
+from pipelines.layout import TableLayout, index_ddl, quote_ansi
 from pipelines.registry import SYNCED_AT
 
 QUEUE_BATCHES = 4
@@ -62,15 +62,6 @@ def missing_columns_ddl(
         for c in layout.columns
         if c.name not in have
     ]
-
-
-def key_index_ddl(schema: str, table: str, key: Iterable[str]) -> str:
-    """The unique key index of a replica table (dlt creates none on PostgreSQL)."""
-    cols = ", ".join(quote_ansi(k) for k in key)
-    return (
-        f"CREATE UNIQUE INDEX IF NOT EXISTS {quote_ansi(table + '_key')}"
-        f" ON {quote_ansi(schema)}.{quote_ansi(table)} ({cols})"
-    )
 
 
 class _Prefetcher:
@@ -148,7 +139,8 @@ class BulkLoader:
         table = layout.spec.replica_table
         try:
             with dbapi.connect(self._uri) as conn, conn.cursor() as cur:
-                cur.execute(key_index_ddl(self.schema, table, layout.key))
+                for ddl in index_ddl(self.schema, layout):
+                    cur.execute(ddl)
                 cur.execute(f"ANALYZE {quote_ansi(self.schema)}.{quote_ansi(table)}")
                 conn.commit()
         except Exception as exc:
@@ -215,7 +207,8 @@ class BulkLoader:
                     cur.execute(f"INSERT INTO {qualified} SELECT * FROM {staged}")
                     cur.execute(f"DROP TABLE {staged}")
                 if replace:
-                    cur.execute(key_index_ddl(self.schema, table, layout.key))
+                    for ddl in index_ddl(self.schema, layout):
+                        cur.execute(ddl)
             conn.commit()
             return int(rows)
         except Exception as exc:

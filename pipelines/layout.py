@@ -231,3 +231,19 @@ def conform(batch: pa.RecordBatch | pa.Table, schema: pa.Schema) -> pa.Table:
 def key_columns_only(table: pa.Table, key: Sequence[str]) -> pa.Table:
     """Project a table to its key columns, as int64."""
     return pa.table({k: pc.cast(table.column(k), pa.int64()) for k in key})
+
+
+def index_ddl(schema: str, layout: TableLayout) -> list[str]:
+    """PostgreSQL indexes of a replica table: the unique key, and the cursor if it has one."""
+    table = layout.spec.replica_table
+    qualified = f"{quote_ansi(schema)}.{quote_ansi(table)}"
+    keys = ", ".join(quote_ansi(k) for k in layout.key)
+    ddl = [
+        f"CREATE UNIQUE INDEX IF NOT EXISTS {quote_ansi(table + '_key')} ON {qualified} ({keys})"
+    ]
+    if layout.spec.cursor:
+        ddl.append(
+            f"CREATE INDEX IF NOT EXISTS {quote_ansi(table + '_cursor')}"
+            f" ON {qualified} ({quote_ansi(layout.spec.cursor)})"
+        )
+    return ddl

@@ -132,9 +132,10 @@ def plan_tables(
     kimai: Kimai,
     replica: Replica,
     layouts: Sequence[TableLayout],
-    windows: Mapping[str, Window] | Callable[[], Mapping[str, Window]] | None = None,
+    windows: Mapping[str, Window] | None = None,
     fingerprint: Collection[str] = (),
     empty: Collection[str] = (),
+    confirm: Callable[[], Mapping[str, Window]] | None = None,
 ) -> list[TablePlan]:
     """Read what every table needs from both sides, concurrently, and compare.
 
@@ -143,16 +144,17 @@ def plan_tables(
         replica: Replica reader.
         layouts: The tables.
         windows: Per incremental table, its cursor and the Kimai rows to re-read; the
-            window query (a scan of Kimai's table) runs alongside the key reads. A callable
-            is called once the other reads are under way (the cursors come from dlt's
-            state, which is being read meanwhile).
+            window query (a scan of Kimai's table) runs alongside the key reads.
+        confirm: Called once every read is under way; returns the windows from the stored
+            cursors (dlt's state, read meanwhile). Where one differs from `windows` (the
+            replica's newest value stood in for the cursor), it is read again.
         fingerprint: Tables compared by range fingerprints (every column of every row)
             instead of by key sets; their cursor window is not read (fingerprints see it).
         empty: Tables whose replica holds no rows: the whole table will be written, so
             their keys are not read.
 
     """
-    windows = windows or {}
+    windows = dict(windows or {})
     with ThreadPoolExecutor(max_workers=PLAN_WORKERS, thread_name_prefix="plan") as pool:
         columns = {
             layout.spec.name: pool.submit(replica.table_columns, layout.spec.replica_table)
@@ -175,14 +177,23 @@ def plan_tables(
                 )
             else:
                 reads[name] = (pool.submit(compare_key_sets, kimai, replica, layout),)
-        if callable(windows):
-            windows = windows()
-        windows = windows or {}
+        window_reads: dict[str, Future] = {}
+
+        def read_window(layout: TableLayout) -> None:
+            window = windows.get(layout.spec.name)
+            if layout.spec.name not in fingerprint and window is not None and window.predicate:
+                window_reads[layout.spec.name] = pool.submit(
+                    kimai.read_rows, layout, window.predicate
+                )
+
         for layout in layouts:
-            name = layout.spec.name
-            window = windows.get(name)
-            if name not in fingerprint and window is not None and window.predicate:
-                reads[name] += (pool.submit(kimai.read_rows, layout, window.predicate),)
+            read_window(layout)
+        if confirm is not None:
+            for name, window in confirm().items():
+                if windows.get(name) != window:
+                    windows[name] = window
+                    window_reads.pop(name, None)
+                    read_window(next(lay for lay in layouts if lay.spec.name == name))
         plans = []
         for layout in layouts:
             name = layout.spec.name
@@ -198,7 +209,7 @@ def plan_tables(
             if layout.spec.sync == "full":
                 plans.append(_from_rows(layout, results[0], results[1], **common))
             else:
-                window_rows = results[1] if len(results) > 1 else None
+                window_rows = window_reads[name].result() if name in window_reads else None
                 plans.append(_from_key_diff(layout, results[0], window_rows=window_rows, **common))
     return plans
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 from pipelines.config import Settings
 from pipelines.dberrors import database_failure
 from pipelines.kimai import KEYS_PER_QUERY, chunks
-from pipelines.layout import TableLayout, conform, key_columns_only, quote_ansi
+from pipelines.layout import TableLayout, conform, index_ddl, key_columns_only, quote_ansi
 from pipelines.retry import with_retries
 
 
@@ -212,13 +212,13 @@ class PostgresReplica(Replica):
             self._conn = None
 
     def ensure_key_index(self, layout: TableLayout) -> None:
-        """Create the unique key index (dlt creates none): key lookups, merges and joins use it."""
-        table = layout.spec.replica_table
-        cols = ", ".join(quote_ansi(k) for k in layout.key)
-        self.execute(
-            f"CREATE UNIQUE INDEX IF NOT EXISTS {quote_ansi(table + '_key')}"
-            f" ON {self.qualified(table)} ({cols})"
-        )
+        """Create the unique key index (dlt creates none) and the cursor's index.
+
+        Key lookups, merges and joins use the first; every run's look at the newest cursor
+        value the second.
+        """
+        for ddl in index_ddl(self.schema, layout):
+            self.execute(ddl)
 
 
 class DuckDBReplica(Replica):

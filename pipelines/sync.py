@@ -217,10 +217,9 @@ def _plan(
 ) -> list[TablePlan]:
     has_rows = {layout.spec.name: replica.has_rows(layout.spec.replica_table) for layout in layouts}
 
-    def windows() -> dict[str, Window]:
-        incremental = [layout for layout in layouts if layout.spec.sync == "incremental"]
-        # the stored cursors matter only where there are rows to compare with
-        stored = states() if any(has_rows[lay.spec.name] for lay in incremental) else {}
+    incremental = [layout for layout in layouts if layout.spec.sync == "incremental"]
+
+    def windows(stored: dict[str, dict[str, Any]]) -> dict[str, Window]:
         return {
             layout.spec.name: incremental_window(
                 layout,
@@ -231,6 +230,10 @@ def _plan(
             )
             for layout in incremental
         }
+
+    def confirm() -> dict[str, Window]:
+        # the stored cursors matter only where there are rows to compare with
+        return windows(states()) if any(has_rows[lay.spec.name] for lay in incremental) else {}
 
     # reconcile compares every row by fingerprints where both servers can compute them
     fingerprint = {
@@ -244,7 +247,9 @@ def _plan(
         and supports_fingerprints(kimai, replica)
     }
     empty = {name for name, rows in has_rows.items() if not rows}
-    return plan_tables(kimai, replica, layouts, windows, fingerprint, empty)
+    # the replica's newest cursor value stands in until dlt's state is read (they agree
+    # unless a load was aborted): the window query need not wait for dlt
+    return plan_tables(kimai, replica, layouts, windows({}), fingerprint, empty, confirm)
 
 
 def _sync_state_from_destination(pipeline: Any) -> None:
