@@ -12,13 +12,16 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
 import psycopg2
 import pytest
+import sqlalchemy as sa
 
+from pipelines.fixtures import kimai_actions as kimai_do
 from pipelines.fixtures.atlas_overlays import OverlaySummary, create_atlas_overlays
 from pipelines.fixtures.kimai_data import build_kimai
 from tests.conftest import (
@@ -567,6 +570,68 @@ def _facts(stack: Stack, relation: str = f"{ANALYTICS}.vw_timesheet_facts") -> d
     }
 
 
+# rows of the view (computed now) and of vw_timesheet_facts (the incremental table) that differ
+FACTS_DIFF = (
+    f"(select * from {INTERNAL}.int_timesheet_facts except select * from {ANALYTICS}.vw_timesheet_facts)"
+    f" union all (select * from {ANALYTICS}.vw_timesheet_facts"
+    f" except select * from {INTERNAL}.int_timesheet_facts)"
+)
+
+
+def _change_everything(stack: Stack) -> None:
+    """Change Kimai as Kimai does: edits, new rows, tags, renames, silent moves, cascades."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    engine = sa.create_engine(kimai_url(stack.kimai_db))
+    try:
+        with engine.connect() as conn:
+            first, last = conn.execute(
+                sa.text("SELECT MIN(id), MAX(id) FROM kimai2_timesheet")
+            ).one()
+            row = conn.execute(
+                sa.text("SELECT user, project_id, activity_id FROM kimai2_timesheet WHERE id = :i"),
+                {"i": last},
+            ).one()
+            tag, other_tag = conn.execute(
+                sa.text("SELECT id FROM kimai2_tags ORDER BY id LIMIT 2")
+            ).scalars()
+            projects = (
+                conn.execute(
+                    sa.text("SELECT DISTINCT project_id FROM kimai2_timesheet ORDER BY project_id")
+                )
+                .scalars()
+                .all()
+            )
+            kimai_do.update_timesheet(conn, first, now=now, description="edited by test")
+            kimai_do.insert_timesheet(
+                conn,
+                user=row.user,
+                project_id=row.project_id,
+                activity_id=row.activity_id,
+                start=now - timedelta(hours=3),
+                end=now - timedelta(hours=1),
+                now=now,
+                tags=[tag],
+            )
+            kimai_do.add_tag(conn, first, other_tag, now=now)
+            kimai_do.rename_tag(conn, tag, "Renamed tag")
+            conn.execute(
+                sa.text("UPDATE kimai2_users SET alias = 'Renamed user' WHERE id = :u"),
+                {"u": row.user},
+            )
+            conn.execute(
+                sa.text(
+                    "UPDATE kimai2_customers SET name = 'Renamed customer' WHERE id ="
+                    " (SELECT customer_id FROM kimai2_projects WHERE id = :p)"
+                ),
+                {"p": projects[0]},
+            )
+            # silent: the timesheets move to another project without a modified_at bump
+            kimai_do.delete_project(conn, projects[1], move_to=projects[2])
+            conn.commit()
+    finally:
+        engine.dispose()
+
+
 def test_facts_follow_kimai_in_both_materializations(tmp_path: Path) -> None:
     incremental = {"ATLAS_TIMESHEET_FACTS_MATERIALIZATION": "table_incremental"}
     with make_stack(tmp_path, timesheets=600, seed=5) as stack:
@@ -622,14 +687,22 @@ def test_facts_follow_kimai_in_both_materializations(tmp_path: Path) -> None:
         assert {v[2] for v in renamed} == ({"Tender"} if has_override else {None})
         assert after[tagged][1] == ""
         # the incremental table holds exactly what the view computes
-        diff = atlas_rows(
-            stack.atlas_db,
-            f"select count(*) from ((select * from {INTERNAL}.int_timesheet_facts"
-            f" except select * from {ANALYTICS}.vw_timesheet_facts)"
-            f" union all (select * from {ANALYTICS}.vw_timesheet_facts"
-            f" except select * from {INTERNAL}.int_timesheet_facts)) d",
-        )
+        diff = atlas_rows(stack.atlas_db, f"select count(*) from ({FACTS_DIFF}) d")
         assert diff == [(0,)]
+
+        # second round: every kind of change the table's stored state must notice
+        _change_everything(stack)
+        for command in ("sync", "reconcile"):
+            synced = run_cli(command, env=stack.env)
+            assert synced.returncode == 0, synced.stderr
+        result = transform(stack, **incremental)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert atlas_rows(stack.atlas_db, f"select count(*) from ({FACTS_DIFF}) d") == [(0,)]
+        assert (
+            len(_facts(stack))
+            == kimai_rows(stack.kimai_db, "SELECT COUNT(*) FROM kimai2_timesheet")[0][0]
+        )
+        after = _facts(stack)
 
         # back to the plain view: same rows
         result = transform(stack)
