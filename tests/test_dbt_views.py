@@ -695,14 +695,34 @@ def test_facts_follow_kimai_in_both_materializations(tmp_path: Path) -> None:
         for command in ("sync", "reconcile"):
             synced = run_cli(command, env=stack.env)
             assert synced.returncode == 0, synced.stderr
-        result = transform(stack, **incremental)
+        # the sampled equality test (the default above 200k timesheets) on the same build
+        sampled = {**incremental, "ATLAS_TIMESHEET_FACTS_CHECK": "sample"}
+        result = transform(stack, **sampled)
         assert result.returncode == 0, result.stdout + result.stderr
+        # changed rows only were written, not a rebuild
+        written, total = atlas_rows(
+            stack.atlas_db,
+            "select count(*) filter (where refreshed_build = (select max(refreshed_build)"
+            f" from {INTERNAL}.int_timesheet_facts_incremental)), count(*)"
+            f" from {INTERNAL}.int_timesheet_facts_incremental",
+        )[0]
+        assert 0 < written < total, (written, total)
         assert atlas_rows(stack.atlas_db, f"select count(*) from ({FACTS_DIFF}) d") == [(0,)]
         assert (
             len(_facts(stack))
             == kimai_rows(stack.kimai_db, "SELECT COUNT(*) FROM kimai2_timesheet")[0][0]
         )
         after = _facts(stack)
+
+        # a row lost from the table behind the state's back: the sampled check still sees it
+        atlas_rows(
+            stack.atlas_db,
+            f"delete from {INTERNAL}.int_timesheet_facts_incremental"
+            f" where timesheet_id = (select max(timesheet_id) from {INTERNAL}.int_timesheet_facts)",
+        )
+        result = transform(stack, **sampled)
+        assert result.returncode != 0
+        assert "assert_timesheet_facts_incremental_matches_view" in result.stdout + result.stderr
 
         # back to the plain view: same rows
         result = transform(stack)
