@@ -37,6 +37,7 @@ class Settings:
     reconcile_every_run: bool
     state_dir: Path | None
     timesheet_facts_materialization: str = "view"
+    timesheet_facts_check: str = "auto"
     pipeline_name: str = field(default="")
 
     @property
@@ -220,6 +221,11 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
             "ATLAS_TIMESHEET_FACTS_MATERIALIZATION must be view or table_incremental,"
             f" got {facts!r}"
         )
+    facts_check = _env(env, "ATLAS_TIMESHEET_FACTS_CHECK", "auto")
+    if facts_check not in {"auto", "full", "sample"}:
+        raise ConfigError(
+            f"ATLAS_TIMESHEET_FACTS_CHECK must be auto, full or sample, got {facts_check!r}"
+        )
     return Settings(
         kimai_url=_kimai_url(env),
         kimai_table_prefix=prefix,
@@ -233,5 +239,6 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         reconcile_every_run=_bool(env, "ATLAS_RECONCILE_EVERY_RUN", False),
         state_dir=Path(state_dir).expanduser() if state_dir else None,
         timesheet_facts_materialization=facts or "view",
+        timesheet_facts_check=facts_check or "auto",
         pipeline_name=f"kimai_atlas_{replica_schema}",
     )

@@ -51,6 +51,7 @@ def dbt_env(settings: Settings) -> dict[str, str]:
         "ATLAS_OVERLAY_SCHEMA": settings.overlay_schema,
         "ATLAS_BI_ROLE": settings.bi_role or "",
         "ATLAS_TIMESHEET_FACTS_MATERIALIZATION": settings.timesheet_facts_materialization,
+        "ATLAS_TIMESHEET_FACTS_CHECK": settings.timesheet_facts_check,
     }
     if settings.atlas_dialect == "duckdb":
         env["ATLAS_DUCKDB_PATH"] = str(Path(url.database or "atlas.duckdb").resolve())
