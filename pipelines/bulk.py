@@ -25,7 +25,7 @@ from pipelines.errors import PipelineError
 from pipelines.layout import TableLayout, index_ddl, quote_ansi
 from pipelines.registry import SYNCED_AT
 
-QUEUE_BATCHES = 4
+QUEUE_BATCHES = 2
 """Batches buffered between the Kimai reader and the COPY writer."""
 
 _PG_TYPES = {

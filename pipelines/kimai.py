@@ -32,7 +32,7 @@ from pipelines.retry import backoff, with_retries
 
 log = logging.getLogger("pipelines.kimai")
 
-BATCH_ROWS = 50_000
+BATCH_ROWS = 25_000
 """Rows per Arrow batch on the bulk path: bounds memory whatever the table size."""
 
 KEYS_PER_QUERY = 10_000
