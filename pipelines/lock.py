@@ -74,6 +74,7 @@ def _advisory_lock(settings: Settings, wait_seconds: float) -> Iterator[None]:
     conn.autocommit = True
     key = _lock_key(settings)
     deadline = time.monotonic() + wait_seconds
+    held = False
     try:
         with conn.cursor() as cur:
             while True:
@@ -83,9 +84,24 @@ def _advisory_lock(settings: Settings, wait_seconds: float) -> Iterator[None]:
                 if time.monotonic() >= deadline:
                     raise LockHeld(f"another run holds the lock: {_pg_holder(cur, key)}")
                 time.sleep(POLL_SECONDS)
+        held = True
         yield
     finally:
+        if held:
+            _unlock(conn, key)
         conn.close()
+
+
+def _unlock(conn: Any, key: str) -> None:
+    # explicitly: closing alone lets the server end the session a moment later, and a run
+    # started right after this one would find the lock still held
+    import psycopg2
+
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_unlock(hashtextextended(%s, 0))", (key,))
+    except psycopg2.Error:
+        pass  # the session is gone (server restarted), and the lock with it
 
 
 def _pg_holder(cur: Any, key: str) -> str:
