@@ -8,7 +8,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,7 +137,7 @@ def sync(
     kimai = Kimai(settings)
     replica = open_replica(settings)
     # index builds after first loads run beside dlt's work
-    finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index")
+    finisher = ThreadPoolExecutor(max_workers=BULK_WORKERS, thread_name_prefix="index")
     try:
         kimai.check()
         replica.check()
@@ -304,8 +304,11 @@ def _bulk_loads(extractors: list[TableExtractor], finisher: ThreadPoolExecutor) 
     bulk[0].bulk.ensure_schemas()
     finishing = []
     with ThreadPoolExecutor(max_workers=BULK_WORKERS, thread_name_prefix="bulk") as pool:
-        for e, future in [(e, pool.submit(e.bulk_load)) for e in bulk]:
+        loads = {pool.submit(e.bulk_load): e for e in bulk}
+        # each table's indexes are built as soon as its own load has committed
+        for future in as_completed(loads):
             future.result()
+            e = loads[future]
             assert e.bulk is not None
             finishing.append(finisher.submit(e.bulk.finish, e.layout))
     return finishing
