@@ -52,48 +52,16 @@
 {%- endif -%}
 {%- set column_list = columns | join(', ') if columns else 'timesheet_id' %}
 
-{% if full -%}
-
-with
-
-expected as (
-
-    select timesheet_id, {{ row_hash('computed') }} as row_hash
-    from (select {{ column_list }} from {{ ref('int_timesheet_facts') }}) as computed
-
-),
-
-stored as (
-
-    select timesheet_id, {{ row_hash('kept') }} as row_hash
-    from (select {{ column_list }} from {{ facts }}) as kept
-
-)
-
-select
-    coalesce(expected.timesheet_id, stored.timesheet_id) as timesheet_id,
-    case
-        when stored.timesheet_id is null then 'missing from the table'
-        when expected.timesheet_id is null then 'deleted timesheet still in the table'
-        else 'values differ'
-    end as problem
-
-from expected
-full outer join stored
-    on expected.timesheet_id = stored.timesheet_id
-where expected.timesheet_id is null
-    or stored.timesheet_id is null
-    or expected.row_hash <> stored.row_hash
-
-{%- else -%}
-
 {%- set state = timesheet_facts_state_relation(facts) -%}
 {%- set every = var('timesheet_facts_check_sample_every', 32) | int -%}
-{%- set build = "(select max(state_count) from " ~ state ~ " where entity = 'build')" %}
+{%- set build = "(select max(state_count) from " ~ state ~ " where entity = 'build')" -%}
+{%- set sampled = none if full else 'select timesheet_id from sample_ids' %}
 
 with
 
----------- 1. every row: the replica's timesheet ids, each with its current synced_at
+{% if not full -%}
+
+---------- sample: every row's key, the replica's timesheet ids each with its synced_at
 
 replica_ranges as (
 
@@ -155,7 +123,7 @@ key_problems as (
 
 ),
 
----------- 2. every column: the rows the last build wrote, and 1/{{ every }} of the ids
+---------- sample: every column of the rows the last build wrote, and 1/{{ every }} of the ids
 
 sample_ids as (
 
@@ -166,12 +134,20 @@ sample_ids as (
 
 ),
 
+{% endif -%}
+
+---------- every column, hashed from the values on both sides (bookkeeping columns ignored)
+
 expected as (
 
     select timesheet_id, {{ row_hash('computed') }} as row_hash
     from (
         select {{ column_list }}
-        from ({{ timesheet_facts_sql('select timesheet_id from sample_ids') }}) as view_rows
+        {%- if full %}
+        from {{ ref('int_timesheet_facts') }}
+        {%- else %}
+        from ({{ timesheet_facts_sql(sampled) }}) as view_rows
+        {%- endif %}
     ) as computed
 
 ),
@@ -181,7 +157,9 @@ stored as (
     select timesheet_id, {{ row_hash('kept') }} as row_hash
     from (
         select {{ column_list }} from {{ facts }}
-        where {{ in_subquery('timesheet_id', 'select timesheet_id from sample_ids') }}
+        {%- if not full %}
+        where {{ in_subquery('timesheet_id', sampled) }}
+        {%- endif %}
     ) as kept
 
 ),
@@ -191,6 +169,7 @@ value_problems as (
     select
         coalesce(expected.timesheet_id, stored.timesheet_id) as timesheet_id,
         case
+            when stored.timesheet_id is null then 'missing from the table'
             when expected.timesheet_id is null then 'deleted timesheet still in the table'
             else 'values differ'
         end as problem
@@ -203,9 +182,9 @@ value_problems as (
 
 )
 
-select timesheet_id, problem from key_problems
-union all
 select timesheet_id, problem from value_problems
+{%- if not full %}
 where timesheet_id not in (select timesheet_id from key_problems)
-
+union all
+select timesheet_id, problem from key_problems
 {%- endif %}
