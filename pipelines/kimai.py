@@ -230,9 +230,19 @@ class Kimai:
 
     def read_key_range(self, layout: TableLayout, low: int, high: int) -> pa.Table:
         """Keys (as int64) whose first key column is in ``[low, high)``."""
+        return self.read_key_ranges(layout, [(low, high)])
+
+    def read_key_ranges(self, layout: TableLayout, ranges: Sequence[tuple[int, int]]) -> pa.Table:
+        """Keys (as int64) whose first key column is in one of the half-open `ranges`."""
         k = layout.quote(layout.key[0])
-        sql = f"{layout.key_select_sql()} WHERE {k} >= {int(low)} AND {k} < {int(high)}"
-        return key_columns_only(self._read(layout, sql), layout.key)
+        where = " OR ".join(f"({k} >= {int(a)} AND {k} < {int(b)})" for a, b in ranges)
+        return key_columns_only(
+            self._read(layout, f"{layout.key_select_sql()} WHERE {where}"), layout.key
+        )
+
+    def read_query(self, layout: TableLayout, sql: str) -> pa.Table:
+        """Run a read-only query on `layout`'s table (e.g. aggregates) and return Arrow."""
+        return self._read(layout, sql)
 
     def read_by_keys(self, layout: TableLayout, keys: pa.Array) -> Iterator[pa.Table]:
         """Read the rows with the given single-column keys, in chunks."""

@@ -136,6 +136,7 @@ def plan_tables(
     fingerprint: Collection[str] = (),
     empty: Collection[str] = (),
     confirm: Callable[[], Mapping[str, Window]] | None = None,
+    digests: bool = False,
 ) -> list[TablePlan]:
     """Read what every table needs from both sides, concurrently, and compare.
 
@@ -152,6 +153,8 @@ def plan_tables(
             instead of by key sets; their cursor window is not read (fingerprints see it).
         empty: Tables whose replica holds no rows: the whole table will be written, so
             their keys are not read.
+        digests: Compare key sets by per-bucket digests first (both servers compute them),
+            reading only the keys of buckets that differ.
 
     """
     windows = dict(windows or {})
@@ -176,7 +179,7 @@ def plan_tables(
                     pool.submit(replica.read_rows, layout),
                 )
             else:
-                reads[name] = (pool.submit(compare_key_sets, kimai, replica, layout),)
+                reads[name] = (pool.submit(compare_key_sets, kimai, replica, layout, digests),)
         window_reads: dict[str, Future] = {}
 
         def read_window(layout: TableLayout) -> None:

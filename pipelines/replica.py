@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -88,14 +88,18 @@ class Replica(ABC):
 
     def read_key_range(self, layout: TableLayout, low: int, high: int) -> pa.Table:
         """Keys (as int64) whose first key column is in ``[low, high)``."""
+        return self.read_key_ranges(layout, [(low, high)])
+
+    def read_key_ranges(self, layout: TableLayout, ranges: Sequence[tuple[int, int]]) -> pa.Table:
+        """Keys (as int64) whose first key column is in one of the half-open `ranges`."""
         empty = pa.table({k: pa.array([], pa.int64()) for k in layout.key})
         if not self.exists(layout.spec.replica_table):
             return empty
         cols = ", ".join(quote_ansi(k) for k in layout.key)
         k = quote_ansi(layout.key[0])
+        where = " OR ".join(f"({k} >= {int(a)} AND {k} < {int(b)})" for a, b in ranges)
         table = self.read_arrow(
-            f"SELECT {cols} FROM {self.qualified(layout.spec.replica_table)}"
-            f" WHERE {k} >= {int(low)} AND {k} < {int(high)}"
+            f"SELECT {cols} FROM {self.qualified(layout.spec.replica_table)} WHERE {where}"
         )
         return key_columns_only(table, layout.key) if table.num_rows else empty
 

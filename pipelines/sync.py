@@ -249,7 +249,16 @@ def _plan(
     empty = {name for name, rows in has_rows.items() if not rows}
     # the replica's newest cursor value stands in until dlt's state is read (they agree
     # unless a load was aborted): the window query need not wait for dlt
-    return plan_tables(kimai, replica, layouts, windows({}), fingerprint, empty, confirm)
+    return plan_tables(
+        kimai,
+        replica,
+        layouts,
+        windows({}),
+        fingerprint,
+        empty,
+        confirm,
+        digests=supports_fingerprints(kimai, replica),
+    )
 
 
 def _sync_state_from_destination(pipeline: Any) -> None:
