@@ -53,12 +53,19 @@ def _found(diff: KeyDiff) -> tuple[list[int], list[int], int, int]:
     )
 
 
-@pytest.mark.parametrize("range_keys", [250_000, 500], ids=["one-range", "ranges-split-buckets"])
-def test_digests_find_what_reading_every_key_finds(sides, env, monkeypatch, range_keys):
+@pytest.mark.parametrize(
+    ("range_keys", "bucket_reads"),
+    [(250_000, 16), (500, 16), (500, 0)],
+    ids=["one-range", "ranges-split-buckets", "whole-ranges-reread"],
+)
+def test_digests_find_what_reading_every_key_finds(
+    sides, env, monkeypatch, range_keys, bucket_reads
+):
     # sweep ranges of 500 ids start at the lowest id (1): 1, 501, 1001, 1501, ... split the
     # digest buckets 256-511 and 1280-1535
     monkeypatch.setattr(keydiff, "TARGET_KEYS", range_keys)
     monkeypatch.setattr(keydiff, "MIN_WIDTH", 100)
+    monkeypatch.setattr(keydiff, "MAX_BUCKET_READS", bucket_reads)
     kimai, replica, layouts = sides
     db, atlas = env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"]
     timesheets = layouts["timesheets"]
