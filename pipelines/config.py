@@ -38,6 +38,7 @@ class Settings:
     state_dir: Path | None
     timesheet_facts_materialization: str = "view"
     timesheet_facts_check: str = "auto"
+    key_digests: bool = False
     pipeline_name: str = field(default="")
 
     @property
@@ -240,5 +241,6 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         state_dir=Path(state_dir).expanduser() if state_dir else None,
         timesheet_facts_materialization=facts or "view",
         timesheet_facts_check=facts_check or "auto",
+        key_digests=_bool(env, "KIMAI_KEY_DIGESTS", False),
         pipeline_name=f"kimai_atlas_{replica_schema}",
     )

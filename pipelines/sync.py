@@ -163,7 +163,14 @@ def sync(
             # importing dlt and reading its state overlaps the key sweeps ...
             prepared = setup.submit(_prepare_pipeline, settings)
             extractors = prepare(
-                _plan(kimai, replica, layouts, options, lambda: prepared.result()[2])
+                _plan(
+                    kimai,
+                    replica,
+                    layouts,
+                    options,
+                    lambda: prepared.result()[2],
+                    settings.key_digests,
+                )
             )
             # ... and the first loads of empty tables, which no pending dlt package touches
             finishing = _bulk_loads([e for e in extractors if e.plan.replica_count == 0], finisher)
@@ -171,7 +178,9 @@ def sync(
         result.resumed_pending = resumed
         if resumed:
             # an interrupted load was just completed: what was read before it is stale
-            extractors = prepare(_plan(kimai, replica, layouts, options, lambda: states))
+            extractors = prepare(
+                _plan(kimai, replica, layouts, options, lambda: states, settings.key_digests)
+            )
         plans = [e.plan for e in extractors]
 
         if dry_run:
@@ -214,6 +223,7 @@ def _plan(
     layouts: Sequence[TableLayout],
     options: SyncOptions,
     states: Callable[[], dict[str, dict[str, Any]]],
+    digests: bool = False,
 ) -> list[TablePlan]:
     has_rows = {layout.spec.name: replica.has_rows(layout.spec.replica_table) for layout in layouts}
 
@@ -257,7 +267,7 @@ def _plan(
         fingerprint,
         empty,
         confirm,
-        digests=supports_fingerprints(kimai, replica),
+        digests=digests and supports_fingerprints(kimai, replica),
     )
 
 

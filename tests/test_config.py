@@ -65,6 +65,7 @@ def test_sqlite_and_duckdb_urls_for_the_embedded_path(tmp_path: Path):
         ({"ATLAS_DB_URL": "mysql://x/y"}, "ATLAS_DB_URL must point at PostgreSQL or DuckDB"),
         ({"ATLAS_BI_ROLE": "bi role"}, "ATLAS_BI_ROLE must be a plain SQL identifier"),
         ({"ATLAS_RECONCILE_EVERY_RUN": "maybe"}, "must be true or false"),
+        ({"KIMAI_KEY_DIGESTS": "sometimes"}, "must be true or false"),
         ({"ATLAS_TIMESHEET_FACTS_MATERIALIZATION": "table"}, "must be view or table_incremental"),
         ({"ATLAS_TIMESHEET_FACTS_CHECK": "some"}, "must be auto, full or sample"),
     ],

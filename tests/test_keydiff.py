@@ -19,6 +19,7 @@ from pipelines.kimai import Kimai
 from pipelines.registry import TABLES_BY_NAME
 from pipelines.replica import open_replica
 from tests.conftest import kimai_exec, kimai_url, pg_query, sync_now
+from tests.replica_check import assert_replica_equals_kimai
 
 REPLICA = "kimai_replica"
 
@@ -110,3 +111,22 @@ def test_digests_find_what_reading_every_key_finds(
         compare_key_sets(kimai, replica, layouts["timesheet_tags"], digests=True)
     )
     assert (pair[0] << 32 | pair[1]) in pairs_missing
+
+
+def test_a_sync_with_digests_deletes_exactly_and_reads_few_bytes(synced, env, monkeypatch):
+    db = env["KIMAI_DB_DATABASE"]
+    quiet = {s.table: s for s in sync_now().tables}
+    monkeypatch.setenv("KIMAI_KEY_DIGESTS", "true")
+    quiet_digests = {s.table: s for s in sync_now().tables}
+    # the tag pairs are only key-compared: their bytes are the key sets (or their digests)
+    pairs, pairs_digests = (
+        quiet["timesheet_tags"].kimai_bytes_read,
+        quiet_digests["timesheet_tags"].kimai_bytes_read,
+    )
+    assert pairs_digests * 10 < pairs, (pairs_digests, pairs)
+
+    kimai_exec(db, "DELETE FROM kimai2_timesheet WHERE id IN (5, 700, 701, 2500)")
+    result = {s.table: s for s in sync_now().tables}
+    assert result["timesheets"].deleted == 4
+    assert result["timesheet_tags"].deleted > 0
+    assert_replica_equals_kimai(db, env["ATLAS_DB_DATABASE"])
