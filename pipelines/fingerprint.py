@@ -34,10 +34,10 @@ RANGE_IDS = 131_072
 """Keys per aggregate query: bounds each read on Kimai to a short primary-key range scan."""
 
 RANGES_PER_QUERY = 200
+"""Bucket ranges per row-hash query."""
 
 FINGERPRINT_WORKERS = 4
 """Range queries in flight (about two per server)."""
-"""Bucket ranges per row-hash query."""
 
 
 def _empty() -> pa.Array:
