@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import sqlalchemy as sa
 
-from pipelines.layout import ReplicaColumn, TableLayout, mysql_valid_date, quote_ansi, quote_mysql
+from pipelines.layout import (
+    ReplicaColumn,
+    TableLayout,
+    mysql_valid_date,
+    quote_ansi,
+    quote_mysql,
+    ranges_sql,
+)
 from pipelines.replica import Replica
 
 BUCKET_IDS = 64
@@ -109,9 +116,7 @@ def pg_row_hash(layout: TableLayout, present: set[str]) -> str:
 
 
 def _ranges_sql(key: str, buckets: Sequence[int]) -> str:
-    return " OR ".join(
-        f"({key} >= {b * BUCKET_IDS} AND {key} < {(b + 1) * BUCKET_IDS})" for b in buckets
-    )
+    return ranges_sql(key, [(b * BUCKET_IDS, (b + 1) * BUCKET_IDS) for b in buckets])
 
 
 class Fingerprinter:

@@ -25,6 +25,7 @@ from pipelines.layout import (
     key_columns_only,
     map_mysql_column,
     map_sqlite_column,
+    ranges_sql,
 )
 from pipelines.registry import TableSpec
 from pipelines.retry import attempts as retry_attempts
@@ -234,8 +235,7 @@ class Kimai:
 
     def read_key_ranges(self, layout: TableLayout, ranges: Sequence[tuple[int, int]]) -> pa.Table:
         """Keys (as int64) whose first key column is in one of the half-open `ranges`."""
-        k = layout.quote(layout.key[0])
-        where = " OR ".join(f"({k} >= {int(a)} AND {k} < {int(b)})" for a, b in ranges)
+        where = ranges_sql(layout.quote(layout.key[0]), ranges)
         return key_columns_only(
             self._read(layout, f"{layout.key_select_sql()} WHERE {where}"), layout.key
         )

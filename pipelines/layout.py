@@ -233,6 +233,11 @@ def key_columns_only(table: pa.Table, key: Sequence[str]) -> pa.Table:
     return pa.table({k: pc.cast(table.column(k), pa.int64()) for k in key})
 
 
+def ranges_sql(column: str, ranges: Sequence[tuple[int, int]]) -> str:
+    """SQL predicate: the (quoted) `column` lies in one of the half-open `ranges`."""
+    return " OR ".join(f"({column} >= {int(a)} AND {column} < {int(b)})" for a, b in ranges)
+
+
 def index_ddl(schema: str, layout: TableLayout) -> list[str]:
     """PostgreSQL indexes of a replica table: the unique key, and the cursor if it has one."""
     table = layout.spec.replica_table

@@ -17,7 +17,14 @@ import pyarrow as pa
 from pipelines.config import Settings
 from pipelines.dberrors import database_failure
 from pipelines.kimai import KEYS_PER_QUERY, chunks
-from pipelines.layout import TableLayout, conform, index_ddl, key_columns_only, quote_ansi
+from pipelines.layout import (
+    TableLayout,
+    conform,
+    index_ddl,
+    key_columns_only,
+    quote_ansi,
+    ranges_sql,
+)
 from pipelines.retry import with_retries
 
 
@@ -96,8 +103,7 @@ class Replica(ABC):
         if not self.exists(layout.spec.replica_table):
             return empty
         cols = ", ".join(quote_ansi(k) for k in layout.key)
-        k = quote_ansi(layout.key[0])
-        where = " OR ".join(f"({k} >= {int(a)} AND {k} < {int(b)})" for a, b in ranges)
+        where = ranges_sql(quote_ansi(layout.key[0]), ranges)
         table = self.read_arrow(
             f"SELECT {cols} FROM {self.qualified(layout.spec.replica_table)} WHERE {where}"
         )

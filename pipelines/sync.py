@@ -245,6 +245,8 @@ def _plan(
         # the stored cursors matter only where there are rows to compare with
         return windows(states()) if any(has_rows[lay.spec.name] for lay in incremental) else {}
 
+    # both servers can compute the range fingerprints and key digests
+    capable = supports_fingerprints(kimai, replica)
     # reconcile compares every row by fingerprints where both servers can compute them
     fingerprint = {
         layout.spec.name
@@ -254,7 +256,7 @@ def _plan(
         and layout.spec.sync == "incremental"
         and len(layout.key) == 1
         and has_rows[layout.spec.name]
-        and supports_fingerprints(kimai, replica)
+        and capable
     }
     empty = {name for name, rows in has_rows.items() if not rows}
     # the replica's newest cursor value stands in until dlt's state is read (they agree
@@ -267,7 +269,7 @@ def _plan(
         fingerprint,
         empty,
         confirm,
-        digests=digests and supports_fingerprints(kimai, replica),
+        digests=digests and capable,
     )
 
 
