@@ -960,20 +960,11 @@ class Bench:
     def create_overlays(self, db: str) -> None:
         import psycopg2
 
-        from pipelines.fixtures.atlas_overlays import create_atlas_overlays
+        from pipelines.fixtures.atlas_overlays import create_atlas_overlays, replica_currencies
 
-        projects = dict(
-            pg_query(
-                db,
-                f'SELECT p.id, c.currency FROM "{REPLICA}".replica_kimai_projects p'
-                f' JOIN "{REPLICA}".replica_kimai_customers c ON c.id = p.customer_id',
-            )
-        )
-        customers = dict(
-            pg_query(db, f'SELECT id, currency FROM "{REPLICA}".replica_kimai_customers')
-        )
         conn = psycopg2.connect(**POSTGRES, dbname=db)
         try:
+            projects, customers = replica_currencies(conn, REPLICA)
             create_atlas_overlays(conn, "public", projects, customers, seed=self.args.seed)
         finally:
             conn.close()

@@ -22,14 +22,20 @@ import pytest
 import sqlalchemy as sa
 
 from pipelines.fixtures import kimai_actions as kimai_do
-from pipelines.fixtures.atlas_overlays import OverlaySummary, create_atlas_overlays
+from pipelines.fixtures.atlas_overlays import (
+    OverlaySummary,
+    create_atlas_overlays,
+    replica_currencies,
+)
 from pipelines.fixtures.kimai_data import build_kimai
 from tests.conftest import (
     MARIADB,
     POSTGRES,
+    kimai_query,
     kimai_url,
     mariadb_connect,
     pg_connect,
+    pg_query,
     run_cli,
 )
 
@@ -123,26 +129,6 @@ class Stack:
     bi_role: str | None = None
 
 
-def kimai_rows(db: str, sql: str, args: Any = None) -> list[tuple]:
-    conn = mariadb_connect(db)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, args)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
-
-
-def atlas_rows(db: str, sql: str, args: Any = None) -> list[tuple]:
-    conn = pg_connect(db)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, args)
-            return list(cur.fetchall()) if cur.description else []
-    finally:
-        conn.close()
-
-
 def hours(seconds: int | Decimal) -> Decimal:
     return (Decimal(seconds) / Decimal(3600)).quantize(HOURS, rounding=ROUND_HALF_UP)
 
@@ -153,18 +139,9 @@ def name_key(name: str) -> tuple[str, str]:
 
 
 def create_overlays(stack_db: str, seed: int = 42) -> OverlaySummary:
-    projects = dict(
-        atlas_rows(
-            stack_db,
-            f"select p.id, c.currency from {REPLICA}.replica_kimai_projects p"
-            f" join {REPLICA}.replica_kimai_customers c on c.id = p.customer_id",
-        )
-    )
-    customers = dict(
-        atlas_rows(stack_db, f"select id, currency from {REPLICA}.replica_kimai_customers")
-    )
-    conn = psycopg2.connect(**POSTGRES, dbname=stack_db)
+    conn = pg_connect(stack_db)
     try:
+        projects, customers = replica_currencies(conn, REPLICA)
         return create_atlas_overlays(conn, OVERLAY, projects, customers, seed=seed)
     finally:
         conn.close()
@@ -252,7 +229,7 @@ def built(module_tmp: Path) -> Iterator[Stack]:
 
 def test_every_contract_column_exists_and_is_described(built: Stack) -> None:
     for view, required in CONTRACT_COLUMNS.items():
-        rows = atlas_rows(
+        rows = pg_query(
             built.atlas_db,
             "select a.attname, col_description(c.oid, a.attnum), c.relkind,"
             " obj_description(c.oid, 'pg_class')"
@@ -269,7 +246,7 @@ def test_every_contract_column_exists_and_is_described(built: Stack) -> None:
         assert rows[0][2] == "v", f"{view} is not a view"
         assert rows[0][3] and "One row per" in rows[0][3]
     # nothing but the marts in the BI schema
-    relations = atlas_rows(
+    relations = pg_query(
         built.atlas_db,
         "select table_name from information_schema.tables where table_schema = %s",
         (ANALYTICS,),
@@ -280,7 +257,7 @@ def test_every_contract_column_exists_and_is_described(built: Stack) -> None:
 def test_hours_per_project_match_kimai(built: Stack) -> None:
     expected = {
         pid: (int(total), int(billable), int(running), int(count))
-        for pid, total, billable, running, count in kimai_rows(
+        for pid, total, billable, running, count in kimai_query(
             built.kimai_db,
             "SELECT project_id,"
             " COALESCE(SUM(CASE WHEN end_time IS NOT NULL THEN duration END), 0),"
@@ -291,14 +268,14 @@ def test_hours_per_project_match_kimai(built: Stack) -> None:
     }
     actual = {
         r[0]: r[1:]
-        for r in atlas_rows(
+        for r in pg_query(
             built.atlas_db,
             "select project_id, hours_recorded, billable_hours, running_timesheet_count,"
             f" timesheet_count from {ANALYTICS}.vw_projects where origin = 'kimai'",
         )
     }
     assert set(actual) == {
-        r[0] for r in kimai_rows(built.kimai_db, "SELECT id FROM kimai2_projects")
+        r[0] for r in kimai_query(built.kimai_db, "SELECT id FROM kimai2_projects")
     }
     assert any(v[2] for v in expected.values()), "the fixture should have running timers"
     for pid, (total, billable, running, count) in expected.items():
@@ -310,7 +287,7 @@ def test_hours_per_project_match_kimai(built: Stack) -> None:
 def test_hours_per_user_per_month_match_kimai(built: Stack) -> None:
     expected = {
         (uid, month): (int(total), int(billable))
-        for uid, month, total, billable in kimai_rows(
+        for uid, month, total, billable in kimai_query(
             built.kimai_db,
             "SELECT `user`, DATE_FORMAT(date_tz, '%Y-%m-01'),"
             " SUM(duration), SUM(CASE WHEN billable = 1 THEN duration ELSE 0 END)"
@@ -319,7 +296,7 @@ def test_hours_per_user_per_month_match_kimai(built: Stack) -> None:
     }
     actual = {
         (uid, month.isoformat()): (int(total), int(billable))
-        for uid, month, total, billable in atlas_rows(
+        for uid, month, total, billable in pg_query(
             built.atlas_db,
             "select user_id, month_start_date, sum(duration_seconds), sum(billable_seconds)"
             f" from {ANALYTICS}.vw_timesheet_facts where not is_running group by 1, 2",
@@ -327,7 +304,7 @@ def test_hours_per_user_per_month_match_kimai(built: Stack) -> None:
     }
     assert actual == expected
     # and the hours column is the seconds in hours, per row
-    bad = atlas_rows(
+    bad = pg_query(
         built.atlas_db,
         f"select count(*) from {ANALYTICS}.vw_timesheet_facts"
         " where duration_hours <> round(duration_seconds / 3600.0, 6)"
@@ -339,7 +316,7 @@ def test_hours_per_user_per_month_match_kimai(built: Stack) -> None:
 def test_revenue_and_cost_per_customer_match_kimai(built: Stack) -> None:
     expected = {
         cid: (Decimal(revenue).quantize(MONEY4), Decimal(cost).quantize(MONEY4))
-        for cid, revenue, cost in kimai_rows(
+        for cid, revenue, cost in kimai_query(
             built.kimai_db,
             "SELECT c.id,"
             " COALESCE(SUM(CASE WHEN t.billable = 1 AND t.end_time IS NOT NULL"
@@ -354,7 +331,7 @@ def test_revenue_and_cost_per_customer_match_kimai(built: Stack) -> None:
     }
     actual = {
         r[0]: (r[1], r[2])
-        for r in atlas_rows(
+        for r in pg_query(
             built.atlas_db,
             f"select customer_id, revenue, internal_cost from {ANALYTICS}.vw_customers",
         )
@@ -362,16 +339,14 @@ def test_revenue_and_cost_per_customer_match_kimai(built: Stack) -> None:
     assert actual == expected
     # project counts include hidden projects
     counts = dict(
-        kimai_rows(built.kimai_db, "SELECT customer_id, COUNT(*) FROM kimai2_projects GROUP BY 1")
+        kimai_query(built.kimai_db, "SELECT customer_id, COUNT(*) FROM kimai2_projects GROUP BY 1")
     )
     actual_counts = dict(
-        atlas_rows(
-            built.atlas_db, f"select customer_id, project_count from {ANALYTICS}.vw_customers"
-        )
+        pg_query(built.atlas_db, f"select customer_id, project_count from {ANALYTICS}.vw_customers")
     )
     assert {k: v for k, v in actual_counts.items() if v} == counts
     # revenue is 0 on every non-billable timesheet
-    assert atlas_rows(
+    assert pg_query(
         built.atlas_db,
         f"select count(*) from {ANALYTICS}.vw_timesheet_facts where not is_billable and revenue <> 0",
     ) == [(0,)]
@@ -379,17 +354,17 @@ def test_revenue_and_cost_per_customer_match_kimai(built: Stack) -> None:
 
 def test_timesheet_tags_and_user_names_match_kimai(built: Stack) -> None:
     names: dict[int, list[str]] = defaultdict(list)
-    for tid, name in kimai_rows(
+    for tid, name in kimai_query(
         built.kimai_db,
         "SELECT tt.timesheet_id, t.name FROM kimai2_timesheet_tags tt"
         " JOIN kimai2_tags t ON t.id = tt.tag_id",
     ):
         names[tid].append(name)
     hidden = {
-        r[0] for r in kimai_rows(built.kimai_db, "SELECT name FROM kimai2_tags WHERE visible = 0")
+        r[0] for r in kimai_query(built.kimai_db, "SELECT name FROM kimai2_tags WHERE visible = 0")
     }
     users = dict(
-        kimai_rows(
+        kimai_query(
             built.kimai_db,
             "SELECT t.id, COALESCE(NULLIF(u.alias, ''), u.username)"
             " FROM kimai2_timesheet t JOIN kimai2_users u ON u.id = t.`user`",
@@ -397,7 +372,7 @@ def test_timesheet_tags_and_user_names_match_kimai(built: Stack) -> None:
     )
     actual = {
         r[0]: r[1:]
-        for r in atlas_rows(
+        for r in pg_query(
             built.atlas_db,
             f"select timesheet_id, timesheet_tags, user_name from {ANALYTICS}.vw_timesheet_facts",
         )
@@ -422,7 +397,7 @@ def _overlay_tables(db: str) -> dict[str, list[tuple]]:
         "payments": "select kimai_project_id, override_project_id, currency, amount_minor"
         " from {s}.payments",
     }
-    return {k: atlas_rows(db, v.format(s=OVERLAY)) for k, v in q.items()}
+    return {k: pg_query(db, v.format(s=OVERLAY)) for k, v in q.items()}
 
 
 def _resolve(kimai_id: int | None, override_id: int | None, overrides: dict) -> int:
@@ -440,7 +415,7 @@ def test_project_tags_match_overlays(built: Stack) -> None:
         labels[_resolve(kimai_id, override_id, overrides)].add((taxonomy, term))
     actual = {
         r[0]: (r[1], r[2])
-        for r in atlas_rows(
+        for r in pg_query(
             built.atlas_db,
             f"select project_id, project_tags, project_tags_array from {ANALYTICS}.vw_projects",
         )
@@ -452,7 +427,7 @@ def test_project_tags_match_overlays(built: Stack) -> None:
         assert array == expected, pid
     assert any(";" in v[0] for v in actual.values()) and any(v[0] == "" for v in actual.values())
     # facts carry their project's tags
-    mismatched = atlas_rows(
+    mismatched = pg_query(
         built.atlas_db,
         f"select count(*) from {ANALYTICS}.vw_timesheet_facts f"
         f" join {ANALYTICS}.vw_projects p using (project_id) where f.project_tags <> p.project_tags",
@@ -469,13 +444,13 @@ def test_money_collected_and_prospective_projects_match_overlays(built: Stack) -
             continue
         paid[_resolve(kimai_id, override_id, overrides)][currency.strip()] += minor
     override_by_kimai = {r[1]: r for r in data["overrides"] if r[1] is not None}
-    rows = atlas_rows(
+    rows = pg_query(
         built.atlas_db,
         "select project_id, origin, is_prospective, project_name, currency, money_collected,"
         f" money_collected_source, payments_collected from {ANALYTICS}.vw_projects",
     )
     by_id = {r[0]: r for r in rows}
-    kimai_ids = {r[0] for r in kimai_rows(built.kimai_db, "SELECT id FROM kimai2_projects")}
+    kimai_ids = {r[0] for r in kimai_query(built.kimai_db, "SELECT id FROM kimai2_projects")}
     prospective = {-r[0]: r for r in data["overrides"] if r[1] is None}
     assert set(by_id) == kimai_ids | set(prospective), "one row per Kimai and prospective project"
     assert built.overlays.orphan_kimai_project_id not in by_id
@@ -521,7 +496,7 @@ def test_bi_role_reads_views_and_replica_only(built: Stack) -> None:
             assert attempt(f"select * from {ANALYTICS}.{view} limit 1") is None, view
         replica_tables = [
             r[0]
-            for r in atlas_rows(
+            for r in pg_query(
                 built.atlas_db,
                 "select tablename from pg_tables where schemaname = %s",
                 (REPLICA,),
@@ -534,7 +509,7 @@ def test_bi_role_reads_views_and_replica_only(built: Stack) -> None:
                 assert outcome is None, table
             else:  # dlt's bookkeeping and the sync's state
                 assert outcome == "42501", table
-        internal = atlas_rows(
+        internal = pg_query(
             built.atlas_db,
             "select table_name from information_schema.tables where table_schema = %s",
             (INTERNAL,),
@@ -562,7 +537,7 @@ def test_bi_role_reads_views_and_replica_only(built: Stack) -> None:
 def _facts(stack: Stack, relation: str = f"{ANALYTICS}.vw_timesheet_facts") -> dict[int, tuple]:
     return {
         r[0]: r[1:]
-        for r in atlas_rows(
+        for r in pg_query(
             stack.atlas_db,
             f"select timesheet_id, project_name, timesheet_tags, project_status, duration_seconds"
             f" from {relation}",
@@ -637,7 +612,7 @@ def test_facts_follow_kimai_in_both_materializations(tmp_path: Path) -> None:
     with make_stack(tmp_path, timesheets=600, seed=5) as stack:
         result = transform(stack, **incremental)
         assert result.returncode == 0, result.stdout + result.stderr
-        table = atlas_rows(
+        table = pg_query(
             stack.atlas_db,
             "select table_type from information_schema.tables where table_schema = %s"
             " and table_name = 'int_timesheet_facts_incremental'",
@@ -645,23 +620,23 @@ def test_facts_follow_kimai_in_both_materializations(tmp_path: Path) -> None:
         )
         assert table == [("BASE TABLE",)]
         before = _facts(stack)
-        victim, renamed_project, tagged = kimai_rows(
+        victim, renamed_project, tagged = kimai_query(
             stack.kimai_db,
             "SELECT (SELECT MIN(id) FROM kimai2_timesheet),"
             " (SELECT project_id FROM kimai2_timesheet ORDER BY id DESC LIMIT 1),"
             " (SELECT MAX(timesheet_id) FROM kimai2_timesheet_tags)",
         )[0]
         assert victim in before
-        kimai_rows(stack.kimai_db, "DELETE FROM kimai2_timesheet WHERE id = %s", (victim,))
-        kimai_rows(
+        kimai_query(stack.kimai_db, "DELETE FROM kimai2_timesheet WHERE id = %s", (victim,))
+        kimai_query(
             stack.kimai_db,
             "UPDATE kimai2_projects SET name = 'Renamed by test' WHERE id = %s",
             (renamed_project,),
         )
-        kimai_rows(
+        kimai_query(
             stack.kimai_db, "DELETE FROM kimai2_timesheet_tags WHERE timesheet_id = %s", (tagged,)
         )
-        atlas_rows(
+        pg_query(
             stack.atlas_db,
             f"update {OVERLAY}.overrides_projects set status_id = 4 where kimai_project_id = %s",
             (renamed_project,),
@@ -672,12 +647,12 @@ def test_facts_follow_kimai_in_both_materializations(tmp_path: Path) -> None:
         result = transform(stack, **incremental)
         assert result.returncode == 0, result.stdout + result.stderr
         after = _facts(stack)
-        kimai_count = kimai_rows(stack.kimai_db, "SELECT COUNT(*) FROM kimai2_timesheet")[0][0]
+        kimai_count = kimai_query(stack.kimai_db, "SELECT COUNT(*) FROM kimai2_timesheet")[0][0]
         assert victim not in after and len(after) == kimai_count == len(before) - 1
         renamed = [v for v in after.values() if v[0] == "Renamed by test"]
         assert renamed and len(renamed) == sum(
             1
-            for _ in kimai_rows(
+            for _ in kimai_query(
                 stack.kimai_db,
                 "SELECT id FROM kimai2_timesheet WHERE project_id = %s",
                 (renamed_project,),
@@ -687,7 +662,7 @@ def test_facts_follow_kimai_in_both_materializations(tmp_path: Path) -> None:
         assert {v[2] for v in renamed} == ({"Tender"} if has_override else {None})
         assert after[tagged][1] == ""
         # the incremental table holds exactly what the view computes
-        diff = atlas_rows(stack.atlas_db, f"select count(*) from ({FACTS_DIFF}) d")
+        diff = pg_query(stack.atlas_db, f"select count(*) from ({FACTS_DIFF}) d")
         assert diff == [(0,)]
 
         # second round: every kind of change the table's stored state must notice
@@ -700,22 +675,22 @@ def test_facts_follow_kimai_in_both_materializations(tmp_path: Path) -> None:
         result = transform(stack, **sampled)
         assert result.returncode == 0, result.stdout + result.stderr
         # changed rows only were written, not a rebuild
-        written, total = atlas_rows(
+        written, total = pg_query(
             stack.atlas_db,
             "select count(*) filter (where refreshed_build = (select max(refreshed_build)"
             f" from {INTERNAL}.int_timesheet_facts_incremental)), count(*)"
             f" from {INTERNAL}.int_timesheet_facts_incremental",
         )[0]
         assert 0 < written < total, (written, total)
-        assert atlas_rows(stack.atlas_db, f"select count(*) from ({FACTS_DIFF}) d") == [(0,)]
+        assert pg_query(stack.atlas_db, f"select count(*) from ({FACTS_DIFF}) d") == [(0,)]
         assert (
             len(_facts(stack))
-            == kimai_rows(stack.kimai_db, "SELECT COUNT(*) FROM kimai2_timesheet")[0][0]
+            == kimai_query(stack.kimai_db, "SELECT COUNT(*) FROM kimai2_timesheet")[0][0]
         )
         after = _facts(stack)
 
         # a row lost from the table behind the state's back: the sampled check still sees it
-        atlas_rows(
+        pg_query(
             stack.atlas_db,
             f"delete from {INTERNAL}.int_timesheet_facts_incremental"
             f" where timesheet_id = (select max(timesheet_id) from {INTERNAL}.int_timesheet_facts)",
@@ -727,7 +702,7 @@ def test_facts_follow_kimai_in_both_materializations(tmp_path: Path) -> None:
         # back to the plain view: same rows
         result = transform(stack)
         assert result.returncode == 0, result.stdout + result.stderr
-        definition = atlas_rows(
+        definition = pg_query(
             stack.atlas_db, f"select pg_get_viewdef('{ANALYTICS}.vw_timesheet_facts'::regclass)"
         )[0][0]
         assert "int_timesheet_facts_incremental" not in definition
@@ -737,7 +712,7 @@ def test_facts_follow_kimai_in_both_materializations(tmp_path: Path) -> None:
 def test_broken_overlay_fails_the_build_and_stale_cache_only_warns(tmp_path: Path) -> None:
     with make_stack(tmp_path, timesheets=300, seed=9) as stack:
         # a stale rollup cache (newer than its payments, yet different): a warning only
-        atlas_rows(
+        pg_query(
             stack.atlas_db,
             f"update {OVERLAY}.project_payments_rollup set amount_minor = amount_minor + 1"
             f" where id = (select min(id) from {OVERLAY}.project_payments_rollup)",
@@ -748,12 +723,12 @@ def test_broken_overlay_fails_the_build_and_stale_cache_only_warns(tmp_path: Pat
 
         # two overrides for one Kimai project: the build fails and names the test
         pid = next(iter(stack.overlays.override_ids_by_kimai_project))
-        atlas_rows(
+        pg_query(
             stack.atlas_db,
             f"alter table {OVERLAY}.overrides_projects"
             " drop constraint overrides_projects_kimai_project_id_key",
         )
-        atlas_rows(
+        pg_query(
             stack.atlas_db,
             f"insert into {OVERLAY}.overrides_projects (id, kimai_project_id, created_at, updated_at)"
             " values (99999, %s, now(), now())",

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipelines.fixtures.atlas_overlays import create_atlas_overlays
+from pipelines.fixtures.atlas_overlays import create_atlas_overlays, replica_currencies
 from pipelines.fixtures.kimai_data import build_kimai
 from pipelines.registry import TABLES
 from tests.conftest import kimai_url, pg_connect, pg_query, run_cli
@@ -16,18 +16,12 @@ from tests.conftest import kimai_url, pg_connect, pg_query, run_cli
 def stack(env):
     build_kimai(kimai_url(env["KIMAI_DB_DATABASE"]), seed=9, timesheets=600)
     assert run_cli("sync", env=env).returncode == 0
-    db = env["ATLAS_DB_DATABASE"]
-    projects = dict(
-        pg_query(
-            db,
-            "SELECT p.id, c.currency FROM kimai_replica.replica_kimai_projects p"
-            " JOIN kimai_replica.replica_kimai_customers c ON c.id = p.customer_id",
-        )
-    )
-    customers = dict(pg_query(db, "SELECT id, currency FROM kimai_replica.replica_kimai_customers"))
-    conn = pg_connect(db)
-    create_atlas_overlays(conn, "public", projects, customers, seed=9)
-    conn.close()
+    conn = pg_connect(env["ATLAS_DB_DATABASE"])
+    try:
+        projects, customers = replica_currencies(conn, "kimai_replica")
+        create_atlas_overlays(conn, "public", projects, customers, seed=9)
+    finally:
+        conn.close()
     return env
 
 
