@@ -102,18 +102,28 @@ def assert_replica_equals_kimai(
         columns = [c[0] for c in kimai_columns(kimai_db, spec.kimai_name(prefix))]
         columns = [c for c in columns if c not in spec.excluded_columns]
         actual = replica_rows(pg_db, spec, columns, schema)
-        missing = sorted(set(expected) - set(actual))[:5]
-        extra = sorted(set(actual) - set(expected))[:5]
-        assert not missing and not extra, (
-            f"{spec.replica_table}: keys missing {missing}, extra {extra} "
-            f"(kimai {len(expected)}, replica {len(actual)})"
-        )
-        diffs = [
-            (k, c, expected[k][c], actual[k][c])
-            for k in expected
-            for c in columns
-            if expected[k][c] != actual[k][c] or type(expected[k][c]) is not type(actual[k][c])
-        ]
-        assert not diffs, f"{spec.replica_table}: {len(diffs)} differing values, e.g. {diffs[:5]}"
+        assert_rows_equal(spec.replica_table, expected, actual, columns)
         counts[spec.name] = len(expected)
     return counts
+
+
+def assert_rows_equal(
+    table: str,
+    expected: dict[tuple, dict[str, Any]],
+    actual: dict[tuple, dict[str, Any]],
+    columns: list[str],
+) -> None:
+    """Same keys on both sides, and every column equal in value and in Python type."""
+    missing = sorted(set(expected) - set(actual))[:5]
+    extra = sorted(set(actual) - set(expected))[:5]
+    assert not missing and not extra, (
+        f"{table}: keys missing {missing}, extra {extra} "
+        f"(kimai {len(expected)}, replica {len(actual)})"
+    )
+    diffs = [
+        (k, c, expected[k][c], actual[k][c])
+        for k in expected
+        for c in columns
+        if expected[k][c] != actual[k][c] or type(expected[k][c]) is not type(actual[k][c])
+    ]
+    assert not diffs, f"{table}: {len(diffs)} differing values, e.g. {diffs[:5]}"

@@ -36,6 +36,7 @@ from pipelines.runner import RunRequest, execute
 from pipelines.source import SyncOptions
 from pipelines.transform import run_dbt
 from tests.conftest import pg_connect
+from tests.replica_check import assert_rows_equal
 
 SCALE = 1500
 REPLICA, ANALYTICS, OVERLAY = "kimai_replica", "analytics", "public"
@@ -190,18 +191,7 @@ def assert_replica_equals_kimai(paths: DemoPaths) -> None:
         expected = kimai_table(paths.kimai, spec)
         columns = list(next(iter(expected.values())))
         actual = replica_table(paths.atlas, spec, columns)
-        assert set(actual) == set(expected), (
-            f"{spec.replica_table}: missing {sorted(set(expected) - set(actual))[:5]},"
-            f" extra {sorted(set(actual) - set(expected))[:5]}"
-        )
-        diffs = [
-            (key, c, expected[key][c], actual[key][c])
-            for key in expected
-            for c in columns
-            if expected[key][c] != actual[key][c]
-            or type(expected[key][c]) is not type(actual[key][c])
-        ]
-        assert not diffs, f"{spec.replica_table}: {len(diffs)} differing values, e.g. {diffs[:5]}"
+        assert_rows_equal(spec.replica_table, expected, actual, columns)
 
 
 def money(value: float) -> Decimal:
