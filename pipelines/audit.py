@@ -61,6 +61,8 @@ _DDL = (
     recorded_at timestamptz NOT NULL,
     PRIMARY KEY (run_id, table_name)
 )""",
+    # columns added since the first release: existing audit tables get them here
+    "ALTER TABLE {table_runs} ADD COLUMN IF NOT EXISTS orphans_reread bigint",
 )
 
 
@@ -143,8 +145,9 @@ class Audit:
                 " replica_rows_before, replica_rows_after, rows_read, inserted, updated, deleted,"
                 " cursor_before, cursor_after, seconds, reconciled, differences_found,"
                 " differences_unrepaired, kimai_rows_scanned_for_fingerprints, kimai_bytes_read,"
-                " recorded_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                " orphans_reread, recorded_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+                " %s)",
                 (
                     record.run_id,
                     s.table,
@@ -163,6 +166,7 @@ class Audit:
                     s.extra.get("unrepaired", 0 if reconciled else None),
                     fp.kimai_rows_returned if fp else None,
                     s.kimai_bytes_read,
+                    s.orphans,
                     now,
                 ),
             )

@@ -139,7 +139,7 @@ class BulkLoader:
         table = layout.spec.replica_table
         try:
             with dbapi.connect(self._uri) as conn, conn.cursor() as cur:
-                for ddl in index_ddl(self.schema, layout):
+                for ddl in index_ddl(self.schema, layout).values():
                     cur.execute(ddl)
                 cur.execute(f"ANALYZE {quote_ansi(self.schema)}.{quote_ansi(table)}")
                 conn.commit()
@@ -207,7 +207,7 @@ class BulkLoader:
                     cur.execute(f"INSERT INTO {qualified} SELECT * FROM {staged}")
                     cur.execute(f"DROP TABLE {staged}")
                 if replace:
-                    for ddl in index_ddl(self.schema, layout):
+                    for ddl in index_ddl(self.schema, layout).values():
                         cur.execute(ddl)
             conn.commit()
             return int(rows)

@@ -238,17 +238,25 @@ def ranges_sql(column: str, ranges: Sequence[tuple[int, int]]) -> str:
     return " OR ".join(f"({column} >= {int(a)} AND {column} < {int(b)})" for a, b in ranges)
 
 
-def index_ddl(schema: str, layout: TableLayout) -> list[str]:
-    """PostgreSQL indexes of a replica table: the unique key, and the cursor if it has one."""
+def index_ddl(schema: str, layout: TableLayout) -> dict[str, str]:
+    """PostgreSQL indexes of a replica table, by index name.
+
+    The unique key; the cursor, if the table has one; and every foreign-key column that no
+    key index already leads with (the orphan check and joins look rows up by them).
+    """
     table = layout.spec.replica_table
     qualified = f"{quote_ansi(schema)}.{quote_ansi(table)}"
     keys = ", ".join(quote_ansi(k) for k in layout.key)
-    ddl = [
-        f"CREATE UNIQUE INDEX IF NOT EXISTS {quote_ansi(table + '_key')} ON {qualified} ({keys})"
-    ]
-    if layout.spec.cursor:
-        ddl.append(
-            f"CREATE INDEX IF NOT EXISTS {quote_ansi(table + '_cursor')}"
-            f" ON {qualified} ({quote_ansi(layout.spec.cursor)})"
+    ddl = {
+        f"{table}_key": f"CREATE UNIQUE INDEX IF NOT EXISTS {quote_ansi(table + '_key')}"
+        f" ON {qualified} ({keys})"
+    }
+    columns = {f"{table}_cursor": layout.spec.cursor} if layout.spec.cursor else {}
+    for ref in layout.spec.references:
+        if ref.column != layout.key[0]:
+            columns[f"{table}_{ref.column}"] = ref.column
+    for name, column in columns.items():
+        ddl[name] = (
+            f"CREATE INDEX IF NOT EXISTS {quote_ansi(name)} ON {qualified} ({quote_ansi(column)})"
         )
     return ddl

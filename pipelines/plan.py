@@ -56,6 +56,10 @@ class TablePlan:
     differing: pa.Array | None = None
     """Keys whose fingerprints differ (reconciling runs on MariaDB → PostgreSQL)."""
     fingerprinter: Fingerprinter | None = None
+    reference_values: dict[str, pa.Array] | None = None
+    """Distinct values of each foreign-key column in the replica (tables read by cursor)."""
+    orphans: pa.Array | None = None
+    """Keys of replica rows whose reference would dangle after this run (`pipelines.orphans`)."""
 
     @property
     def new_columns(self) -> list[str]:
@@ -137,6 +141,7 @@ def plan_tables(
     empty: Collection[str] = (),
     confirm: Callable[[], Mapping[str, Window]] | None = None,
     digests: bool = False,
+    references: Collection[str] = (),
 ) -> list[TablePlan]:
     """Read what every table needs from both sides, concurrently, and compare.
 
@@ -155,6 +160,8 @@ def plan_tables(
             their keys are not read.
         digests: Compare key sets by per-bucket digests first (both servers compute them),
             reading only the keys of buckets that differ.
+        references: Tables whose foreign-key columns' distinct values are read from the
+            replica, for the orphan check (`pipelines.orphans`).
 
     """
     windows = dict(windows or {})
@@ -180,6 +187,13 @@ def plan_tables(
                 )
             else:
                 reads[name] = (pool.submit(compare_key_sets, kimai, replica, layout, digests),)
+        values = {
+            layout.spec.name: pool.submit(
+                replica.distinct_values, layout, [r.column for r in layout.spec.references]
+            )
+            for layout in layouts
+            if layout.spec.name in references
+        }
         window_reads: dict[str, Future] = {}
 
         def read_window(layout: TableLayout) -> None:
@@ -205,6 +219,7 @@ def plan_tables(
             common = {
                 "replica_columns": columns[name].result(),
                 "cursor": window.cursor if window else None,
+                "reference_values": values[name].result() if name in values else None,
             }
             if name in fingerprint:
                 plans.append(_from_fingerprints(layout, fingerprinters[name], results[0], **common))

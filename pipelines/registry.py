@@ -26,6 +26,20 @@ SYNCED_AT = "synced_at"
 
 
 @dataclass(frozen=True)
+class Reference:
+    """A foreign key of a Kimai table: `column` holds the id of a row of table `parent`.
+
+    Kimai changes some of them silently (its "delete and move records to" action rewrites
+    them by bulk UPDATE without bumping ``modified_at``), so a run checks them; see
+    `pipelines.orphans`.
+    """
+
+    column: str
+    parent: str
+    """Short name of the referenced table (its key is one ``id`` column)."""
+
+
+@dataclass(frozen=True)
 class TableSpec:
     """How one Kimai table is replicated.
 
@@ -37,6 +51,7 @@ class TableSpec:
         sync: How changes are found, see `SyncMode`.
         cursor: Change column for ``incremental`` tables.
         excluded_columns: Columns never selected from Kimai (secrets, security metadata).
+        references: Foreign keys to other registry tables (kimai-schema.md).
 
     """
 
@@ -47,6 +62,7 @@ class TableSpec:
     sync: SyncMode
     cursor: str | None = None
     excluded_columns: frozenset[str] = frozenset()
+    references: tuple[Reference, ...] = ()
 
     def kimai_name(self, prefix: str) -> str:
         """Return the Kimai table name with `prefix` applied."""
@@ -67,8 +83,22 @@ USER_SECRET_COLUMNS = frozenset(
 
 TABLES: tuple[TableSpec, ...] = (
     TableSpec("customers", "customers", "replica_kimai_customers", ("id",), "full"),
-    TableSpec("projects", "projects", "replica_kimai_projects", ("id",), "full"),
-    TableSpec("activities", "activities", "replica_kimai_activities", ("id",), "full"),
+    TableSpec(
+        "projects",
+        "projects",
+        "replica_kimai_projects",
+        ("id",),
+        "full",
+        references=(Reference("customer_id", "customers"),),
+    ),
+    TableSpec(
+        "activities",
+        "activities",
+        "replica_kimai_activities",
+        ("id",),
+        "full",
+        references=(Reference("project_id", "projects"),),
+    ),
     TableSpec(
         "users",
         "users",
@@ -85,6 +115,11 @@ TABLES: tuple[TableSpec, ...] = (
         ("id",),
         "incremental",
         cursor="modified_at",
+        references=(
+            Reference("user", "users"),
+            Reference("project_id", "projects"),
+            Reference("activity_id", "activities"),
+        ),
     ),
     TableSpec(
         "timesheet_tags",
@@ -92,6 +127,7 @@ TABLES: tuple[TableSpec, ...] = (
         "replica_kimai_timesheet_tags",
         ("timesheet_id", "tag_id"),
         "pairs",
+        references=(Reference("timesheet_id", "timesheets"), Reference("tag_id", "tags")),
     ),
 )
 

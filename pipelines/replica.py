@@ -13,9 +13,11 @@ from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipelines.config import Settings
 from pipelines.dberrors import database_failure
+from pipelines.diff import packed_keys
 from pipelines.kimai import KEYS_PER_QUERY, chunks
 from pipelines.layout import (
     TableLayout,
@@ -25,6 +27,7 @@ from pipelines.layout import (
     quote_ansi,
     ranges_sql,
 )
+from pipelines.registry import TableSpec
 from pipelines.retry import with_retries
 
 
@@ -131,8 +134,55 @@ class Replica(ABC):
                 parts.append(self.read_rows(layout, where))
         return pa.concat_tables(parts)
 
-    def ensure_key_index(self, layout: TableLayout) -> None:  # noqa: B027 - optional hook
-        """Create the unique key index if the backend benefits from one."""
+    def key_set(self, spec: TableSpec) -> pa.Array:
+        """Every key of a replica table with a one-column key, sorted."""
+        (key,) = spec.primary_key
+        if not self.exists(spec.replica_table):
+            return pa.array([], pa.int64())
+        keys = self.read_arrow(
+            f"SELECT {quote_ansi(key)} FROM {self.qualified(spec.replica_table)}"
+            f" ORDER BY {quote_ansi(key)}"
+        )
+        return pc.cast(keys.column(0), pa.int64()).combine_chunks()
+
+    def distinct_values(self, layout: TableLayout, columns: Sequence[str]) -> dict[str, pa.Array]:
+        """The distinct non-NULL values of integer columns of a replica table, in one query."""
+        table = self.qualified(layout.spec.replica_table)
+        return self._values_by_column(
+            columns,
+            " UNION ALL ".join(
+                f"SELECT DISTINCT {i} AS c, {quote_ansi(col)} AS x FROM {table}"
+                f" WHERE {quote_ansi(col)} IS NOT NULL"
+                for i, col in enumerate(columns)
+            ),
+        )
+
+    def _values_by_column(self, columns: Sequence[str], sql: str) -> dict[str, pa.Array]:
+        """Split a two-column result (column number `c`, value `x`) into arrays by column."""
+        found = self.read_arrow(sql)
+        numbers = pc.cast(found.column("c"), pa.int64())
+        values = pc.cast(found.column("x"), pa.int64())
+        return {
+            col: pc.filter(values, pc.equal(numbers, i)).combine_chunks()
+            for i, col in enumerate(columns)
+        }
+
+    def keys_referencing(self, layout: TableLayout, values: dict[str, pa.Array]) -> pa.Array:
+        """Packed keys of the rows whose column holds one of its `values`, sorted."""
+        cols = ", ".join(quote_ansi(k) for k in layout.key)
+        where = " OR ".join(
+            f"{quote_ansi(column)} IN ({', '.join(str(int(v)) for v in chunk)})"
+            for column, ids in values.items()
+            for chunk in chunks(ids.to_pylist(), KEYS_PER_QUERY)
+        )
+        table = self.read_arrow(
+            f"SELECT {cols} FROM {self.qualified(layout.spec.replica_table)} WHERE {where}"
+        )
+        keys = packed_keys(key_columns_only(table, layout.key), layout.key)
+        return pc.take(keys, pc.sort_indices(keys))
+
+    def ensure_indexes(self, layouts: Sequence[TableLayout]) -> None:  # noqa: B027 - optional hook
+        """Create the indexes of the existing replica tables, where the backend needs them."""
 
 
 class PostgresReplica(Replica):
@@ -221,14 +271,50 @@ class PostgresReplica(Replica):
             self._conn.close()
             self._conn = None
 
-    def ensure_key_index(self, layout: TableLayout) -> None:
-        """Create the unique key index (dlt creates none) and the cursor's index.
+    def distinct_values(self, layout: TableLayout, columns: Sequence[str]) -> dict[str, pa.Array]:
+        """The distinct non-NULL values of indexed integer columns, by skip scans, in one query.
+
+        One index probe per distinct value (a recursive "next value after" query), so the
+        cost follows the number of parents (hundreds), not the table's rows (millions): at
+        a million timesheets, about 35 ms for users, projects and activities together.
+        """
+        table = self.qualified(layout.spec.replica_table)
+        scans = [
+            f"v{i}(x) AS (SELECT min({col}) FROM {table} UNION ALL SELECT (SELECT min({col})"
+            f" FROM {table} WHERE {col} > v{i}.x) FROM v{i} WHERE v{i}.x IS NOT NULL)"
+            for i, col in enumerate(quote_ansi(c) for c in columns)
+        ]
+        union = " UNION ALL ".join(
+            f"SELECT {i} AS c, x FROM v{i} WHERE x IS NOT NULL" for i in range(len(columns))
+        )
+        return self._values_by_column(columns, f"WITH RECURSIVE {', '.join(scans)} {union}")
+
+    def ensure_indexes(self, layouts: Sequence[TableLayout]) -> None:
+        """Create the replica's missing indexes (dlt creates none): key, cursor, foreign keys.
 
         Key lookups, merges and joins use the first; every run's look at the newest cursor
-        value the second.
+        value the second; the orphan check and joins to the parents the others. One catalog
+        query finds what is missing, so a run whose indexes exist pays one round trip; an
+        existing replica gets new indexes this way, without a reload.
         """
-        for ddl in index_ddl(self.schema, layout):
-            self.execute(ddl)
+        tables = {layout.spec.replica_table for layout in layouts}
+        found = self.query(
+            "SELECT c.relname, i.relname FROM pg_index x"
+            " JOIN pg_class c ON c.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = %s AND c.relname = ANY(%s)",
+            (self.schema, sorted(tables)),
+        )
+        existing = {r[0] for r in found}
+        indexes = {r[1] for r in found}
+        for layout in layouts:
+            if layout.spec.replica_table not in existing and not self.exists(
+                layout.spec.replica_table
+            ):
+                continue
+            for name, ddl in index_ddl(self.schema, layout).items():
+                if name not in indexes:
+                    self.execute(ddl)
 
 
 class DuckDBReplica(Replica):

@@ -60,6 +60,8 @@ class TableStats:
     cursor_after: str | None = None
     seconds: float = 0.0
     kimai_bytes_read: int = 0
+    orphans: int = 0
+    """Rows re-read from Kimai because their reference would have dangled."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -184,10 +186,20 @@ class TableExtractor:
             st.kimai_rows = st.rows_read  # planning skipped the key sweep: every row was read
         st.seconds = time.monotonic() - started
         rate = st.rows_read / st.seconds if st.seconds > 0 else 0.0
+        moved = f" ({st.orphans:,} re-read for a moved or deleted parent)" if st.orphans else ""
         self.say(
             f"{st.table}: read {st.rows_read:,} rows ({rate:,.0f}/s), {st.inserted:,} new,"
-            f" {st.updated:,} changed, {st.deleted:,} deleted"
+            f" {st.updated:,} changed, {st.deleted:,} deleted{moved}"
         )
+
+    @property
+    def checks_references(self) -> bool:
+        """Whether this run looks for rows whose reference would dangle (`pipelines.orphans`).
+
+        Only tables read by cursor need it: the others are compared whole with Kimai, and a
+        table rewritten whole takes every row from Kimai anyway.
+        """
+        return not self.rewrite and self.plan.reference_values is not None
 
     @property
     def streams_through_dlt(self) -> bool:
@@ -283,8 +295,9 @@ class TableExtractor:
     def _candidates(self) -> tuple[pa.Table, pa.Table]:
         """Kimai rows that may differ from the replica, and the replica rows for their keys.
 
-        Candidates are the rows in the cursor window, every key the replica lacks and, when
-        reconciling, every key whose fingerprint differs.
+        Candidates are the rows in the cursor window, every key the replica lacks, every row
+        whose reference would dangle (a silent "move records to") and, when reconciling,
+        every key whose fingerprint differs.
         """
         layout = self.layout
         if self.options.reconcile and self.plan.fingerprinter is None:
@@ -292,9 +305,8 @@ class TableExtractor:
             return self.kimai.read_rows(layout), self.replica.read_rows(layout)
         # planning read the cursor window, or compared fingerprints, already
         parts = [self.plan.window_rows] if self.plan.window_rows is not None else []
-        wanted = self.plan.missing
-        if self.plan.differing is not None:
-            wanted = pa.concat_arrays([wanted, self.plan.differing]).unique()
+        extra = [k for k in (self.plan.differing, self.plan.orphans) if k is not None]
+        wanted = pa.concat_arrays([self.plan.missing, *extra]).unique()
         if parts:
             wanted = keys_not_in(wanted, packed_keys(parts[0], layout.key))
         parts.extend(self.kimai.read_by_keys(layout, wanted))

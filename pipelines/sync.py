@@ -16,8 +16,10 @@ from typing import Any
 from pipelines.bulk import BulkLoader
 from pipelines.config import Settings
 from pipelines.dberrors import classify, database_failure, pipeline_error_in, root_cause
+from pipelines.diff import keys_not_in
 from pipelines.kimai import Kimai
 from pipelines.layout import TableLayout
+from pipelines.orphans import find_orphans
 from pipelines.plan import TablePlan, Window, check_mass_delete, plan_tables
 from pipelines.registry import TableSpec
 from pipelines.replica import PostgresReplica, Replica, open_replica
@@ -142,6 +144,10 @@ def sync(
         kimai.check()
         replica.check()
         layouts = kimai.layouts(specs)
+        if not dry_run:
+            # the orphan check reads the foreign-key indexes (a replica made before they
+            # existed gets them here, once)
+            replica.ensure_indexes(layouts)
         synced_at = dt.datetime.now(dt.UTC)
         streams = isinstance(replica, PostgresReplica) and not dry_run
         bulk = BulkLoader(settings) if streams else None
@@ -154,10 +160,15 @@ def sync(
                 TableStats(p.name, kimai_rows=p.kimai_count, replica_rows_before=p.replica_count)
                 for p in plans
             ]
-            return [
+            extractors = [
                 TableExtractor(p, kimai, replica, options, synced_at, stats, say, bulk)
                 for p, stats in zip(plans, result.tables, strict=True)
             ]
+            for e in extractors:
+                if e.checks_references:
+                    e.plan.orphans = find_orphans(e.plan, plans, replica)
+                    e.stats.orphans = len(keys_not_in(e.plan.orphans, e.plan.deleted))
+            return extractors
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlt") as setup:
             # importing dlt and reading its state overlaps the key sweeps ...
@@ -181,7 +192,6 @@ def sync(
             extractors = prepare(
                 _plan(kimai, replica, layouts, options, lambda: states, settings.key_digests)
             )
-        plans = [e.plan for e in extractors]
 
         if dry_run:
             _collect(pipeline, extractors, drain=True)
@@ -191,9 +201,7 @@ def sync(
                 _run_dlt(pipeline, extractors)
             for future in finishing:
                 future.result()
-            for p in plans:
-                if replica.exists(p.layout.spec.replica_table):
-                    replica.ensure_key_index(p.layout)
+            replica.ensure_indexes(layouts)
             if options.reconcile:
                 for e in extractors:
                     e.stats.extra["unrepaired"] = e.unrepaired()
@@ -259,6 +267,12 @@ def _plan(
         and capable
     }
     empty = {name for name, rows in has_rows.items() if not rows}
+    # tables read by cursor miss Kimai's silent moves of their rows to another parent
+    references = {
+        layout.spec.name
+        for layout in incremental
+        if layout.spec.references and has_rows[layout.spec.name] and not options.full_refresh
+    }
     # the replica's newest cursor value stands in until dlt's state is read (they agree
     # unless a load was aborted): the window query need not wait for dlt
     return plan_tables(
@@ -270,6 +284,7 @@ def _plan(
         empty,
         confirm,
         digests=digests and capable,
+        references=references,
     )
 
 

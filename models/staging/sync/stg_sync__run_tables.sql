@@ -25,6 +25,7 @@ renamed as (
         differences_found,
         differences_unrepaired,
         kimai_bytes_read,
+        orphans_reread,
         recorded_at
 
     from source
