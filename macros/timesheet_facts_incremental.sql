@@ -93,6 +93,10 @@
     {%- set dimensions = timesheet_fact_dimensions() -%}
     {%- set version = timesheet_facts_state_version() -%}
     {%- set size = timesheet_facts_bucket_size() -%}
+    {#- a fingerprint of the facts SQL: a changed column set or a changed rule makes every
+        stored row stale, so the table is then recomputed whole (never a column left NULL
+        on old rows, never old values beside new ones) -#}
+    {%- set sql_hash = local_md5(timesheet_facts_sql() | string)[:15] | int(base=16) -%}
 
     {%- for name in temp.values() %}
         {% do run_query('drop table if exists ' ~ name) %}
@@ -105,14 +109,15 @@
     ) %}
 
     {#- the stored state is usable when the table is kept incrementally and the state has
-        this version and bucket size -#}
+        this version, bucket size and facts SQL -#}
     {%- set usable = false -%}
     {%- if is_incremental() -%}
         {%- set found = run_query(
-            "select count(*) from " ~ state ~ " where entity = 'version'"
-            ~ " and state_count = " ~ version ~ " and state_hash = " ~ size
+            "select count(*) from " ~ state ~ " where (entity = 'version'"
+            ~ " and state_count = " ~ version ~ " and state_hash = " ~ size ~ ")"
+            ~ " or (entity = 'sql' and state_hash = " ~ sql_hash ~ ")"
         ) -%}
-        {%- set usable = (found.columns[0].values()[0] | int) == 1 -%}
+        {%- set usable = (found.columns[0].values()[0] | int) == 2 -%}
     {%- endif -%}
 
     {#- rows synced after the last build: their synced_at is newer than the range's
@@ -187,13 +192,18 @@
         union all
 
         select 'version', 0, {{ version }}, {{ size }}, null, null, null
+
+        union all
+
+        select 'sql', 0, null, {{ sql_hash }}, null, null, null
     {%- endset -%}
     {% do run_query(new_state_sql) %}
     {% do timesheet_facts_analyze(temp.new_state) %}
 
     {%- if not usable -%}
-        {#- first build, --full-refresh (the model computes every row), or the state is
-            missing: every timesheet is a candidate, from an empty table -#}
+        {#- first build, --full-refresh (the model computes every row), the state is
+            missing or the facts SQL changed: every timesheet is a candidate, from an empty
+            table (whose columns the model then syncs to the new ones) -#}
         {%- if is_incremental() %}
             {% do log("int_timesheet_facts_incremental: no usable state in " ~ state ~ ", recomputing every row", info=true) %}
             {% do run_query('truncate table ' ~ facts) %}

@@ -63,6 +63,10 @@ _DDL = (
 )""",
     # columns added since the first release: existing audit tables get them here
     "ALTER TABLE {table_runs} ADD COLUMN IF NOT EXISTS orphans_reread bigint",
+    # the run's dbt build: running, published, failed or crashed (NULL: no build)
+    "ALTER TABLE {runs} ADD COLUMN IF NOT EXISTS build_status varchar(16)",
+    "ALTER TABLE {runs} ADD COLUMN IF NOT EXISTS build_failures text",
+    "ALTER TABLE {runs} ADD COLUMN IF NOT EXISTS published_at timestamptz",
 )
 
 
@@ -116,7 +120,10 @@ class Audit:
             started_at=dt.datetime.now(dt.UTC),
         )
         # the caller holds the run lock, so nothing else can be running now
-        self.replica.execute(f"UPDATE {self.runs} SET status = 'crashed' WHERE status = 'running'")
+        self.replica.execute(
+            f"UPDATE {self.runs} SET status = 'crashed', build_status = CASE build_status"
+            " WHEN 'running' THEN 'crashed' ELSE build_status END WHERE status = 'running'"
+        )
         self.replica.execute(
             f"INSERT INTO {self.runs} (run_id, command, trigger, started_by, host, pid,"
             " started_at, status, options) VALUES (%s, %s, %s, %s, %s, %s, %s, 'running', %s)",
@@ -170,6 +177,38 @@ class Audit:
                     now,
                 ),
             )
+
+    def build_started(self, record: RunRecord) -> None:
+        """Record that the run's dbt build began (a crash leaves it 'running', then 'crashed')."""
+        self.replica.execute(
+            f"UPDATE {self.runs} SET build_status = 'running' WHERE run_id = %s", (record.run_id,)
+        )
+
+    def build_failed(self, record: RunRecord, failures: str) -> None:
+        """Record that the run's dbt build failed and was not published, and why."""
+        self.replica.execute(
+            f"UPDATE {self.runs} SET build_status = 'failed', build_failures = %s"
+            " WHERE run_id = %s",
+            (failures, record.run_id),
+        )
+
+    def mark_published(self, record: RunRecord, cursor: Any | None = None) -> None:
+        """Record that the run's build is now what BI reads.
+
+        Args:
+            record: The run.
+            cursor: The publishing transaction's cursor, so that the record commits with the
+                swap itself; None writes it in a transaction of its own.
+
+        """
+        sql = (
+            f"UPDATE {self.runs} SET build_status = 'published', published_at ="
+            " transaction_timestamp() WHERE run_id = %s"
+        )
+        if cursor is None:
+            self.replica.execute(sql, (record.run_id,))
+        else:
+            cursor.execute(sql, (record.run_id,))
 
     def finish(
         self, record: RunRecord, status: str, exit_code: int, error: str | None = None

@@ -15,11 +15,14 @@ import traceback
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from pipelines.errors import EXIT_DATA_TEST_FAILED, EXIT_DATABASE, ConfigError, PipelineError
+
+if TYPE_CHECKING:
+    from pipelines.publish import BuildRequest
 
 app = typer.Typer(
     help="Keep a faithful replica of Kimai in Atlas DB and build the BI views with dbt.\n\n"
@@ -167,9 +170,11 @@ def _run(
     wait: float = 0.0,
     metrics_file: Path | None = None,
     trigger: Trigger = Trigger.auto,
+    build: BuildRequest | None = None,
 ) -> None:
     from pipelines.config import load_settings
     from pipelines.logs import configure
+    from pipelines.publish import BuildRequest
     from pipelines.registry import select_tables
     from pipelines.report import summary_table
     from pipelines.runner import RunRequest, execute
@@ -197,6 +202,7 @@ def _run(
         dry_run=dry_run,
         wait_seconds=wait,
         trigger=None if trigger is Trigger.auto else trigger.value,
+        build=build or BuildRequest(),
     )
     outcome = "failed"
     try:
@@ -212,6 +218,8 @@ def _run(
     if result.transform is not None:
         t = result.transform
         print(f"dbt build passed: {t.passed} nodes ok, {len(t.warned)} warnings")
+        if t.published_at is not None:
+            print(f"published: BI reads this build since {t.published_at:%Y-%m-%d %H:%M:%S %Z}")
 
 
 def _write_metrics(settings: Any, path: Path, outcome: str, seconds: float) -> None:
@@ -289,12 +297,35 @@ def sync_command(
 
 @app.command("transform")
 def transform_command(
+    select: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--select",
+            "-s",
+            metavar="SELECTOR",
+            help="Build only these dbt nodes (dbt's selection syntax; repeatable). The rest"
+            " of the project is brought up to date without tests, then all is published.",
+            show_default=False,
+        ),
+    ] = None,
+    full_refresh: Annotated[
+        bool,
+        typer.Option(
+            "--full-refresh", help="Rebuild incremental models from scratch (dbt's option)."
+        ),
+    ] = False,
     wait: Wait = 0.0,
     trigger: TriggerOpt = Trigger.auto,
     log_format: LogFormatOpt = LogFormat.auto,
     debug: Debug = False,
 ) -> None:
-    """Run dbt build only (models and data tests); exit 1 names the failing tests."""
+    """Run dbt build only (models and data tests); exit 1 names the failing tests.
+
+    The build goes to shadow schemas and BI switches to it in one transaction once every
+    model and test passed; a failed or interrupted build leaves BI on the last good one.
+    """
+    from pipelines.publish import BuildRequest
+
     _guarded(
         debug,
         lambda: _run(
@@ -305,6 +336,7 @@ def transform_command(
             trigger=trigger,
             log_format=log_format,
             debug=debug,
+            build=BuildRequest(select=tuple(select or ()), full_refresh=full_refresh),
         ),
     )
 

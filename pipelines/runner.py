@@ -6,15 +6,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipelines.audit import Audit, detect_trigger
+from pipelines.audit import Audit, RunRecord, detect_trigger
 from pipelines.config import Settings
 from pipelines.errors import EXIT_DATABASE, EXIT_OK, PipelineError
 from pipelines.lock import run_lock
+from pipelines.publish import BuildRequest, build
 from pipelines.registry import select_tables
 from pipelines.replica import open_replica
 from pipelines.source import SyncOptions
 from pipelines.sync import SyncResult, sync
-from pipelines.transform import TransformResult, run_dbt
+from pipelines.transform import TransformResult
 
 
 @dataclass
@@ -30,6 +31,8 @@ class RunRequest:
     dry_run: bool = False
     wait_seconds: float = 0.0
     trigger: str | None = None
+    build: BuildRequest = field(default_factory=BuildRequest)
+    """dbt selection and full refresh of the transform."""
     dbt_dir: Path | None = None
     """Where dbt keeps its target and logs; a per-database temporary directory by default."""
 
@@ -63,6 +66,8 @@ def execute(
             if audit is not None:
                 audit.ensure_tables()
                 options = {**asdict(request.options), "tables": request.tables}
+                if request.transform:
+                    options["build"] = asdict(request.build)
                 record = audit.start(request.command, detect_trigger(request.trigger), options)
                 outcome.run_id = record.run_id
             if request.sync:
@@ -77,7 +82,7 @@ def execute(
                 if audit is not None and record is not None:
                     audit.record_tables(record, outcome.sync.tables, request.options.reconcile)
             if request.transform:
-                outcome.transform = run_dbt(settings, ["build"], target_dir=request.dbt_dir)
+                outcome.transform = _transform(settings, request, audit, record)
         except PipelineError as exc:
             if audit is not None and record is not None:
                 audit.finish(record, "failed", exc.exit_code, str(exc))
@@ -93,3 +98,22 @@ def execute(
         finally:
             replica.close()
     return outcome
+
+
+def _transform(
+    settings: Settings, request: RunRequest, audit: Audit | None, record: RunRecord | None
+) -> TransformResult:
+    """The dbt build and its publication, recorded in the run's audit row."""
+    if audit is None or record is None:
+        return build(settings, request.build, target_dir=request.dbt_dir)
+    audit.build_started(record)
+    try:
+        return build(
+            settings,
+            request.build,
+            target_dir=request.dbt_dir,
+            on_publish=lambda cursor: audit.mark_published(record, cursor),
+        )
+    except PipelineError as exc:
+        audit.build_failed(record, str(exc))
+        raise

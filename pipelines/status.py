@@ -31,6 +31,18 @@ class TableHealth:
 
 
 @dataclass
+class BuildHealth:
+    """Which dbt build BI reads, and how the last build ended."""
+
+    served_published_at: dt.datetime | None = None
+    served_run_id: str | None = None
+    last_status: str | None = None
+    """published, failed or crashed (the last build that ended)."""
+    last_ended_at: dt.datetime | None = None
+    last_failures: str | None = None
+
+
+@dataclass
 class Status:
     """What `status` reports."""
 
@@ -40,6 +52,7 @@ class Status:
     stale: list[str] = field(default_factory=list)
     upserts_total: dict[str, int] = field(default_factory=dict)
     errors_total: int = 0
+    build: BuildHealth = field(default_factory=BuildHealth)
 
     def as_json(self) -> dict[str, Any]:
         """JSON-ready dict (timestamps as ISO strings)."""
@@ -50,6 +63,7 @@ class Status:
         return {
             "now": conv(self.now),
             "stale_tables": self.stale,
+            "bi_build": {k: conv(v) for k, v in asdict(self.build).items()},
             "tables": [{k: conv(v) for k, v in asdict(t).items()} for t in self.tables],
             "runs": [{k: conv(v) for k, v in r.items()} for r in self.runs],
             "upserts_total": self.upserts_total,
@@ -94,6 +108,7 @@ def _collect(replica: Replica, last_runs: int, max_lag_seconds: float) -> Status
         " GROUP BY table_name"
     ):
         status.upserts_total[name] = int(upserts)
+    status.build = _build_health(replica, runs)
     for spec in TABLES:
         health = TableHealth(spec.name)
         last = replica.query(
@@ -122,6 +137,27 @@ def _collect(replica: Replica, last_runs: int, max_lag_seconds: float) -> Status
             status.stale.append(spec.name)
         status.tables.append(health)
     return status
+
+
+def _build_health(replica: Replica, runs: str) -> BuildHealth:
+    health = BuildHealth()
+    if "build_status" not in replica.table_columns(RUNS):
+        return health  # an audit table from before builds were recorded
+    served = replica.query(
+        f"SELECT published_at, run_id FROM {runs} WHERE published_at IS NOT NULL"
+        " ORDER BY published_at DESC LIMIT 1"
+    )
+    if served:
+        health.served_published_at, health.served_run_id = _utc(served[0][0]), served[0][1]
+    last = replica.query(
+        f"SELECT build_status, coalesce(finished_at, started_at), build_failures FROM {runs}"
+        " WHERE build_status IN ('published', 'failed', 'crashed')"
+        " ORDER BY started_at DESC LIMIT 1"
+    )
+    if last:
+        health.last_status, health.last_failures = last[0][0], last[0][2]
+        health.last_ended_at = _utc(last[0][1])
+    return health
 
 
 def render(status: Status) -> str:
@@ -157,6 +193,15 @@ def render(status: Status) -> str:
     widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
     for row in [header, *body]:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    b = status.build
+    lines += ["", "BI build", ""]
+    if b.served_published_at is None:
+        lines.append("BI reads no published build yet")
+    else:
+        lines.append(f"BI reads the build published {when(b.served_published_at)} UTC")
+    if b.last_status in {"failed", "crashed"}:
+        why = f": {b.last_failures}" if b.last_failures else ""
+        lines.append(f"the last build {b.last_status} at {when(b.last_ended_at)} UTC{why}")
     lines += ["", "Last runs", ""]
     for r in status.runs:
         took = ""
@@ -174,6 +219,8 @@ def render(status: Status) -> str:
 
 def prometheus_text(status: Status, last_outcome: str, duration_seconds: float) -> str:
     """Metrics in the Prometheus text format, for node_exporter's textfile collector."""
+    published = status.build.served_published_at
+    build_ok = status.build.last_status == "published"
     out = [
         "# HELP kimai_atlas_sync_last_run_success 1 if the last run succeeded.",
         "# TYPE kimai_atlas_sync_last_run_success gauge",
@@ -184,6 +231,15 @@ def prometheus_text(status: Status, last_outcome: str, duration_seconds: float) 
         "# HELP kimai_atlas_sync_last_run_timestamp_seconds When the last run ended.",
         "# TYPE kimai_atlas_sync_last_run_timestamp_seconds gauge",
         f"kimai_atlas_sync_last_run_timestamp_seconds {status.now.timestamp():.0f}",
+        "# HELP kimai_atlas_sync_bi_build_published_timestamp_seconds When the build BI reads"
+        " was published.",
+        "# TYPE kimai_atlas_sync_bi_build_published_timestamp_seconds gauge",
+        "kimai_atlas_sync_bi_build_published_timestamp_seconds"
+        f" {published.timestamp() if published else 0:.0f}",
+        "# HELP kimai_atlas_sync_last_build_success 1 if the last dbt build that ended was"
+        " published.",
+        "# TYPE kimai_atlas_sync_last_build_success gauge",
+        f"kimai_atlas_sync_last_build_success {1 if build_ok else 0}",
         "# HELP kimai_atlas_sync_errors_total Runs that failed or crashed (sync.errors).",
         "# TYPE kimai_atlas_sync_errors_total counter",
         f"kimai_atlas_sync_errors_total {status.errors_total}",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -31,6 +33,8 @@ class TransformResult:
     failed: list[str] = field(default_factory=list)
     warned: list[str] = field(default_factory=list)
     skipped: int = 0
+    published_at: dt.datetime | None = None
+    """When the build became what BI reads (`pipelines.publish`); None if it did not."""
 
 
 def project_dir() -> Path:
@@ -129,8 +133,16 @@ def run_dbt(
     settings: Settings,
     args: Sequence[str],
     target_dir: Path | None = None,
+    build_suffix: str = "",
 ) -> TransformResult:
     """Invoke dbt with `args` (e.g. ``["build"]``) against the configured Atlas DB.
+
+    Args:
+        settings: Runtime settings.
+        args: The dbt command and its own options.
+        target_dir: Where dbt keeps its target and logs (`work_dir` by default).
+        build_suffix: Appended to every schema the project builds (shadow schemas for
+            `pipelines.publish`); empty builds the live schemas in place.
 
     Raises:
         DataTestFailed: A model or data test failed; the message names them.
@@ -159,6 +171,8 @@ def run_dbt(
             str(tdir / "logs"),
             "--quiet",
         ]
+        if build_suffix:
+            cli += ["--vars", json.dumps({"build_schema_suffix": build_suffix})]
         res = dbtRunner().invoke(cli)
     if res.exception is not None and res.result is None:
         raise DatabaseError(f"dbt could not run: {str(res.exception).strip().splitlines()[0]}")

@@ -3,6 +3,8 @@ totals checked against totals computed independently from Kimai (SQL on MariaDB)
 
 from __future__ import annotations
 
+import re
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +22,7 @@ from pipelines.fixtures.kimai_data import build_kimai
 from tests.conftest import (
     MARIADB,
     POSTGRES,
+    REPO,
     kimai_query,
     kimai_url,
     mariadb_connect,
@@ -293,3 +296,28 @@ def assert_customer_money_matches_kimai(built: Stack) -> None:
         built.atlas_db,
         f"select count(*) from {ANALYTICS}.vw_timesheet_facts where not is_billable and revenue <> 0",
     ) == [(0,)]
+
+
+def project_copy(dest: Path, marker: str | None = None) -> Path:
+    """A copy of the dbt project (for DBT_PROJECT_DIR) that tests may change.
+
+    Args:
+        dest: Directory to create.
+        marker: If given, every vw_* mart gains a column `build_marker` holding it, so that
+            a reader can tell which build each relation it queries comes from.
+
+    """
+    for name in ("dbt_project.yml", "profiles.example.yml"):
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / name, dest / name)
+    for folder in ("models", "macros", "tests/dbt"):
+        shutil.copytree(REPO / folder, dest / folder)
+    if marker is not None:
+        for mart in (dest / "models" / "marts").glob("vw_*.sql"):
+            body = mart.read_text()
+            # Jinja blocks render to nothing inside the parentheses; the body stays intact
+            assert not re.search(r";\s*$", body)
+            mart.write_text(
+                f"select marked.*, '{marker}' as build_marker from (\n{body}\n) as marked\n"
+            )
+    return dest

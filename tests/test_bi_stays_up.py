@@ -6,7 +6,17 @@ Real MariaDB and PostgreSQL; the expected numbers come from SQL on Kimai.
 
 from __future__ import annotations
 
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg2
@@ -18,12 +28,16 @@ from tests.replica_check import assert_replica_equals_kimai
 from tests.stack import (
     ANALYTICS,
     CONTRACT_COLUMNS,
+    INTERNAL,
+    OVERLAY,
     REPLICA,
     Stack,
     assert_customer_money_matches_kimai,
     assert_project_hours_match_kimai,
     assert_user_month_hours_match_kimai,
     make_stack,
+    project_copy,
+    transform,
 )
 
 
@@ -126,3 +140,358 @@ def test_delete_and_move_is_caught_by_the_scheduled_run_alone(tmp_path: Path) ->
         again = run_cli(env=stack.env, timeout=600)
         assert again.returncode == 0, again.stdout + again.stderr
         assert _last_run_orphans(stack)["timesheets"] == 0
+
+
+# -- failed and interrupted builds ---------------------------------------------------------------
+
+
+def _bi_connect(stack: Stack):
+    conn = psycopg2.connect(
+        host=POSTGRES["host"], port=POSTGRES["port"], user=stack.bi_role, dbname=stack.atlas_db
+    )
+    conn.autocommit = True
+    return conn
+
+
+def _served(stack: Stack) -> dict[str, str]:
+    """Per vw_*, the build BI reads: the marker of a marked build, else "A" (the original).
+
+    Read as the BI role; a missing relation raises.
+    """
+    conn = _bi_connect(stack)
+    try:
+        served = {}
+        for view in CONTRACT_COLUMNS:
+            with conn.cursor() as cur:
+                cur.execute(f"select * from {ANALYTICS}.{view} limit 0")
+                names = [d[0] for d in cur.description]
+                if "build_marker" not in names:
+                    served[view] = "A"
+                    continue
+                cur.execute(f"select distinct build_marker from {ANALYTICS}.{view}")
+                (served[view],) = {r[0] for r in cur.fetchall()}
+        return served
+    finally:
+        conn.close()
+
+
+@contextmanager
+def _bi_watch(stack: Stack) -> Iterator[list[str]]:
+    """Query every vw_* as the BI role, over and over, while the block runs.
+
+    Yields the list of errors seen (a missing relation, a failed query); the block should
+    assert it is empty at its end. Also counts the sweeps, so a test can tell it watched.
+    """
+    errors: list[str] = []
+    sweeps = [0]
+    stop = threading.Event()
+
+    def watch() -> None:
+        conn = _bi_connect(stack)
+        try:
+            while not stop.is_set():
+                for view in CONTRACT_COLUMNS:
+                    try:
+                        with conn.cursor() as cur:
+                            cur.execute(f"select count(*) from {ANALYTICS}.{view}")
+                            cur.fetchone()
+                    except psycopg2.Error as exc:
+                        errors.append(f"{view}: {exc.pgcode} {str(exc).strip()}")
+                sweeps[0] += 1
+                time.sleep(0.01)
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield errors
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert sweeps[0] > 0
+
+
+def _health(stack: Stack) -> dict:
+    row = pg_query(
+        stack.atlas_db,
+        "select served_build_published_at, last_build_status, last_build_failures"
+        f" from {ANALYTICS}.vw_sync_health limit 1",
+    )[0]
+    out = run_cli("status", "--json", env=stack.env)
+    build = json.loads(out.stdout)["bi_build"]
+    assert build["last_status"] == row[1] and build["last_failures"] == row[2]
+    return {"served_at": row[0], "last_status": row[1], "last_failures": row[2]}
+
+
+def _start_transform(stack: Stack, project: Path) -> subprocess.Popen:
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("KIMAI_", "ATLAS_", "DBT_"))}
+    full.update(stack.env, DBT_PROJECT_DIR=str(project))
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.run", "transform"],
+        env=full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=str(project.parent),
+    )
+
+
+def _run_row(stack: Stack, pid: int) -> tuple | None:
+    rows = pg_query(
+        stack.atlas_db,
+        f"select status, finished_at, build_status from {REPLICA}.sync_runs where pid = %s",
+        (pid,),
+    )
+    return rows[0] if rows else None
+
+
+def _wait_for_build(stack: Stack, proc: subprocess.Popen, timeout: float = 60) -> None:
+    """Wait until `proc`'s run has started its dbt build and dbt works in Atlas DB."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = _run_row(stack, proc.pid)
+        busy = pg_query(
+            stack.atlas_db,
+            "select count(*) from pg_stat_activity where datname = current_database()"
+            " and application_name = 'kimai-atlas-dbt' and state = 'active'",
+        )[0][0]
+        if row is not None and row[2] == "running" and busy:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    raise TimeoutError("the build did not start")
+
+
+def test_failed_builds_leave_bi_on_the_last_good_build(tmp_path: Path) -> None:
+    role = f"bi_{uuid.uuid4().hex[:10]}"
+    with make_stack(tmp_path, timesheets=400, seed=8, bi_role=role) as stack:
+        good = transform(stack)
+        assert good.returncode == 0, good.stdout + good.stderr
+        assert set(_served(stack).values()) == {"A"}
+        counts = _bi_rows(stack)
+        published = _health(stack)["served_at"]
+
+        marked = project_copy(tmp_path / "b", marker="B")
+        broken = {
+            "intermediate": project_copy(tmp_path / "b-int", marker="B"),
+            "mart": project_copy(tmp_path / "b-mart", marker="B"),
+            "model": project_copy(tmp_path / "b-model", marker="B"),
+        }
+        (broken["intermediate"] / "tests/dbt/assert_intermediate_breaks.sql").write_text(
+            "select * from {{ ref('int_project_timesheet_totals') }}\n"
+        )
+        (broken["mart"] / "tests/dbt/assert_mart_breaks.sql").write_text(
+            "select * from {{ ref('vw_customers') }}\n"
+        )
+        (broken["model"] / "models/marts/vw_broken.sql").write_text(
+            "select no_such_column from {{ ref('vw_projects') }}\n"
+        )
+
+        def fails(expected_exit: set[int], names: str | None, **extra: str) -> None:
+            result = transform(stack, **extra)
+            assert result.returncode in expected_exit, result.stdout + result.stderr
+            if names is not None:
+                assert names in result.stderr
+            # the last good build's views (over the live data: views compute on read)
+            assert set(_served(stack).values()) == {"A"}
+            health = _health(stack)
+            assert health["served_at"] == published
+            assert health["last_status"] == "failed"
+            if names is not None:
+                assert names in health["last_failures"]
+
+        with _bi_watch(stack) as errors:
+            # a failing data test on a source: two overrides for one Kimai project
+            pid = next(iter(stack.overlays.override_ids_by_kimai_project))
+            pg_query(
+                stack.atlas_db,
+                f"alter table {OVERLAY}.overrides_projects"
+                " drop constraint overrides_projects_kimai_project_id_key",
+            )
+            pg_query(
+                stack.atlas_db,
+                f"insert into {OVERLAY}.overrides_projects"
+                " (id, kimai_project_id, created_at, updated_at) values (99999, %s, now(), now())",
+                (pid,),
+            )
+            fails(
+                {1},
+                "source_unique_atlas_overrides_projects_kimai_project_id",
+                DBT_PROJECT_DIR=str(marked),
+            )
+            pg_query(stack.atlas_db, f"delete from {OVERLAY}.overrides_projects where id = 99999")
+            # ... in staging: a Kimai project's overlay row flagged prospective
+            pg_query(
+                stack.atlas_db,
+                f"update {OVERLAY}.overrides_projects set is_prospective = true where id ="
+                f" (select min(id) from {OVERLAY}.overrides_projects"
+                "  where kimai_project_id is not null)",
+            )
+            fails(
+                {1}, "expression_is_true_stg_atlas__overrides_projects", DBT_PROJECT_DIR=str(marked)
+            )
+            pg_query(
+                stack.atlas_db,
+                f"update {OVERLAY}.overrides_projects set is_prospective = false"
+                " where kimai_project_id is not null",
+            )
+            # failing data tests in the intermediate and mart layers, and a model error
+            assert _bi_rows(stack) == counts
+            fails({1}, "assert_intermediate_breaks", DBT_PROJECT_DIR=str(broken["intermediate"]))
+            fails({1}, "assert_mart_breaks", DBT_PROJECT_DIR=str(broken["mart"]))
+            fails({1}, "vw_broken", DBT_PROJECT_DIR=str(broken["model"]))
+            assert _bi_rows(stack) == counts
+            assert not pg_query(
+                stack.atlas_db,
+                "select 1 from information_schema.tables where table_name = 'vw_broken'"
+                " and table_schema = %s",
+                (ANALYTICS,),
+            )
+
+            # Atlas DB lost mid-build: no new sessions, and dbt's are terminated while it
+            # builds (BI's open session lives on, as a pooled Metabase connection would)
+            proc = _start_transform(stack, marked)
+            _wait_for_build(stack, proc)
+            fault_at = pg_query(stack.atlas_db, "select clock_timestamp()")[0][0]
+            admin = f'alter database "{stack.atlas_db}" allow_connections'
+            pg_query("postgres", f"{admin} false")
+            try:
+                pg_query(
+                    "postgres",
+                    "select pg_terminate_backend(pid) from pg_stat_activity"
+                    " where datname = %s and application_name = 'kimai-atlas-dbt'",
+                    (stack.atlas_db,),
+                )
+                out, err = proc.communicate(timeout=300)
+            finally:
+                pg_query("postgres", f"{admin} true")
+            assert proc.returncode == 4, out + err
+            status, finished_at, build_status = _run_row(stack, proc.pid)
+            # the fault hit the run while it was building: it ended after, unpublished
+            assert status == "failed" and build_status == "failed" and finished_at > fault_at
+            assert _health(stack)["served_at"] == published
+            assert set(_served(stack).values()) == {"A"}
+
+            # the complete new build, once it passes
+            good = transform(stack, DBT_PROJECT_DIR=str(marked))
+            assert good.returncode == 0, good.stdout + good.stderr
+            assert set(_served(stack).values()) == {"B"}
+            health = _health(stack)
+            assert health["last_status"] == "published" and health["served_at"] > published
+            assert health["last_failures"] is None
+        assert errors == []
+        assert _bi_rows(stack) == counts
+
+
+def test_killed_transforms_never_take_a_view_away(tmp_path: Path) -> None:
+    """SIGKILL `transform` at random points, 10 times: every vw_* stays queryable by the BI
+    role throughout, and BI reads either the old build or the complete new one."""
+    role = f"bi_{uuid.uuid4().hex[:10]}"
+    rng = random.Random(20261204)
+    with make_stack(tmp_path, timesheets=300, seed=4, bi_role=role) as stack:
+        first = transform(stack)
+        assert first.returncode == 0, first.stdout + first.stderr
+        started = time.monotonic()
+        whole = transform(stack)
+        assert whole.returncode == 0, whole.stdout + whole.stderr
+        duration = time.monotonic() - started
+        marked = project_copy(tmp_path / "b", marker="B")
+        mid_build = 0
+        with _bi_watch(stack) as errors:
+            for _ in range(10):
+                proc = _start_transform(stack, marked)
+                try:
+                    proc.wait(timeout=rng.uniform(0.5, duration))
+                except subprocess.TimeoutExpired:
+                    row = _run_row(stack, proc.pid)
+                    proc.send_signal(signal.SIGKILL)
+                    proc.communicate()
+                    after = _run_row(stack, proc.pid)
+                    # the kill hit the build while it was going only if the run recorded no
+                    # end and had recorded the build's start before the kill
+                    hit = after is not None and after[1] is None
+                    if hit and row is not None and row[2] == "running":
+                        assert after[0] == "running"
+                        mid_build += 1
+                else:
+                    proc.communicate()
+                assert len(set(_served(stack).values())) == 1, _served(stack)
+        assert errors == []
+        assert mid_build >= 5, f"only {mid_build} of 10 kills hit a build"
+        done = transform(stack, DBT_PROJECT_DIR=str(marked))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert set(_served(stack).values()) == {"B"}
+
+
+def test_a_changed_facts_column_set_rebuilds_the_incremental_table_whole(tmp_path: Path) -> None:
+    incremental = {"ATLAS_TIMESHEET_FACTS_MATERIALIZATION": "table_incremental"}
+    with make_stack(tmp_path, timesheets=400, seed=6) as stack:
+        for _ in range(2):  # both copies (live and shadow) exist
+            result = transform(stack, **incremental)
+            assert result.returncode == 0, result.stdout + result.stderr
+        wider = project_copy(tmp_path / "wider")
+        facts = wider / "macros" / "timesheet_facts.sql"
+        text = facts.read_text()
+        old = "        timesheets.synced_at\n\n    from timesheets"
+        assert old in text
+        facts.write_text(
+            text.replace(
+                old,
+                "        timesheets.synced_at,\n        2 * timesheets.timesheet_id as twice_id"
+                "\n\n    from timesheets",
+            )
+        )
+        total = kimai_query(stack.kimai_db, "SELECT COUNT(*) FROM kimai2_timesheet")[0][0]
+        for _ in range(2):  # each copy in turn
+            result = transform(stack, **incremental, DBT_PROJECT_DIR=str(wider))
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert pg_query(
+                stack.atlas_db,
+                "select count(*), count(*) filter (where twice_id = 2 * timesheet_id)"
+                f" from {INTERNAL}.int_timesheet_facts_incremental",
+            ) == [(total, total)]
+
+
+def test_transform_passes_select_and_full_refresh_to_dbt(tmp_path: Path) -> None:
+    incremental = {"ATLAS_TIMESHEET_FACTS_MATERIALIZATION": "table_incremental"}
+    role = f"bi_{uuid.uuid4().hex[:10]}"
+    with make_stack(tmp_path, timesheets=300, seed=12, bi_role=role) as stack:
+        whole = transform(stack, **incremental)
+        assert whole.returncode == 0, whole.stdout + whole.stderr
+        nodes = int(whole.stdout.split("dbt build passed: ")[1].split()[0])
+
+        # a selection builds and tests that node only, and BI gets the whole project as
+        # it is now: the models left out were brought up to date in the shadow first
+        marked = project_copy(tmp_path / "b", marker="B")
+        env = {**stack.env, **incremental, "DBT_PROJECT_DIR": str(marked)}
+        one = run_cli("transform", "--select", "vw_customers", env=env, timeout=600)
+        assert one.returncode == 0, one.stdout + one.stderr
+        selected = int(one.stdout.split("dbt build passed: ")[1].split()[0])
+        assert 0 < selected < nodes / 4, (selected, nodes)
+        assert set(_served(stack).values()) == {"B"}
+
+        def rewritten() -> tuple[int, int]:
+            return pg_query(
+                stack.atlas_db,
+                "select count(*) filter (where refreshed_build = (select state_count"
+                f" from {INTERNAL}.int_timesheet_facts_incremental__state"
+                " where entity = 'build')), count(*)"
+                f" from {INTERNAL}.int_timesheet_facts_incremental",
+            )[0]
+
+        # without changes an incremental build rewrites nothing; --full-refresh every row
+        quiet = run_cli("transform", env=env, timeout=600)
+        assert quiet.returncode == 0, quiet.stdout + quiet.stderr
+        written, total = rewritten()
+        assert written == 0 and total > 0
+        full = run_cli(
+            "transform",
+            "--full-refresh",
+            "-s",
+            "int_timesheet_facts_incremental",
+            env=env,
+            timeout=600,
+        )
+        assert full.returncode == 0, full.stdout + full.stderr
+        assert rewritten() == (total, total)

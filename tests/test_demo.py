@@ -357,10 +357,12 @@ PINNED = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def _pin_run_metadata(execute_sql: Any) -> None:
-    """Give both targets the same sync times and run id.
+    """Give both targets the same sync times, run id and build record.
 
     The two replicas come from two syncs of the same Kimai file, seconds apart; `synced_at`
-    and the audit's run id and times are the only inputs of the models that differ.
+    and the audit's run id, times and build record (the demo's run built and published,
+    the PostgreSQL side is built by dbt directly) are the only inputs of the models that
+    differ.
     """
     for spec in TABLES:
         execute_sql(f'update {REPLICA}."{spec.replica_table}" set synced_at = %s', (PINNED,))
@@ -368,8 +370,9 @@ def _pin_run_metadata(execute_sql: Any) -> None:
         f"update {REPLICA}.sync_run_tables set run_id = 'pinned', recorded_at = %s", (PINNED,)
     )
     execute_sql(
-        f"update {REPLICA}.sync_runs set run_id = 'pinned', started_at = %s, finished_at = %s",
-        (PINNED, PINNED),
+        f"update {REPLICA}.sync_runs set run_id = 'pinned', started_at = %s, finished_at = %s,"
+        " build_status = 'published', build_failures = null, published_at = %s",
+        (PINNED, PINNED, PINNED),
     )
 
 

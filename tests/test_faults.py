@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.fixtures.kimai_data import build_kimai
-from tests.conftest import kimai_url, mariadb_connect, pg_connect, run_cli, sync_now
+from tests.conftest import kimai_url, mariadb_connect, pg_connect, pg_query, run_cli, sync_now
 from tests.replica_check import assert_replica_equals_kimai
 
 pytestmark = [pytest.mark.serial, pytest.mark.slow]
@@ -60,13 +60,16 @@ def _postgres_up() -> bool:
     return True
 
 
-def restart_mariadb() -> None:
+def restart_mariadb(while_down=None) -> None:
+    """Shut MariaDB down and start it again; `while_down()` runs while it is down."""
     subprocess.run(
         ["mysqladmin", "--protocol=TCP", "-h", "127.0.0.1", "-u", "root", "shutdown"], check=False
     )
     _wait_until(
         lambda: subprocess.run(["pgrep", "-x", "mariadbd"], capture_output=True).returncode != 0, 60
     )
+    if while_down is not None:
+        while_down()
     time.sleep(1.0)  # stay down long enough for the runner to notice
     subprocess.run(
         [
@@ -115,11 +118,37 @@ def big_kimai(env):
     return env
 
 
+def _run_row(env: dict[str, str], pid: int) -> tuple | None:
+    """The run audit row of the runner with this pid: (status, started_at, finished_at)."""
+    conn = pg_connect(env["ATLAS_DB_DATABASE"])
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('kimai_replica.sync_runs')")
+            if cur.fetchone()[0] is None:
+                return None  # killed before the first run created the audit
+            cur.execute(
+                "SELECT status, started_at, finished_at FROM kimai_replica.sync_runs"
+                " WHERE pid = %s",
+                (pid,),
+            )
+            return cur.fetchone()
+    finally:
+        conn.close()
+
+
 def test_mariadb_restarted_mid_extract(big_kimai):
     env = big_kimai
     proc = _start(env, "sync")
     assert _wait_for_query(env["KIMAI_DB_DATABASE"], "%kimai2_timesheet%ORDER BY%")
-    restart_mariadb()
+    seen: list = []
+
+    def in_progress() -> None:
+        # Kimai is down: the run has not ended, and its audit row has no end
+        seen.append((proc.poll(), _run_row(env, proc.pid)))
+
+    restart_mariadb(while_down=in_progress)
+    ((code, row),) = seen
+    assert code is None and row is not None and row[0] == "running" and row[2] is None
     out, err = proc.communicate(timeout=300)
     assert proc.returncode in (0, 4), err
     if proc.returncode == 4:
@@ -141,9 +170,16 @@ def test_postgres_restarted_mid_load(big_kimai):
     conn.close()
     proc = _start(env, "sync")
     time.sleep(random.Random(1).uniform(2.0, 3.5))
+    before = _run_row(env, proc.pid)
+    # the run is going when the restart begins ...
+    assert proc.poll() is None and before is not None and before[2] is None, before
+    fault_at = pg_query("postgres", "SELECT clock_timestamp()")[0][0]
     restart_postgres()
     out, err = proc.communicate(timeout=300)
     assert proc.returncode in (0, 4), err
+    # ... and it ended after the restart (or crashed: the next run marks it)
+    after = _run_row(env, proc.pid)
+    assert after[2] is None or after[2] > fault_at, (after, fault_at)
     done = run_cli("sync", env=env)
     assert done.returncode == 0, done.stderr
     assert_replica_equals_kimai(env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"])
@@ -155,6 +191,7 @@ def test_twenty_sigkills_at_random_points(env):
     build_kimai(kimai_url(db), seed=17, timesheets=30_000)
     rng = random.Random(20261125)
     killed = 0
+    hit_running = 0
     for round_no in range(20):
         conn = mariadb_connect(db)
         with conn.cursor() as cur:  # something to do in every round: edits, inserts, deletes
@@ -170,8 +207,16 @@ def test_twenty_sigkills_at_random_points(env):
             proc.wait(timeout=rng.uniform(0.3, 2.5))
         except subprocess.TimeoutExpired:
             proc.kill()
-            killed += 1
+            proc.communicate()
+            # the kill hit the run only if it recorded no end (a process that has written
+            # its end may still be exiting when the kill lands: that one does not count)
+            row = _run_row(env, proc.pid)
+            if row is None or row[2] is None:
+                assert row is None or row[0] == "running", row
+                killed += 1
+                hit_running += row is not None
         proc.communicate()
         sync_now()  # the clean run, in-process
         assert_replica_equals_kimai(db, env["ATLAS_DB_DATABASE"])
     assert killed >= 10, f"only {killed} of 20 runs were killed mid-way"
+    assert hit_running >= 8, f"only {hit_running} kills hit a run that had recorded its start"

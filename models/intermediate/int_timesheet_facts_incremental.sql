@@ -25,7 +25,7 @@
         materialized='incremental',
         incremental_strategy='delete+insert',
         unique_key='timesheet_id',
-        on_schema_change='append_new_columns',
+        on_schema_change='sync_all_columns',
         indexes=[{'columns': ['timesheet_id'], 'unique': True}],
         pre_hook=[
             "{{ set_snapshot_isolation() }}",

@@ -14,6 +14,20 @@ latest as (
 
 ),
 
+served_build as (
+
+    select run_id, published_at from {{ ref('int_bi_builds') }} where is_served
+
+),
+
+last_build as (
+
+    select run_id, ended_at, build_status, build_failures
+    from {{ ref('int_bi_builds') }}
+    where is_last_ended
+
+),
+
 final as (
 
     select
@@ -33,11 +47,20 @@ final as (
         latest.last_reconcile_differences_found,
         latest.differences_unrepaired,
         coalesce(counts.replica_rows = latest.kimai_rows, false) as replica_matches_kimai_count,
-        latest.last_run_id
+        latest.last_run_id,
+        served_build.published_at as served_build_published_at,
+        served_build.run_id as served_build_run_id,
+        last_build.build_status as last_build_status,
+        last_build.ended_at as last_build_ended_at,
+        last_build.build_failures as last_build_failures
 
     from counts
     left join latest
         on counts.table_name = latest.table_name
+    left join served_build
+        on true
+    left join last_build
+        on true
 
 )
 

@@ -19,7 +19,10 @@ renamed as (
         finished_at,
         status,
         exit_code,
-        error
+        error,
+        build_status,
+        build_failures,
+        published_at
 
     from source
 

@@ -1,0 +1,190 @@
+"""Write–audit–publish of the dbt project: BI reads a build only once all of it passed.
+
+dbt-postgres replaces a view by renaming the old one and dropping it with CASCADE, and
+commits model by model: a build that stops half-way (a failing test, a model error, a
+killed process, a lost connection) would leave BI with dependent views gone and the rest a
+mix of two builds. So the runner never builds where BI reads:
+
+1. **Write.** dbt builds the whole project into shadow schemas, the live names plus
+   ``_build`` (`analytics_build`, `analytics_internal_build`; the var
+   ``build_schema_suffix`` of macros/generate_schema_name.sql). Views there reference each
+   other and the replica only. The shadow schemas are the previous live ones (see 3), so
+   an incremental table there is refreshed from its own stored state, not rebuilt.
+2. **Audit.** Every model and data test runs there. Any failure stops here: the live
+   schemas are untouched, and the next build starts over in the shadow schemas.
+3. **Publish.** One transaction renames each live schema to its shadow name and each
+   shadow schema to its live name, moves the BI role's USAGE grant to the new live BI
+   schema and records the publication in the run audit. PostgreSQL views reference
+   relations by OID, so every view keeps pointing at the objects of its own build, whatever
+   the schemas are called. Readers see the old build or the new one, never a mix, and
+   never a missing relation.
+
+DuckDB (the embedded demo, which BI does not read while it runs) builds in place: its views
+are stored as SQL text, so renamed schemas would break them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipelines.config import Settings
+from pipelines.dberrors import database_failure
+from pipelines.layout import quote_ansi
+from pipelines.transform import TransformResult, run_dbt, work_dir
+
+log = logging.getLogger("pipelines.publish")
+
+BUILD_SUFFIX = "_build"
+"""Appended to every live schema name to make its shadow schema."""
+
+_SWAP_SUFFIX = "_swap"
+"""A live schema's name for the moment of the swap (inside the transaction only)."""
+
+LOCK_TIMEOUT = "30s"
+"""How long the swap waits for a lock before it gives up (the build stays unpublished)."""
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    """What `transform` asked dbt for."""
+
+    select: tuple[str, ...] = ()
+    """dbt selection (``--select``); empty builds the whole project."""
+    full_refresh: bool = False
+    """Rebuild incremental models from scratch (dbt's ``--full-refresh``)."""
+
+
+def shadow_schemas(target_dir: Path) -> list[str]:
+    """The shadow schemas the last dbt invocation built into, from its manifest."""
+    manifest = json.loads((target_dir / "target" / "manifest.json").read_text())
+    return sorted(
+        {
+            node["schema"]
+            for node in manifest["nodes"].values()
+            if node["resource_type"] in {"model", "seed", "snapshot"}
+            and node["schema"].endswith(BUILD_SUFFIX)
+        }
+    )
+
+
+def build(
+    settings: Settings,
+    request: BuildRequest,
+    target_dir: Path | None = None,
+    on_publish: Callable[[Any | None], None] | None = None,
+) -> TransformResult:
+    """Build the dbt project where BI does not read it, test it, then publish it at once.
+
+    Args:
+        settings: Runtime settings.
+        request: Selection and full refresh.
+        target_dir: dbt's target and log directory (`pipelines.transform.work_dir`).
+        on_publish: Records the publication: called with the swap transaction's cursor
+            (so that the record commits with the swap), or with None after an in-place
+            build.
+
+    Returns:
+        The build's counts, with the publication time.
+
+    Raises:
+        DataTestFailed: A model or data test failed; nothing was published.
+        DatabaseError: dbt or the swap could not run; nothing was published.
+
+    """
+    tdir = target_dir or work_dir(settings)
+    in_place = settings.atlas_dialect == "duckdb"
+    suffix = "" if in_place else BUILD_SUFFIX
+    select = [a for s in request.select for a in ("--select", s)]
+    if request.select and not in_place:
+        # the shadow schemas hold the previous build (or a failed one): every model the
+        # selection leaves out is brought up to date there first, so what is published is
+        # the whole project as it is now
+        exclude = [a for s in request.select for a in ("--exclude", s)]
+        run_dbt(settings, ["run", *exclude], target_dir=tdir, build_suffix=suffix)
+    args = ["build", *select] + (["--full-refresh"] if request.full_refresh else [])
+    result = run_dbt(settings, args, target_dir=tdir, build_suffix=suffix)
+    if in_place:
+        result.published_at = dt.datetime.now(dt.UTC)
+        if on_publish is not None:
+            on_publish(None)
+        return result
+    result.published_at = swap(settings, shadow_schemas(tdir), on_publish)
+    return result
+
+
+def swap(
+    settings: Settings, shadows: Sequence[str], on_publish: Callable[[Any], None] | None = None
+) -> dt.datetime:
+    """Exchange each shadow schema with its live schema in one transaction.
+
+    Returns:
+        The publication time (the transaction's).
+
+    Raises:
+        DatabaseError: The swap failed and was rolled back: BI still reads the old build.
+
+    """
+    import psycopg2
+
+    url = settings.atlas_url
+    pairs = [(s.removesuffix(BUILD_SUFFIX), s) for s in shadows]
+    try:
+        conn = psycopg2.connect(
+            host=url.host,
+            port=url.port or 5432,
+            user=url.username,
+            password=url.password or None,
+            dbname=url.database,
+            connect_timeout=10,
+            application_name="kimai-atlas-sync publish",
+        )
+    except psycopg2.Error as exc:
+        raise database_failure("cannot connect to Atlas DB to publish the build", exc) from exc
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            cur.execute(
+                "SELECT nspname FROM pg_namespace WHERE nspname = ANY(%s)",
+                ([name for pair in pairs for name in pair],),
+            )
+            existing = {r[0] for r in cur.fetchall()}
+            for live, shadow in pairs:
+                if shadow not in existing:
+                    raise RuntimeError(f"the build left no schema {shadow}")
+                if live in existing:
+                    cur.execute(_rename(live, live + _SWAP_SUFFIX))
+                cur.execute(_rename(shadow, live))
+                if live in existing:
+                    cur.execute(_rename(live + _SWAP_SUFFIX, shadow))
+            role = settings.bi_role
+            if role:
+                bi = settings.analytics_schema
+                cur.execute(f"GRANT USAGE ON SCHEMA {quote_ansi(bi)} TO {quote_ansi(role)}")
+                if bi in existing:
+                    # the previous build, now the shadow: BI must not see it
+                    cur.execute(
+                        f"REVOKE ALL ON SCHEMA {quote_ansi(bi + BUILD_SUFFIX)}"
+                        f" FROM {quote_ansi(role)}"
+                    )
+            if on_publish is not None:
+                on_publish(cur)
+            cur.execute("SELECT transaction_timestamp()")
+            published_at = cur.fetchone()[0]
+    except Exception as exc:
+        raise database_failure(
+            "publishing the build failed (BI still reads the last one)", exc
+        ) from exc
+    finally:
+        conn.close()
+    log.info("published %s", ", ".join(live for live, _ in pairs))
+    return published_at
+
+
+def _rename(schema: str, to: str) -> str:
+    return f"ALTER SCHEMA {quote_ansi(schema)} RENAME TO {quote_ansi(to)}"
