@@ -126,6 +126,51 @@ def run_cli(
     )
 
 
+def start_cli(
+    *args: str,
+    env: dict[str, str],
+    extra_env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.Popen[str]:
+    """Start ``python -m pipelines.run ARGS`` in the background, as `run_cli` would run it.
+
+    Its stdout and stderr are pipes (text); read them with ``communicate()``.
+    """
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(_CONTRACT_PREFIXES)}
+    full_env.update(env)
+    full_env.update(extra_env or {})
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipelines.run", *args],
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=str(cwd) if cwd else str(Path(full_env.get("ATLAS_SYNC_STATE_DIR", "/tmp/x")).parent),
+    )
+
+
+def run_audit_row(atlas_db: str, pid: int, schema: str = "kimai_replica") -> tuple | None:
+    """The audit row of the run whose runner had this pid: (status, finished_at, build_status).
+
+    None when there is none (yet): the process had not recorded its start, or the audit
+    table does not exist. A row whose `finished_at` is NULL belongs to a run in progress
+    (or to one that crashed before recording its end).
+    """
+    conn = pg_connect(atlas_db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass(%s)", (f"{schema}.sync_runs",))
+            if cur.fetchone()[0] is None:
+                return None
+            cur.execute(
+                f"SELECT status, finished_at, build_status FROM {schema}.sync_runs WHERE pid = %s",
+                (pid,),
+            )
+            return cur.fetchone()
+    finally:
+        conn.close()
+
+
 def kimai_url(database: str) -> str:
     """SQLAlchemy URL of a test Kimai database (root)."""
     return f"mysql+pymysql://root@127.0.0.1:3306/{database}?charset=utf8mb4"

@@ -7,11 +7,9 @@ Real MariaDB and PostgreSQL; the expected numbers come from SQL on Kimai.
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -23,7 +21,15 @@ import psycopg2
 import sqlalchemy as sa
 
 from pipelines.fixtures import kimai_actions as kimai_do
-from tests.conftest import POSTGRES, kimai_query, kimai_url, pg_query, run_cli
+from tests.conftest import (
+    POSTGRES,
+    kimai_query,
+    kimai_url,
+    pg_query,
+    run_audit_row,
+    run_cli,
+    start_cli,
+)
 from tests.replica_check import assert_replica_equals_kimai
 from tests.stack import (
     ANALYTICS,
@@ -225,25 +231,13 @@ def _health(stack: Stack) -> dict:
 
 
 def _start_transform(stack: Stack, project: Path) -> subprocess.Popen:
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("KIMAI_", "ATLAS_", "DBT_"))}
-    full.update(stack.env, DBT_PROJECT_DIR=str(project))
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.run", "transform"],
-        env=full,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=str(project.parent),
+    return start_cli(
+        "transform", env=stack.env, extra_env={"DBT_PROJECT_DIR": str(project)}, cwd=project.parent
     )
 
 
 def _run_row(stack: Stack, pid: int) -> tuple | None:
-    rows = pg_query(
-        stack.atlas_db,
-        f"select status, finished_at, build_status from {REPLICA}.sync_runs where pid = %s",
-        (pid,),
-    )
-    return rows[0] if rows else None
+    return run_audit_row(stack.atlas_db, pid, REPLICA)
 
 
 def _wait_for_build(stack: Stack, proc: subprocess.Popen, timeout: float = 60) -> None:

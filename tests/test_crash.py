@@ -5,50 +5,55 @@ from __future__ import annotations
 
 import random
 import subprocess
-import sys
 import time
 
 import pytest
 
 from pipelines.fixtures.kimai_data import build_kimai
-from tests.conftest import kimai_url, mariadb_connect, run_cli, sync_now
+from tests.conftest import (
+    kimai_url,
+    mariadb_connect,
+    run_audit_row,
+    run_cli,
+    start_cli,
+    sync_now,
+)
 from tests.replica_check import assert_replica_equals_kimai
 
 pytestmark = pytest.mark.slow
 
 
-def _start(env: dict[str, str], *args: str) -> subprocess.Popen:
-    import os
+def _kill_mid_run(env: dict[str, str], seconds: float) -> bool:
+    """Start a sync and SIGKILL it `seconds` after it recorded its start, unless it ended.
 
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("KIMAI_", "ATLAS_"))}
-    full.update(env)
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.run", *args],
-        env=full,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=env["ATLAS_SYNC_STATE_DIR"].rsplit("/", 1)[0],
-    )
-
-
-def _kill_after(proc: subprocess.Popen, seconds: float) -> bool:
-    """SIGKILL `proc` after `seconds` unless it ended; True if it was killed."""
+    Returns:
+        True only if the kill hit the run in progress: the process was alive and its audit
+        row still had no end (a process that has recorded its end may still be exiting when
+        the kill lands; that one does not count).
+    """
+    proc = start_cli("sync", env=env)
+    deadline = time.monotonic() + 60
+    while run_audit_row(env["ATLAS_DB_DATABASE"], proc.pid) is None:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the run never recorded its start"
+        time.sleep(0.02)
     try:
-        proc.wait(timeout=seconds)
+        proc.communicate(timeout=seconds)
         return False
     except subprocess.TimeoutExpired:
         proc.kill()
-        proc.wait()
-        return True
+        proc.communicate()
+    row = run_audit_row(env["ATLAS_DB_DATABASE"], proc.pid)
+    return row is not None and row[1] is None
 
 
 def test_sigkill_during_first_load_and_during_a_big_merge(env):
     db = env["KIMAI_DB_DATABASE"]
     build_kimai(kimai_url(db), seed=11, timesheets=120_000)
     rng = random.Random(5)
-    # the first load, killed at growing delays: before, during and around the bulk COPY
-    killed = [_kill_after(_start(env, "sync"), delay) for delay in (0.7, 1.2, 1.7, 2.4)]
-    assert any(killed), "at least one run was killed mid-way"
+    # the first load, killed at growing delays: while planning, during and around the COPY
+    hits = [_kill_mid_run(env, delay) for delay in (0.1, 0.5, 1.0, 1.6)]
+    assert sum(hits) >= 3, f"kills that hit the first load in progress: {hits}"
     done = run_cli("sync", env=env)
     assert done.returncode == 0, done.stderr
     assert_replica_equals_kimai(db, env["ATLAS_DB_DATABASE"])
@@ -61,8 +66,8 @@ def test_sigkill_during_first_load_and_during_a_big_merge(env):
         )
     conn.close()
     time.sleep(1)
-    for _ in range(3):
-        _kill_after(_start(env, "sync"), rng.uniform(1.5, 5.0))
+    hits = [_kill_mid_run(env, rng.uniform(0.1, 1.2)) for _ in range(3)]
+    assert sum(hits) >= 2, f"kills that hit the merge in progress: {hits}"
     done = run_cli("sync", env=env)
     assert done.returncode == 0, done.stderr
     assert_replica_equals_kimai(db, env["ATLAS_DB_DATABASE"])

@@ -9,33 +9,26 @@ from __future__ import annotations
 import os
 import random
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from pipelines.fixtures.kimai_data import build_kimai
-from tests.conftest import kimai_url, mariadb_connect, pg_connect, pg_query, run_cli, sync_now
+from tests.conftest import (
+    kimai_url,
+    mariadb_connect,
+    pg_connect,
+    pg_query,
+    run_audit_row,
+    run_cli,
+    start_cli,
+    sync_now,
+)
 from tests.replica_check import assert_replica_equals_kimai
 
 pytestmark = [pytest.mark.serial, pytest.mark.slow]
 
 FAST_RETRIES = {"ATLAS_RETRY_ATTEMPTS": "6", "ATLAS_RETRY_BASE_SECONDS": "0.5"}
-
-
-def _start(env: dict[str, str], *args: str) -> subprocess.Popen:
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("KIMAI_", "ATLAS_"))}
-    full.update(env)
-    full.update(FAST_RETRIES)
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipelines.run", *args],
-        env=full,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=str(Path(env["ATLAS_SYNC_STATE_DIR"]).parent),
-    )
 
 
 def _wait_until(check, timeout: float = 60.0) -> None:
@@ -118,37 +111,19 @@ def big_kimai(env):
     return env
 
 
-def _run_row(env: dict[str, str], pid: int) -> tuple | None:
-    """The run audit row of the runner with this pid: (status, started_at, finished_at)."""
-    conn = pg_connect(env["ATLAS_DB_DATABASE"])
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT to_regclass('kimai_replica.sync_runs')")
-            if cur.fetchone()[0] is None:
-                return None  # killed before the first run created the audit
-            cur.execute(
-                "SELECT status, started_at, finished_at FROM kimai_replica.sync_runs"
-                " WHERE pid = %s",
-                (pid,),
-            )
-            return cur.fetchone()
-    finally:
-        conn.close()
-
-
 def test_mariadb_restarted_mid_extract(big_kimai):
     env = big_kimai
-    proc = _start(env, "sync")
+    proc = start_cli("sync", env=env, extra_env=FAST_RETRIES)
     assert _wait_for_query(env["KIMAI_DB_DATABASE"], "%kimai2_timesheet%ORDER BY%")
     seen: list = []
 
     def in_progress() -> None:
         # Kimai is down: the run has not ended, and its audit row has no end
-        seen.append((proc.poll(), _run_row(env, proc.pid)))
+        seen.append((proc.poll(), run_audit_row(env["ATLAS_DB_DATABASE"], proc.pid)))
 
     restart_mariadb(while_down=in_progress)
     ((code, row),) = seen
-    assert code is None and row is not None and row[0] == "running" and row[2] is None
+    assert code is None and row is not None and row[0] == "running" and row[1] is None
     out, err = proc.communicate(timeout=300)
     assert proc.returncode in (0, 4), err
     if proc.returncode == 4:
@@ -168,18 +143,18 @@ def test_postgres_restarted_mid_load(big_kimai):
             " modified_at = UTC_TIMESTAMP() WHERE id % 4 = 1"
         )
     conn.close()
-    proc = _start(env, "sync")
+    proc = start_cli("sync", env=env, extra_env=FAST_RETRIES)
     time.sleep(random.Random(1).uniform(2.0, 3.5))
-    before = _run_row(env, proc.pid)
+    before = run_audit_row(env["ATLAS_DB_DATABASE"], proc.pid)
     # the run is going when the restart begins ...
-    assert proc.poll() is None and before is not None and before[2] is None, before
+    assert proc.poll() is None and before is not None and before[1] is None, before
     fault_at = pg_query("postgres", "SELECT clock_timestamp()")[0][0]
     restart_postgres()
     out, err = proc.communicate(timeout=300)
     assert proc.returncode in (0, 4), err
     # ... and it ended after the restart (or crashed: the next run marks it)
-    after = _run_row(env, proc.pid)
-    assert after[2] is None or after[2] > fault_at, (after, fault_at)
+    after = run_audit_row(env["ATLAS_DB_DATABASE"], proc.pid)
+    assert after[1] is None or after[1] > fault_at, (after, fault_at)
     done = run_cli("sync", env=env)
     assert done.returncode == 0, done.stderr
     assert_replica_equals_kimai(env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"])
@@ -202,7 +177,7 @@ def test_twenty_sigkills_at_random_points(env):
             )
             cur.execute(f"DELETE FROM kimai2_timesheet WHERE id % 997 = {round_no}")
         conn.close()
-        proc = _start(env, "sync")
+        proc = start_cli("sync", env=env, extra_env=FAST_RETRIES)
         try:
             proc.wait(timeout=rng.uniform(0.3, 2.5))
         except subprocess.TimeoutExpired:
@@ -210,8 +185,8 @@ def test_twenty_sigkills_at_random_points(env):
             proc.communicate()
             # the kill hit the run only if it recorded no end (a process that has written
             # its end may still be exiting when the kill lands: that one does not count)
-            row = _run_row(env, proc.pid)
-            if row is None or row[2] is None:
+            row = run_audit_row(env["ATLAS_DB_DATABASE"], proc.pid)
+            if row is None or row[1] is None:
                 assert row is None or row[0] == "running", row
                 killed += 1
                 hit_running += row is not None
