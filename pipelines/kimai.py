@@ -229,9 +229,10 @@ class Kimai:
         lo, hi = row.column("lo")[0].as_py(), row.column("hi")[0].as_py()
         return None if lo is None else (int(lo), int(hi))
 
-    def read_key_range(self, layout: TableLayout, low: int, high: int) -> pa.Table:
-        """Keys (as int64) whose first key column is in ``[low, high)``."""
-        return self.read_key_ranges(layout, [(low, high)])
+    def count_rows(self, layout: TableLayout) -> int:
+        """How many rows the table holds."""
+        table = self._read(layout, f"SELECT COUNT(*) AS n FROM {layout.quote(layout.kimai_name)}")
+        return int(table.column("n")[0].as_py())
 
     def read_key_ranges(self, layout: TableLayout, ranges: Sequence[tuple[int, int]]) -> pa.Table:
         """Keys (as int64) whose first key column is in one of the half-open `ranges`."""

@@ -149,11 +149,6 @@ class TableLayout:
         return [c.name for c in self.columns]
 
     @cached_property
-    def value_columns(self) -> list[str]:
-        """Replicated columns that are not part of the key."""
-        return [n for n in self.names if n not in self.key]
-
-    @cached_property
     def arrow_schema(self) -> pa.Schema:
         """Schema of the rows handed to dlt: Kimai's columns plus ``synced_at``."""
         fields = [

@@ -96,10 +96,6 @@ class Replica(ABC):
         )[0]
         return None if lo is None else (int(lo), int(hi))
 
-    def read_key_range(self, layout: TableLayout, low: int, high: int) -> pa.Table:
-        """Keys (as int64) whose first key column is in ``[low, high)``."""
-        return self.read_key_ranges(layout, [(low, high)])
-
     def read_key_ranges(self, layout: TableLayout, ranges: Sequence[tuple[int, int]]) -> pa.Table:
         """Keys (as int64) whose first key column is in one of the half-open `ranges`."""
         empty = pa.table({k: pa.array([], pa.int64()) for k in layout.key})

@@ -1,22 +1,10 @@
-"""Human-readable output: progress lines and the end-of-run summary table."""
+"""Human-readable output: the end-of-run summary table."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 from pipelines.source import TableStats
-
-
-def progress_printer(enabled: bool | None = None):  # noqa: ANN201 - returns a callable
-    """A callable printing progress lines to stderr when it is a terminal (or `enabled`)."""
-    show = sys.stderr.isatty() if enabled is None else enabled
-
-    def say(line: str) -> None:
-        if show:
-            print(line, file=sys.stderr, flush=True)
-
-    return say
 
 
 def summary_table(stats: Sequence[TableStats]) -> str:

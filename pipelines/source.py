@@ -206,6 +206,22 @@ class TableExtractor:
         """Whether every row is written through dlt (a rewrite without the bulk path)."""
         return self.rewrite and self.bulk is None
 
+    def preview_rewrite(self) -> None:
+        """Count what a whole-table rewrite would write, without reading the rows (dry runs).
+
+        A first load inserts every Kimai row; a full refresh rewrites every row, of which
+        the keys the replica lacks are new, and deletes the keys Kimai no longer has.
+        """
+        plan, st = self.plan, self.stats
+        if plan.replica_count == 0:
+            # planning skips the key sweep of a first load: count Kimai's rows instead
+            st.kimai_rows = plan.kimai_count or self.kimai.count_rows(self.layout)
+            st.inserted = st.kimai_rows
+            return
+        st.inserted = len(plan.missing)
+        st.updated = plan.kimai_count - len(plan.missing)
+        st.deleted = len(plan.deleted)
+
     def collect(self, state: dict[str, Any]) -> None:
         """Compute this run's output ahead of dlt, into `collected` (a copy of the state).
 

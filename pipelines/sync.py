@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pipelines.bulk import BulkLoader
@@ -194,7 +193,10 @@ def sync(
             )
 
         if dry_run:
-            _collect(pipeline, extractors, drain=True)
+            for e in extractors:
+                if e.streams_through_dlt:
+                    e.preview_rewrite()
+            _collect(pipeline, extractors)
         else:
             finishing += _bulk_loads(extractors, finisher)
             if _collect(pipeline, extractors):
@@ -301,7 +303,7 @@ def _resource_states(pipeline: Any) -> dict[str, dict[str, Any]]:
     return copy.deepcopy(resources)
 
 
-def _collect(pipeline: Any, extractors: list[TableExtractor], drain: bool = False) -> bool:
+def _collect(pipeline: Any, extractors: list[TableExtractor]) -> bool:
     """Compute every change set ahead of dlt; tell whether dlt has anything to do.
 
     Returns:
@@ -364,8 +366,3 @@ def _run_dlt(pipeline: Any, extractors: list[TableExtractor]) -> None:
         if own is not None:
             raise own from exc
         raise database_failure(f"{exc.step} step failed", exc) from exc
-
-
-def state_dir_hint(settings: Settings) -> Path | None:
-    """Where dlt keeps the pipeline's working state (for messages and docs)."""
-    return settings.state_dir
