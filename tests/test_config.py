@@ -5,6 +5,8 @@ import pytest
 from pipelines.config import load_settings
 from pipelines.errors import ConfigError
 
+pytestmark = pytest.mark.unit
+
 
 def test_defaults_follow_the_contract():
     s = load_settings({})

@@ -1,8 +1,11 @@
 import datetime as dt
 
 import pyarrow as pa
+import pytest
 
 from pipelines.diff import changed_rows, keys_not_in, packed_keys, unpack_keys
+
+pytestmark = pytest.mark.unit
 
 UTC = dt.UTC
 

@@ -1,0 +1,149 @@
+"""The run's pure rules, without a server: the mass-delete guard, the cursor window, the SQL
+predicates for key ranges and resumed streams, and the column type mapping."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+
+from pipelines.errors import MassDeleteRefused
+from pipelines.kimai import _after_key
+from pipelines.layout import SourceColumn, TableLayout, map_mysql_column, ranges_sql
+from pipelines.plan import TablePlan, check_mass_delete
+from pipelines.registry import TABLES_BY_NAME
+from pipelines.source import SyncOptions, incremental_window
+
+pytestmark = pytest.mark.unit
+
+UTC = dt.UTC
+
+
+def _layout(table: str, kimai_name: str, *columns: tuple[str, str, str]) -> TableLayout:
+    return TableLayout(
+        spec=TABLES_BY_NAME[table],
+        kimai_name=kimai_name,
+        columns=tuple(map_mysql_column(SourceColumn(n, t, ct, True)) for n, t, ct in columns),
+        dialect="mysql",
+    )
+
+
+TIMESHEETS = _layout(
+    "timesheets",
+    "kimai2_timesheet",
+    ("id", "int", "int(11)"),
+    ("modified_at", "datetime", "datetime"),
+    ("date_tz", "date", "date"),
+    ("rate", "double", "double"),
+    ("exported", "tinyint", "tinyint(1)"),
+)
+PAIRS = _layout(
+    "timesheet_tags",
+    "kimai2_timesheet_tags",
+    ("timesheet_id", "int", "int(11)"),
+    ("tag_id", "int", "int(11)"),
+)
+
+
+def _plan(replica_rows: int, deleted: int) -> TablePlan:
+    return TablePlan(
+        layout=TIMESHEETS,
+        replica_columns=["id"],
+        kimai_count=replica_rows - deleted,
+        replica_count=replica_rows,
+        deleted=pa.array(range(deleted), pa.int64()),
+        missing=pa.array([], pa.int64()),
+    )
+
+
+@pytest.mark.parametrize(
+    ("replica_rows", "deleted", "refused"),
+    [
+        (1000, 0, False),
+        (1000, 100, False),  # exactly the share: allowed
+        (1000, 101, True),  # over the share and over the minimum
+        (100, 19, False),  # over the share, under the 20-row minimum
+        (100, 20, True),
+        (5, 5, True),  # every row, however few
+        (0, 0, False),  # a first load deletes nothing
+    ],
+)
+def test_the_guard_refuses_large_shares_and_emptied_tables(
+    replica_rows: int, deleted: int, refused: bool
+) -> None:
+    plans = [_plan(replica_rows, deleted)]
+    if refused:
+        with pytest.raises(MassDeleteRefused) as info:
+            check_mass_delete(plans, 0.10, 20, allowed=False)
+        message = str(info.value)
+        assert f"refusing to delete {deleted:,} of {replica_rows:,} rows" in message
+        assert "replica_kimai_timesheets" in message and "--allow-mass-delete" in message
+        assert "\n" not in message
+    else:
+        check_mass_delete(plans, 0.10, 20, allowed=False)
+    check_mass_delete(plans, 0.10, 20, allowed=True)  # --allow-mass-delete always passes
+
+
+STORED = {"cursor": "2026-03-29T01:10:00+00:00"}
+
+
+def test_the_window_starts_the_overlap_before_the_stored_cursor() -> None:
+    window = incremental_window(TIMESHEETS, STORED, SyncOptions(overlap_seconds=300), None, True)  # type: ignore[arg-type]
+    assert window.cursor == dt.datetime(2026, 3, 29, 1, 10, tzinfo=UTC)
+    assert window.predicate == "`modified_at` >= '2026-03-29 01:05:00'"
+
+
+def test_since_adds_the_local_days_from_that_date() -> None:
+    options = SyncOptions(overlap_seconds=0, since=dt.date(2025, 12, 1))
+    window = incremental_window(TIMESHEETS, STORED, options, None, True)  # type: ignore[arg-type]
+    assert window.predicate == "`modified_at` >= '2026-03-29 01:10:00' OR `date_tz` >= '2025-12-01'"
+
+
+@pytest.mark.parametrize(
+    ("options", "replica_has_rows"),
+    [(SyncOptions(full_refresh=True), True), (SyncOptions(), False)],
+)
+def test_whole_table_reads_have_no_window_but_keep_the_cursor(
+    options: SyncOptions, replica_has_rows: bool
+) -> None:
+    window = incremental_window(TIMESHEETS, STORED, options, None, replica_has_rows)  # type: ignore[arg-type]
+    assert window.predicate is None
+    assert window.cursor == dt.datetime(2026, 3, 29, 1, 10, tzinfo=UTC)
+
+
+def test_key_range_predicate_is_half_open() -> None:
+    sql = ranges_sql("`id`", [(0, 64), (128, 192)])
+    assert sql == "(`id` >= 0 AND `id` < 64) OR (`id` >= 128 AND `id` < 192)"
+
+
+def test_a_resumed_stream_starts_after_the_last_key_in_key_order() -> None:
+    assert _after_key(TIMESHEETS, (41,)) == "(`id` > 41)"
+    assert (
+        _after_key(PAIRS, (7, 3)) == "(`timesheet_id` > 7) OR (`timesheet_id` = 7 AND `tag_id` > 3)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("data_type", "column_type", "replica_type", "select"),
+    [
+        ("tinyint", "tinyint(1)", "bool", "`c` AS `c`"),
+        ("tinyint", "tinyint(4)", "bigint", "`c` AS `c`"),
+        ("int", "int(10) unsigned", "bigint", "`c` AS `c`"),
+        ("double", "double", "double", "`c` AS `c`"),
+        (
+            "datetime",
+            "datetime",
+            "timestamp",
+            "IF(MONTH(`c`) = 0 OR DAYOFMONTH(`c`) = 0, NULL, `c`) AS `c`",
+        ),
+        ("date", "date", "date", "IF(MONTH(`c`) = 0 OR DAYOFMONTH(`c`) = 0, NULL, `c`) AS `c`"),
+        ("varchar", "varchar(150)", "text", "`c` AS `c`"),
+        ("decimal", "decimal(10,2)", "text", "CAST(`c` AS CHAR) AS `c`"),
+    ],
+)
+def test_mysql_types_map_to_exact_replica_types(
+    data_type: str, column_type: str, replica_type: str, select: str
+) -> None:
+    column = map_mysql_column(SourceColumn("c", data_type, column_type, True))
+    assert (column.data_type, column.select_sql) == (replica_type, select)
