@@ -16,6 +16,7 @@ from urllib.parse import quote
 from sqlalchemy.engine import URL, make_url
 
 from pipelines.errors import ConfigError
+from pipelines.retry import RetryPolicy
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_]*$")
@@ -40,6 +41,11 @@ class Settings:
     timesheet_facts_check: str = "auto"
     key_digests: bool = False
     pipeline_name: str = field(default="")
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    dbt_project_dir: Path | None = None
+    """``DBT_PROJECT_DIR``: another dbt project than the one shipped with the product."""
+    dbt_profiles_dir: Path | None = None
+    """``DBT_PROFILES_DIR``: your own ``profiles.yml`` instead of ``profiles.example.yml``."""
 
     @property
     def kimai_dialect(self) -> str:
@@ -99,6 +105,22 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     if value < minimum:
         raise ConfigError(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = _env(env, name, str(default))
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, got {value:g}")
+    return value
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = _env(env, name)
+    return Path(raw).expanduser() if raw else None
 
 
 def _identifier(env: Mapping[str, str], name: str, default: str) -> str:
@@ -202,19 +224,10 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
     prefix = _env(env, "KIMAI_TABLE_PREFIX", "kimai2_") or ""
     if not _PREFIX.match(prefix):
         raise ConfigError(f"KIMAI_TABLE_PREFIX may hold letters, digits and _ only, got {prefix!r}")
-    share_raw = _env(env, "ATLAS_MASS_DELETE_MAX_SHARE", "0.2")
-    try:
-        share = float(share_raw)  # type: ignore[arg-type]
-    except ValueError:
-        raise ConfigError(
-            f"ATLAS_MASS_DELETE_MAX_SHARE must be a number, got {share_raw!r}"
-        ) from None
-    if not 0 <= share <= 1:
-        raise ConfigError(f"ATLAS_MASS_DELETE_MAX_SHARE must be between 0 and 1, got {share}")
+    share = _float(env, "ATLAS_MASS_DELETE_MAX_SHARE", 0.2, 0, 1)
     bi_role = _env(env, "ATLAS_BI_ROLE")
     if bi_role is not None and not _IDENTIFIER.match(bi_role):
         raise ConfigError(f"ATLAS_BI_ROLE must be a plain SQL identifier, got {bi_role!r}")
-    state_dir = _env(env, "ATLAS_SYNC_STATE_DIR")
     replica_schema = _identifier(env, "ATLAS_REPLICA_SCHEMA", "kimai_replica")
     facts = _env(env, "ATLAS_TIMESHEET_FACTS_MATERIALIZATION", "view")
     if facts not in {"view", "table_incremental"}:
@@ -238,9 +251,15 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         overlap_seconds=_int(env, "KIMAI_SYNC_OVERLAP_SECONDS", 300),
         mass_delete_max_share=share,
         reconcile_every_run=_bool(env, "ATLAS_RECONCILE_EVERY_RUN", False),
-        state_dir=Path(state_dir).expanduser() if state_dir else None,
+        state_dir=_path(env, "ATLAS_SYNC_STATE_DIR"),
         timesheet_facts_materialization=facts or "view",
         timesheet_facts_check=facts_check or "auto",
         key_digests=_bool(env, "KIMAI_KEY_DIGESTS", False),
         pipeline_name=f"kimai_atlas_{replica_schema}",
+        retry=RetryPolicy(
+            attempts=_int(env, "ATLAS_RETRY_ATTEMPTS", 5, minimum=1),
+            base_seconds=_float(env, "ATLAS_RETRY_BASE_SECONDS", 1.0, 0, 3600),
+        ),
+        dbt_project_dir=_path(env, "DBT_PROJECT_DIR"),
+        dbt_profiles_dir=_path(env, "DBT_PROFILES_DIR"),
     )

@@ -152,7 +152,7 @@ def _ignored_by_the_demo(name: str) -> bool:
 
 @contextmanager
 def _without_production_variables() -> Iterator[None]:
-    """Hide the production variables from everything the run reads (dbt's profile, retries).
+    """Hide the production variables from dbt while the demo runs.
 
     dbt's profile reads ATLAS_* with env_var(), and DBT_PROFILES_DIR would swap in a
     profile without the ``local`` target; the runner sets what dbt needs from the settings.

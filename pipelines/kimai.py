@@ -28,8 +28,7 @@ from pipelines.layout import (
     ranges_sql,
 )
 from pipelines.registry import TableSpec
-from pipelines.retry import attempts as retry_attempts
-from pipelines.retry import backoff, with_retries
+from pipelines.retry import with_retries
 
 log = logging.getLogger("pipelines.kimai")
 
@@ -83,7 +82,7 @@ class Kimai:
                 conn.execute(sa.text("SELECT 1"))
 
         try:
-            with_retries(ping, "connecting to Kimai")
+            with_retries(ping, "connecting to Kimai", self.settings.retry)
         except sa.exc.SQLAlchemyError as exc:
             raise database_failure(
                 f"cannot connect to Kimai at {self.settings.describe_kimai()}", exc
@@ -125,7 +124,9 @@ class Kimai:
         """
         names = [spec.kimai_name(self.settings.kimai_table_prefix) for spec in specs]
         try:
-            found = with_retries(lambda: self._source_columns(names), "reading Kimai's catalog")
+            found = with_retries(
+                lambda: self._source_columns(names), "reading Kimai's catalog", self.settings.retry
+            )
         except sa.exc.SQLAlchemyError as exc:
             raise database_failure("cannot read Kimai's catalog", exc) from exc
         return [
@@ -163,6 +164,7 @@ class Kimai:
             table = with_retries(
                 lambda: cx.read_sql(self._cx_url, sql, return_type="arrow"),
                 f"reading {layout.kimai_name}",
+                self.settings.retry,
             )
         except BaseException as exc:  # connectorx raises RuntimeErrors and panics
             if is_fatal_signal(exc):
@@ -204,9 +206,9 @@ class Kimai:
                 if is_fatal_signal(exc):
                     raise
                 failures += 1
-                if failures >= retry_attempts() or classify(exc) != "transient":
+                if failures >= self.settings.retry.attempts or classify(exc) != "transient":
                     raise database_failure(f"reading {layout.kimai_name} failed", exc) from exc
-                delay = backoff(failures)
+                delay = self.settings.retry.backoff(failures)
                 log.warning(
                     "reading %s failed after key %s (%s); resuming in %.1f s",
                     layout.kimai_name,

@@ -230,7 +230,7 @@ class PostgresReplica(Replica):
                 cur.execute(sql, params)
                 return cur.fetchall() if cur.description else []
 
-        return with_retries(run, "querying Atlas DB")
+        return with_retries(run, "querying Atlas DB", self.settings.retry)
 
     def execute(self, sql: str, params: Any = None) -> None:
         """Run a statement in its own committed transaction (retried if the connection drops)."""
@@ -239,7 +239,7 @@ class PostgresReplica(Replica):
             with self._cursor() as cur:
                 cur.execute(sql, params)
 
-        with_retries(run, "writing Atlas DB")
+        with_retries(run, "writing Atlas DB", self.settings.retry)
 
     def read_arrow(self, sql: str) -> pa.Table:
         """Run a query through ADBC (binary COPY straight into Arrow) and return Arrow.
@@ -257,7 +257,7 @@ class PostgresReplica(Replica):
                 return cur.fetch_arrow_table()
 
         try:
-            return with_retries(read, "reading the replica")
+            return with_retries(read, "reading the replica", self.settings.retry)
         except Exception as exc:
             raise database_failure("reading the replica failed", exc) from exc
 

@@ -22,7 +22,7 @@ from pipelines.orphans import find_orphans
 from pipelines.plan import TablePlan, Window, check_mass_delete, plan_tables
 from pipelines.registry import TableSpec
 from pipelines.replica import PostgresReplica, Replica, open_replica
-from pipelines.retry import with_retries
+from pipelines.retry import RetryPolicy, with_retries
 from pipelines.source import (
     SyncOptions,
     TableExtractor,
@@ -200,7 +200,7 @@ def sync(
         else:
             finishing += _bulk_loads(extractors, finisher)
             if _collect(pipeline, extractors):
-                _run_dlt(pipeline, extractors)
+                _run_dlt(pipeline, extractors, settings.retry)
             for future in finishing:
                 future.result()
             replica.ensure_indexes(layouts)
@@ -223,7 +223,7 @@ def _prepare_pipeline(settings: Settings) -> tuple[Any, bool, dict[str, dict[str
     """The dlt pipeline, whether it had to complete a load, and the stored resource states."""
     pipeline = make_pipeline(settings)
     resumed = finish_pending(pipeline)
-    _sync_state_from_destination(pipeline)
+    _sync_state_from_destination(pipeline, settings.retry)
     return pipeline, resumed, _resource_states(pipeline)
 
 
@@ -290,9 +290,9 @@ def _plan(
     )
 
 
-def _sync_state_from_destination(pipeline: Any) -> None:
+def _sync_state_from_destination(pipeline: Any, retry: RetryPolicy) -> None:
     try:
-        with_retries(pipeline.sync_destination, "reading sync state from Atlas DB")
+        with_retries(pipeline.sync_destination, "reading sync state from Atlas DB", retry)
     except Exception as exc:
         raise database_failure("reading sync state from Atlas DB failed", exc) from exc
 
@@ -352,7 +352,7 @@ def _bulk_loads(extractors: list[TableExtractor], finisher: ThreadPoolExecutor) 
     return finishing
 
 
-def _run_dlt(pipeline: Any, extractors: list[TableExtractor]) -> None:
+def _run_dlt(pipeline: Any, extractors: list[TableExtractor], retry: RetryPolicy) -> None:
     from dlt.pipeline.exceptions import PipelineStepFailed
 
     source = kimai_source(extractors)
@@ -360,7 +360,7 @@ def _run_dlt(pipeline: Any, extractors: list[TableExtractor]) -> None:
         pipeline.extract(source, loader_file_format="parquet")
         pipeline.normalize()
         # a failed load leaves its package pending: loading again resumes the remaining jobs
-        with_retries(pipeline.load, "loading into Atlas DB")
+        with_retries(pipeline.load, "loading into Atlas DB", retry)
     except PipelineStepFailed as exc:
         own = pipeline_error_in(exc)
         if own is not None:

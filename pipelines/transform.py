@@ -37,10 +37,9 @@ class TransformResult:
     """When the build became what BI reads (`pipelines.publish`); None if it did not."""
 
 
-def project_dir() -> Path:
+def project_dir(settings: Settings) -> Path:
     """The dbt project directory (``DBT_PROJECT_DIR`` overrides)."""
-    override = os.environ.get("DBT_PROJECT_DIR")
-    path = Path(override) if override else PROJECT_DIR
+    path = settings.dbt_project_dir or PROJECT_DIR
     if not (path / "dbt_project.yml").is_file():
         raise ConfigError(f"no dbt project at {path} (set DBT_PROJECT_DIR)")
     return path
@@ -90,10 +89,9 @@ def work_dir(settings: Settings) -> Path:
 
 
 @contextmanager
-def _profiles_dir(project: Path) -> Iterator[Path]:
-    configured = os.environ.get("DBT_PROFILES_DIR")
-    if configured:
-        yield Path(configured)
+def _profiles_dir(settings: Settings, project: Path) -> Iterator[Path]:
+    if settings.dbt_profiles_dir is not None:
+        yield settings.dbt_profiles_dir
         return
     # dbt wants a file named profiles.yml; the example reads everything from env_var()
     with tempfile.TemporaryDirectory(prefix="kimai-atlas-dbt-") as tmp:
@@ -151,11 +149,11 @@ def run_dbt(
     """
     from dbt.cli.main import dbtRunner
 
-    project = project_dir()
+    project = project_dir(settings)
     _check_atlas(settings)
     target = "local" if settings.atlas_dialect == "duckdb" else "atlas"
     result = TransformResult()
-    with _profiles_dir(project) as profiles, _environment(dbt_env(settings)):
+    with _profiles_dir(settings, project) as profiles, _environment(dbt_env(settings)):
         tdir = target_dir or work_dir(settings)
         cli = [
             *args,

@@ -82,13 +82,14 @@ def synced(env):
         ({"KIMAI_DB_PORT": "not-a-port"}, 2, "KIMAI_DB_PORT must be an integer"),
         ({"ATLAS_DB_PASSWORD": "x", "ATLAS_DB_USER": "nobody"}, 2, "nobody"),
         ({"ATLAS_DB_PORT": "5999"}, 4, "5999"),
+        ({"ATLAS_RETRY_ATTEMPTS": "several"}, 2, "ATLAS_RETRY_ATTEMPTS must be an integer"),
     ],
 )
 def test_bad_configuration_fails_in_one_line_and_changes_nothing(synced, override, code, message):
     env = synced
     state_dir = Path(env["ATLAS_SYNC_STATE_DIR"])
     before = _snapshot(env["ATLAS_DB_DATABASE"], state_dir)
-    out = run_cli("sync", env={**env, **override}, extra_env={"ATLAS_RETRY_ATTEMPTS": "1"})
+    out = run_cli("sync", env={**env, "ATLAS_RETRY_ATTEMPTS": "1", **override})
     assert out.returncode == code, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr

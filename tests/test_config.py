@@ -70,6 +70,10 @@ def test_sqlite_and_duckdb_urls_for_the_embedded_path(tmp_path: Path):
         ({"KIMAI_KEY_DIGESTS": "sometimes"}, "must be true or false"),
         ({"ATLAS_TIMESHEET_FACTS_MATERIALIZATION": "table"}, "must be view or table_incremental"),
         ({"ATLAS_TIMESHEET_FACTS_CHECK": "some"}, "must be auto, full or sample"),
+        ({"ATLAS_RETRY_ATTEMPTS": "many"}, "ATLAS_RETRY_ATTEMPTS must be an integer"),
+        ({"ATLAS_RETRY_ATTEMPTS": "0"}, "ATLAS_RETRY_ATTEMPTS must be at least 1"),
+        ({"ATLAS_RETRY_BASE_SECONDS": "soon"}, "ATLAS_RETRY_BASE_SECONDS must be a number"),
+        ({"ATLAS_RETRY_BASE_SECONDS": "-1"}, "ATLAS_RETRY_BASE_SECONDS must be between 0"),
     ],
 )
 def test_bad_values_are_one_line_config_errors(env, message):
@@ -88,3 +92,20 @@ def test_dotenv_in_working_directory_is_read_and_process_env_wins(tmp_path, monk
     s = load_settings()
     assert s.kimai_url.database == "from_file"
     assert s.atlas_url.database == "from_env"
+
+
+def test_retries_and_dbt_directories_are_settings_read_from_dotenv_too(tmp_path, monkeypatch):
+    (tmp_path / ".env").write_text(
+        "ATLAS_RETRY_ATTEMPTS=2\nATLAS_RETRY_BASE_SECONDS=0.25\nDBT_PROFILES_DIR=~/profiles\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    for name in ("ATLAS_RETRY_ATTEMPTS", "ATLAS_RETRY_BASE_SECONDS", "DBT_PROFILES_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DBT_PROJECT_DIR", str(tmp_path / "project"))
+    s = load_settings()
+    assert (s.retry.attempts, s.retry.base_seconds) == (2, 0.25)
+    assert s.dbt_profiles_dir == Path("~/profiles").expanduser()
+    assert s.dbt_project_dir == tmp_path / "project"
+    defaults = load_settings({})
+    assert (defaults.retry.attempts, defaults.retry.base_seconds) == (5, 1.0)
+    assert defaults.dbt_project_dir is None and defaults.dbt_profiles_dir is None
