@@ -20,7 +20,7 @@ from typing import Any
 
 from pipelines.layout import quote_ansi
 from pipelines.replica import Replica
-from pipelines.source import TableStats
+from pipelines.types import TableStats
 
 RUNS = "sync_runs"
 TABLE_RUNS = "sync_run_tables"
@@ -146,7 +146,7 @@ class Audit:
         """Store the per-table counts of a finished sync."""
         now = dt.datetime.now(dt.UTC)
         for s in stats:
-            fp = s.extra.get("fingerprint")
+            fp = s.fingerprint
             self.replica.execute(
                 f"INSERT INTO {self.table_runs} (run_id, table_name, kimai_rows,"
                 " replica_rows_before, replica_rows_after, rows_read, inserted, updated, deleted,"
@@ -170,7 +170,7 @@ class Audit:
                     round(s.seconds, 3),
                     reconciled,
                     s.written if reconciled else None,
-                    s.extra.get("unrepaired", 0 if reconciled else None),
+                    s.unrepaired if s.unrepaired is not None else (0 if reconciled else None),
                     fp.kimai_rows_returned if fp else None,
                     s.kimai_bytes_read,
                     s.orphans,

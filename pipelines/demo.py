@@ -35,7 +35,7 @@ from pipelines.errors import ConfigError
 from pipelines.lock import file_lock
 from pipelines.replica import open_replica
 from pipelines.runner import RunOutcome, RunRequest, execute
-from pipelines.source import SyncOptions
+from pipelines.types import SyncOptions
 
 DEFAULT_DIR = Path("kimai-atlas-demo")
 """Where the demo keeps its files when ``--dir`` is not given (relative to the cwd)."""

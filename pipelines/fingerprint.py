@@ -33,6 +33,7 @@ from pipelines.layout import (
     ranges_sql,
 )
 from pipelines.replica import Replica
+from pipelines.types import FingerprintStats
 
 BUCKET_IDS = 64
 """Keys per fingerprint bucket (by key value, so both sides bucket alike)."""
@@ -61,17 +62,6 @@ class Comparison:
     """Every key whose row differs or exists on one side only."""
     only_kimai: pa.Array = field(default_factory=_empty)
     only_replica: pa.Array = field(default_factory=_empty)
-
-
-@dataclass
-class FingerprintStats:
-    """What the comparison cost."""
-
-    kimai_rows_returned: int = 0
-    kimai_bytes_returned: int = 0
-    buckets: int = 0
-    buckets_differing: int = 0
-    keys_differing: int = 0
 
 
 def _mysql_text(col: ReplicaColumn) -> str:

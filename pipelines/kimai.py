@@ -7,6 +7,7 @@ columns of the users table) works: MariaDB lists only the columns a login may re
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,6 +30,7 @@ from pipelines.layout import (
 )
 from pipelines.registry import TableSpec
 from pipelines.retry import with_retries
+from pipelines.window import Window
 
 log = logging.getLogger("pipelines.kimai")
 
@@ -243,6 +245,10 @@ class Kimai:
             self._read(layout, f"{layout.key_select_sql()} WHERE {where}"), layout.key
         )
 
+    def read_window(self, layout: TableLayout, window: Window) -> pa.Table:
+        """The rows in an incremental table's cursor window (see `window_sql`)."""
+        return self.read_rows(layout, window_sql(layout, window))
+
     def read_query(self, layout: TableLayout, sql: str) -> pa.Table:
         """Run a read-only query on `layout`'s table (e.g. aggregates) and return Arrow."""
         return self._read(layout, sql)
@@ -255,6 +261,19 @@ class Kimai:
             table = self.read_rows(layout, where)
             if table.num_rows:
                 yield table
+
+
+def window_sql(layout: TableLayout, window: Window) -> str:
+    """SQL predicate selecting the rows of a cursor window (`Window.reads_rows` must hold)."""
+    clauses = []
+    if window.changed_since is not None:
+        since = window.changed_since.astimezone(dt.UTC).strftime("'%Y-%m-%d %H:%M:%S'")
+        clauses.append(f"{layout.quote(layout.spec.cursor or '')} >= {since}")
+    if window.local_days_from is not None:
+        clauses.append(f"{layout.quote('date_tz')} >= '{window.local_days_from.isoformat()}'")
+    if not clauses:
+        raise ValueError("the window selects no rows")
+    return " OR ".join(clauses)
 
 
 def _after_key(layout: TableLayout, last: tuple[int, ...]) -> str:

@@ -26,6 +26,7 @@ from pipelines.keydiff import KeyDiff, compare_key_sets
 from pipelines.kimai import Kimai
 from pipelines.layout import TableLayout
 from pipelines.replica import Replica
+from pipelines.window import Window
 
 
 def _no_keys() -> pa.Array:
@@ -124,14 +125,6 @@ PLAN_WORKERS = 4
 """Concurrent reads while planning (each a query on one of the two servers)."""
 
 
-@dataclass(frozen=True)
-class Window:
-    """Where an ``incremental`` table's cursor stands and what to re-read from Kimai."""
-
-    cursor: dt.datetime | None
-    predicate: str | None
-
-
 def plan_tables(
     kimai: Kimai,
     replica: Replica,
@@ -198,10 +191,8 @@ def plan_tables(
 
         def read_window(layout: TableLayout) -> None:
             window = windows.get(layout.spec.name)
-            if layout.spec.name not in fingerprint and window is not None and window.predicate:
-                window_reads[layout.spec.name] = pool.submit(
-                    kimai.read_rows, layout, window.predicate
-                )
+            if layout.spec.name not in fingerprint and window is not None and window.reads_rows:
+                window_reads[layout.spec.name] = pool.submit(kimai.read_window, layout, window)
 
         for layout in layouts:
             read_window(layout)

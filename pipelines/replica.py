@@ -6,6 +6,7 @@ key indexes that dlt does not create on PostgreSQL.
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -29,6 +30,7 @@ from pipelines.layout import (
 )
 from pipelines.registry import TableSpec
 from pipelines.retry import with_retries
+from pipelines.window import as_utc
 
 
 class Replica(ABC):
@@ -85,6 +87,12 @@ class Replica(ABC):
         if not self.exists(table):
             return 0
         return int(self.query(f"SELECT count(*) FROM {self.qualified(table)}")[0][0])
+
+    def newest_cursor(self, layout: TableLayout) -> dt.datetime | None:
+        """The newest value of the table's cursor column in the replica (UTC), if any."""
+        table = self.qualified(layout.spec.replica_table)
+        value = self.query(f"SELECT max({quote_ansi(layout.spec.cursor or '')}) FROM {table}")[0][0]
+        return as_utc(value) if value is not None else None
 
     def key_bounds(self, layout: TableLayout) -> tuple[int, int] | None:
         """Lowest and highest value of the (first) key column; None when empty or missing."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipelines.source import TableStats
+from pipelines.types import TableStats
 
 
 def summary_table(stats: Sequence[TableStats]) -> str:

@@ -178,7 +178,7 @@ def _run(
     from pipelines.registry import select_tables
     from pipelines.report import summary_table
     from pipelines.runner import RunRequest, execute
-    from pipelines.source import SyncOptions
+    from pipelines.types import SyncOptions
 
     say = configure(log_format.value, debug)
     started = time.monotonic()

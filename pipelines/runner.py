@@ -13,9 +13,9 @@ from pipelines.lock import run_lock
 from pipelines.publish import BuildRequest, build
 from pipelines.registry import select_tables
 from pipelines.replica import open_replica
-from pipelines.source import SyncOptions
-from pipelines.sync import SyncResult, sync
+from pipelines.sync import sync
 from pipelines.transform import TransformResult
+from pipelines.types import SyncOptions, SyncResult
 
 
 @dataclass

@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -29,54 +28,11 @@ from pipelines.bulk import BulkLoader
 from pipelines.diff import changed_rows, keys_not_in, packed_keys, unpack_keys
 from pipelines.kimai import BATCH_ROWS, Kimai
 from pipelines.layout import TableLayout, quote_ansi
-from pipelines.plan import TablePlan, Window
+from pipelines.plan import TablePlan
 from pipelines.registry import SYNCED_AT
 from pipelines.replica import PostgresReplica, Replica
-
-
-@dataclass
-class SyncOptions:
-    """What the caller asked for."""
-
-    full_refresh: bool = False
-    since: dt.date | None = None
-    overlap_seconds: int = 300
-    reconcile: bool = False
-    """Also compare every column of every row (fingerprints), not only the cursor window."""
-
-
-@dataclass
-class TableStats:
-    """Counts for one table in one run."""
-
-    table: str
-    kimai_rows: int = 0
-    replica_rows_before: int = 0
-    rows_read: int = 0
-    inserted: int = 0
-    updated: int = 0
-    deleted: int = 0
-    cursor_before: str | None = None
-    cursor_after: str | None = None
-    seconds: float = 0.0
-    kimai_bytes_read: int = 0
-    orphans: int = 0
-    """Rows re-read from Kimai because their reference would have dangled."""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def written(self) -> int:
-        """Rows inserted, updated or deleted."""
-        return self.inserted + self.updated + self.deleted
-
-    @property
-    def replica_rows_after(self) -> int:
-        """Replica row count once this run's load committed."""
-        return self.replica_rows_before + self.inserted - self.deleted
-
-
-def _sql_datetime(value: dt.datetime) -> str:
-    return value.strftime("'%Y-%m-%d %H:%M:%S'")
+from pipelines.types import SyncOptions, TableStats
+from pipelines.window import format_cursor, max_cursor
 
 
 class TableExtractor:
@@ -113,7 +69,7 @@ class TableExtractor:
         self.collected_state: dict[str, Any] = {}
         self._stamps: pa.Array | None = None
         if plan.fingerprinter is not None:
-            stats.extra["fingerprint"] = plan.fingerprinter.stats
+            stats.fingerprint = plan.fingerprinter.stats
 
     # -- output helpers ----------------------------------------------------------------------
 
@@ -170,7 +126,7 @@ class TableExtractor:
         if self.bulk is not None:
             # the COPY ran before dlt's extract (`bulk_load`); only the cursor is left to store
             if self._bulk_cursor is not None:
-                state["cursor"] = _format_cursor(self._bulk_cursor)
+                state["cursor"] = format_cursor(self._bulk_cursor)
             self.stats.cursor_after = state.get("cursor")
             started -= self.stats.seconds
         elif mode == "pairs":
@@ -253,7 +209,7 @@ class TableExtractor:
             for table in self.kimai.stream_rows(layout):
                 self.stats.rows_read += table.num_rows
                 if cursor_col:
-                    newest[0] = _max_cursor(newest[0], table.column(cursor_col))
+                    newest[0] = max_cursor(newest[0], table.column(cursor_col))
                 yield self._stamp(table)
 
         replace = plan.replica_count > 0
@@ -261,7 +217,7 @@ class TableExtractor:
         self.stats.inserted += len(plan.missing) if replace else written
         self.stats.updated += written - len(plan.missing) if replace else 0
         self.stats.deleted += len(plan.deleted) if replace else 0
-        self.stats.cursor_before = _format_cursor(plan.cursor)
+        self.stats.cursor_before = format_cursor(plan.cursor)
         self._bulk_cursor = newest[0]
         self.stats.seconds = time.monotonic() - started
         self.bulk_done = True
@@ -289,24 +245,24 @@ class TableExtractor:
         cursor_col = self.layout.spec.cursor
         assert cursor_col is not None
         cursor = self.plan.cursor
-        self.stats.cursor_before = _format_cursor(cursor)
+        self.stats.cursor_before = format_cursor(cursor)
         newest = cursor
 
         if self.rewrite:
             # nothing to compare with: stream the whole table in bounded batches
             for batch in self.kimai.stream_rows(self.layout):
                 self.stats.rows_read += batch.num_rows
-                newest = _max_cursor(newest, batch.column(cursor_col))
+                newest = max_cursor(newest, batch.column(cursor_col))
                 yield from self._upserts(batch)
         else:
             candidates, old = self._candidates()
             self.stats.rows_read += candidates.num_rows
-            newest = _max_cursor(newest, candidates.column(cursor_col))
+            newest = max_cursor(newest, candidates.column(cursor_col))
             yield from self._upserts(changed_rows(candidates, old, self.layout.key))
 
         if newest is not None and newest != cursor:
-            state["cursor"] = _format_cursor(newest)
-        self.stats.cursor_after = _format_cursor(newest)
+            state["cursor"] = format_cursor(newest)
+        self.stats.cursor_after = format_cursor(newest)
 
     def _candidates(self) -> tuple[pa.Table, pa.Table]:
         """Kimai rows that may differ from the replica, and the replica rows for their keys.
@@ -365,71 +321,9 @@ class TableExtractor:
         return changed_rows(kimai_rows, replica_rows, key).num_rows + len(gone)
 
 
-def incremental_window(
-    layout: TableLayout,
-    state: dict[str, Any],
-    options: SyncOptions,
-    replica: Replica,
-    replica_has_rows: bool,
-) -> Window:
-    """Where the cursor of an incremental table stands and which Kimai rows to re-read.
-
-    The window starts `overlap_seconds` before the stored cursor: Kimai stamps
-    ``modified_at`` from the PHP clock at flush time (one-second resolution), so a row can
-    commit after rows with a later stamp were already read. ``--since`` adds the rows whose
-    local day is on or after that date.
-
-    Args:
-        layout: The table.
-        state: The table's stored dlt resource state (read only here).
-        options: Run options.
-        replica: Replica reader, asked for the newest cursor value when the state has none
-            (a new working directory with no state in Atlas DB either).
-        replica_has_rows: Whether the replica holds rows (else there is nothing to compare).
-
-    """
-    cursor_col = layout.spec.cursor or ""
-    cursor = _parse_cursor(state.get("cursor"))
-    if cursor is None and replica_has_rows:
-        table = replica.qualified(layout.spec.replica_table)
-        value = replica.query(f"SELECT max({quote_ansi(cursor_col)}) FROM {table}")[0][0]
-        cursor = _as_utc(value) if value is not None else None
-    if options.full_refresh or not replica_has_rows:
-        return Window(cursor, None)  # the whole table is read anyway
-    clauses = []
-    if cursor is not None:
-        start = cursor - dt.timedelta(seconds=options.overlap_seconds)
-        clauses.append(f"{layout.quote(cursor_col)} >= {_sql_datetime(start)}")
-    if options.since is not None:
-        clauses.append(f"{layout.quote('date_tz')} >= '{options.since.isoformat()}'")
-    return Window(cursor, " OR ".join(clauses) if clauses else None)
-
-
 def supports_fingerprints(kimai: Kimai, replica: Replica) -> bool:
     """Whether both servers can compute the row fingerprints (MariaDB/MySQL and PostgreSQL)."""
     return kimai.dialect == "mysql" and isinstance(replica, PostgresReplica)
-
-
-def _as_utc(value: dt.datetime) -> dt.datetime:
-    if value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value.astimezone(dt.UTC)
-
-
-def _parse_cursor(value: str | None) -> dt.datetime | None:
-    return _as_utc(dt.datetime.fromisoformat(value)) if value else None
-
-
-def _format_cursor(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _max_cursor(current: dt.datetime | None, column: pa.ChunkedArray) -> dt.datetime | None:
-    top = pc.max(column).as_py()
-    if top is None:
-        return current
-    top = _as_utc(top)
-    return top if current is None or top > current else current
 
 
 def make_resource(extractor: TableExtractor) -> Any:

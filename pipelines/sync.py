@@ -9,7 +9,6 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.bulk import BulkLoader
@@ -19,33 +18,22 @@ from pipelines.diff import keys_not_in
 from pipelines.kimai import Kimai
 from pipelines.layout import TableLayout
 from pipelines.orphans import find_orphans
-from pipelines.plan import TablePlan, Window, check_mass_delete, plan_tables
+from pipelines.plan import TablePlan, check_mass_delete, plan_tables
 from pipelines.registry import TableSpec
 from pipelines.replica import PostgresReplica, Replica, open_replica
 from pipelines.retry import RetryPolicy, with_retries
 from pipelines.source import (
-    SyncOptions,
     TableExtractor,
-    TableStats,
-    incremental_window,
     kimai_source,
     supports_fingerprints,
 )
+from pipelines.types import SyncOptions, SyncResult, TableStats
+from pipelines.window import Window, incremental_window
 
 log = logging.getLogger("pipelines.sync")
 
 MASS_DELETE_MIN_ROWS = 20
 """Deletes below this count never trip the guard: small tables lose rows in normal use."""
-
-
-@dataclass
-class SyncResult:
-    """Outcome of a sync run."""
-
-    tables: list[TableStats] = field(default_factory=list)
-    seconds: float = 0.0
-    resumed_pending: bool = False
-    dry_run: bool = False
 
 
 def _configure_dlt() -> None:
@@ -206,10 +194,9 @@ def sync(
             replica.ensure_indexes(layouts)
             if options.reconcile:
                 for e in extractors:
-                    e.stats.extra["unrepaired"] = e.unrepaired()
+                    e.stats.unrepaired = e.unrepaired()
         for stats in result.tables:
-            fp = stats.extra.get("fingerprint")
-            fp_bytes = fp.kimai_bytes_returned if fp else 0
+            fp_bytes = stats.fingerprint.kimai_bytes_returned if stats.fingerprint else 0
             stats.kimai_bytes_read = kimai.bytes_read.get(stats.table, 0) + fp_bytes
     finally:
         finisher.shutdown(wait=True)
@@ -242,11 +229,10 @@ def _plan(
     def windows(stored: dict[str, dict[str, Any]]) -> dict[str, Window]:
         return {
             layout.spec.name: incremental_window(
-                layout,
                 stored.get(layout.spec.name, {}),
                 options,
-                replica,
                 has_rows[layout.spec.name],
+                lambda layout=layout: replica.newest_cursor(layout),
             )
             for layout in incremental
         }

@@ -187,7 +187,7 @@ def sync_now(*tables: str, **options):
     """
     from pipelines.config import load_settings
     from pipelines.runner import RunRequest, execute
-    from pipelines.source import SyncOptions
+    from pipelines.types import SyncOptions
 
     settings = load_settings(dotenv=False)
     request_fields = {"allow_mass_delete", "dry_run", "wait_seconds", "trigger", "transform"}

@@ -33,8 +33,8 @@ from pipelines.fixtures.atlas_overlays import create_atlas_overlays
 from pipelines.lock import file_lock
 from pipelines.registry import TABLES, TableSpec
 from pipelines.runner import RunRequest, execute
-from pipelines.source import SyncOptions
 from pipelines.transform import run_dbt
+from pipelines.types import SyncOptions
 from tests.conftest import pg_connect
 from tests.replica_check import assert_rows_equal
 

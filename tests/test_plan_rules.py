@@ -9,11 +9,12 @@ import pyarrow as pa
 import pytest
 
 from pipelines.errors import MassDeleteRefused
-from pipelines.kimai import _after_key
+from pipelines.kimai import _after_key, window_sql
 from pipelines.layout import SourceColumn, TableLayout, map_mysql_column, ranges_sql
 from pipelines.plan import TablePlan, check_mass_delete
 from pipelines.registry import TABLES_BY_NAME
-from pipelines.source import SyncOptions, incremental_window
+from pipelines.types import SyncOptions
+from pipelines.window import Window, incremental_window
 
 pytestmark = pytest.mark.unit
 
@@ -86,18 +87,30 @@ def test_the_guard_refuses_large_shares_and_emptied_tables(
 
 
 STORED = {"cursor": "2026-03-29T01:10:00+00:00"}
+CURSOR = dt.datetime(2026, 3, 29, 1, 10, tzinfo=UTC)
+
+
+def _never() -> dt.datetime | None:
+    raise AssertionError("the stored cursor decides; the replica is not asked")
 
 
 def test_the_window_starts_the_overlap_before_the_stored_cursor() -> None:
-    window = incremental_window(TIMESHEETS, STORED, SyncOptions(overlap_seconds=300), None, True)  # type: ignore[arg-type]
-    assert window.cursor == dt.datetime(2026, 3, 29, 1, 10, tzinfo=UTC)
-    assert window.predicate == "`modified_at` >= '2026-03-29 01:05:00'"
+    window = incremental_window(STORED, SyncOptions(overlap_seconds=300), True, _never)
+    assert window == Window(CURSOR, changed_since=dt.datetime(2026, 3, 29, 1, 5, tzinfo=UTC))
+    assert window_sql(TIMESHEETS, window) == "`modified_at` >= '2026-03-29 01:05:00'"
 
 
 def test_since_adds_the_local_days_from_that_date() -> None:
     options = SyncOptions(overlap_seconds=0, since=dt.date(2025, 12, 1))
-    window = incremental_window(TIMESHEETS, STORED, options, None, True)  # type: ignore[arg-type]
-    assert window.predicate == "`modified_at` >= '2026-03-29 01:10:00' OR `date_tz` >= '2025-12-01'"
+    window = incremental_window(STORED, options, True, _never)
+    sql = window_sql(TIMESHEETS, window)
+    assert sql == "`modified_at` >= '2026-03-29 01:10:00' OR `date_tz` >= '2025-12-01'"
+
+
+def test_without_stored_state_the_replicas_newest_value_is_the_cursor() -> None:
+    newest = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    window = incremental_window({}, SyncOptions(overlap_seconds=5), True, lambda: newest)
+    assert window == Window(newest, changed_since=dt.datetime(2026, 1, 2, 3, 4, 0, tzinfo=UTC))
 
 
 @pytest.mark.parametrize(
@@ -107,9 +120,8 @@ def test_since_adds_the_local_days_from_that_date() -> None:
 def test_whole_table_reads_have_no_window_but_keep_the_cursor(
     options: SyncOptions, replica_has_rows: bool
 ) -> None:
-    window = incremental_window(TIMESHEETS, STORED, options, None, replica_has_rows)  # type: ignore[arg-type]
-    assert window.predicate is None
-    assert window.cursor == dt.datetime(2026, 3, 29, 1, 10, tzinfo=UTC)
+    window = incremental_window(STORED, options, replica_has_rows, _never)
+    assert window == Window(CURSOR) and not window.reads_rows
 
 
 def test_key_range_predicate_is_half_open() -> None:

@@ -89,7 +89,7 @@ def test_project_deleted_with_move_to_another_project(kimai, env):
     # ... and exactly what reconcile is for
     result = sync_now(reconcile=True)
     assert seen + stats(result, "timesheets").updated == moved > 0
-    assert stats(result, "timesheets").extra["unrepaired"] == 0
+    assert stats(result, "timesheets").unrepaired == 0
     assert_replica_equals_kimai(env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"])
 
 
@@ -106,13 +106,13 @@ def test_bulk_export_flag_and_raw_sql_edit(kimai, env):
     assert stats(sync_now(), "timesheets").written == 0  # the cursor cannot see them
     result = sync_now(reconcile=True)
     ts = stats(result, "timesheets")
-    assert ts.updated == 41 and ts.extra["unrepaired"] == 0
-    fp = ts.extra["fingerprint"]
+    assert ts.updated == 41 and ts.unrepaired == 0
+    fp = ts.fingerprint
     assert fp.keys_differing == 41
     assert_replica_equals_kimai(env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"])
     # a second reconcile finds nothing
     again = stats(sync_now(reconcile=True), "timesheets")
-    assert again.written == 0 and again.extra["fingerprint"].buckets_differing == 0
+    assert again.written == 0 and again.fingerprint.buckets_differing == 0
 
 
 def test_deleted_tag_removes_its_pairs(kimai, env):
@@ -187,7 +187,7 @@ def test_rows_changing_while_reconcile_runs_are_settled_by_the_next_run(kimai, e
         thread.join()
     assert not errors
     final = sync_now(reconcile=True)
-    assert stats(final, "timesheets").extra["unrepaired"] == 0
+    assert stats(final, "timesheets").unrepaired == 0
     assert_replica_equals_kimai(env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"])
 
 
@@ -248,7 +248,7 @@ def test_reconcile_at_a_million_rows_reads_a_sliver_of_kimai(env):
     )
 
     quiet = stats(sync_now("timesheets", reconcile=True), "timesheets")
-    assert quiet.written == 0 and quiet.extra["unrepaired"] == 0
+    assert quiet.written == 0 and quiet.unrepaired == 0
     assert quiet.kimai_bytes_read <= 0.01 * table_bytes, (quiet.kimai_bytes_read, table_bytes)
     assert quiet.rows_read == 0
 
@@ -267,7 +267,7 @@ def test_reconcile_at_a_million_rows_reads_a_sliver_of_kimai(env):
         conn.commit()
     fixed = stats(sync_now("timesheets", reconcile=True), "timesheets")
     assert fixed.updated == 1000 and fixed.inserted == fixed.deleted == 0
-    assert fixed.extra["unrepaired"] == 0
+    assert fixed.unrepaired == 0
     assert fixed.kimai_bytes_read <= 0.02 * table_bytes, (fixed.kimai_bytes_read, table_bytes)
     conn = pg_connect(env["ATLAS_DB_DATABASE"])
     with conn.cursor() as cur:
@@ -278,5 +278,5 @@ def test_reconcile_at_a_million_rows_reads_a_sliver_of_kimai(env):
         assert cur.fetchone() == (500, 500)
     conn.close()
     again = stats(sync_now("timesheets", reconcile=True), "timesheets")
-    assert again.written == 0 and again.extra["fingerprint"].buckets_differing == 0
+    assert again.written == 0 and again.fingerprint.buckets_differing == 0
     engine.dispose()

@@ -1,0 +1,71 @@
+"""The types the stages of a run hand each other: what was asked, and what each table did."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+
+@dataclass
+class FingerprintStats:
+    """What comparing range fingerprints cost (`pipelines.fingerprint`)."""
+
+    kimai_rows_returned: int = 0
+    kimai_bytes_returned: int = 0
+    buckets: int = 0
+    buckets_differing: int = 0
+    keys_differing: int = 0
+
+
+@dataclass
+class SyncOptions:
+    """What the caller asked for."""
+
+    full_refresh: bool = False
+    since: dt.date | None = None
+    overlap_seconds: int = 300
+    reconcile: bool = False
+    """Also compare every column of every row (fingerprints), not only the cursor window."""
+
+
+@dataclass
+class TableStats:
+    """Counts for one table in one run."""
+
+    table: str
+    kimai_rows: int = 0
+    replica_rows_before: int = 0
+    rows_read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    cursor_before: str | None = None
+    cursor_after: str | None = None
+    seconds: float = 0.0
+    kimai_bytes_read: int = 0
+    orphans: int = 0
+    """Rows re-read from Kimai because their reference would have dangled."""
+    fingerprint: FingerprintStats | None = None
+    """What comparing range fingerprints cost (reconciling runs on MariaDB → PostgreSQL)."""
+    unrepaired: int | None = None
+    """Rows of the reconciled ranges that still differ after the load (reconciling runs)."""
+
+    @property
+    def written(self) -> int:
+        """Rows inserted, updated or deleted."""
+        return self.inserted + self.updated + self.deleted
+
+    @property
+    def replica_rows_after(self) -> int:
+        """Replica row count once this run's load committed."""
+        return self.replica_rows_before + self.inserted - self.deleted
+
+
+@dataclass
+class SyncResult:
+    """Outcome of a sync run."""
+
+    tables: list[TableStats] = field(default_factory=list)
+    seconds: float = 0.0
+    resumed_pending: bool = False
+    dry_run: bool = False
