@@ -443,7 +443,7 @@ def demo_command(
     """
 
     def demo() -> None:
-        from pipelines.demo import DEFAULT_DIR, render, run_demo
+        from pipelines.demo.runner import DEFAULT_DIR, render, run_demo
         from pipelines.logs import configure
 
         say = configure(log_format.value, debug)

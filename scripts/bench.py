@@ -543,7 +543,7 @@ class Bench:
         return f"mysql+pymysql://root@127.0.0.1:3306/{self.kimai_db}?charset=utf8mb4"
 
     def build_kimai(self) -> None:
-        from pipelines.fixtures.kimai_data import build_kimai
+        from pipelines.demo.kimai_data import build_kimai
 
         if self.own_kimai:
             self.maria.q(
@@ -960,7 +960,7 @@ class Bench:
     def create_overlays(self, db: str) -> None:
         import psycopg2
 
-        from pipelines.fixtures.atlas_overlays import create_atlas_overlays, replica_currencies
+        from pipelines.demo.atlas_overlays import create_atlas_overlays, replica_currencies
 
         conn = psycopg2.connect(**POSTGRES, dbname=db)
         try:

@@ -13,12 +13,12 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
-from pipelines.fixtures.atlas_overlays import (
+from pipelines.demo.atlas_overlays import (
     OverlaySummary,
     create_atlas_overlays,
     replica_currencies,
 )
-from pipelines.fixtures.kimai_data import build_kimai
+from pipelines.demo.kimai_data import build_kimai
 from tests.conftest import (
     MARIADB,
     POSTGRES,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pymysql
 import pytest
 
-from pipelines.fixtures.kimai_data import build_kimai
+from pipelines.demo.kimai_data import build_kimai
 from tests.conftest import (
     kimai_exec,
     kimai_query,

@@ -20,7 +20,7 @@ from pathlib import Path
 import psycopg2
 import sqlalchemy as sa
 
-from pipelines.fixtures import kimai_actions as kimai_do
+from pipelines.demo import kimai_actions as kimai_do
 from tests.conftest import (
     POSTGRES,
     kimai_query,

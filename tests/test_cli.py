@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.fixtures.kimai_data import build_kimai
+from pipelines.demo.kimai_data import build_kimai
 from tests.conftest import REPO, kimai_url, pg_connect, run_cli
 
 COMMANDS = ["sync", "transform", "reconcile", "status", "demo"]

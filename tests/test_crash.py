@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from pipelines.fixtures.kimai_data import build_kimai
+from pipelines.demo.kimai_data import build_kimai
 from tests.conftest import (
     kimai_url,
     mariadb_connect,

@@ -18,7 +18,7 @@ import psycopg2
 import pytest
 import sqlalchemy as sa
 
-from pipelines.fixtures import kimai_actions as kimai_do
+from pipelines.demo import kimai_actions as kimai_do
 from tests.conftest import POSTGRES, kimai_query, kimai_url, pg_query, run_cli
 from tests.stack import (
     ANALYTICS,

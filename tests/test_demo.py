@@ -28,8 +28,8 @@ import duckdb
 import pytest
 
 from pipelines.config import load_settings
-from pipelines.demo import SEED, DemoPaths, demo_settings, kimai_currencies
-from pipelines.fixtures.atlas_overlays import create_atlas_overlays
+from pipelines.demo.atlas_overlays import create_atlas_overlays
+from pipelines.demo.runner import SEED, DemoPaths, demo_settings, kimai_currencies
 from pipelines.lock import file_lock
 from pipelines.registry import TABLES, TableSpec
 from pipelines.runner import RunRequest, execute

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.fixtures.kimai_data import build_kimai
+from pipelines.demo.kimai_data import build_kimai
 from tests.conftest import kimai_exec, kimai_query, kimai_url, pg_query, run_cli
 from tests.replica_check import assert_replica_equals_kimai
 

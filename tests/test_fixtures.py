@@ -18,8 +18,8 @@ import pymysql
 import pytest
 import sqlalchemy as sa
 
-from pipelines.fixtures import kimai_actions as ka
-from pipelines.fixtures import kimai_data as kd
+from pipelines.demo import kimai_actions as ka
+from pipelines.demo import kimai_data as kd
 
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
 UTC_NOW = kd.REFERENCE_NOW

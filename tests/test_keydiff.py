@@ -13,7 +13,7 @@ import pytest
 
 from pipelines import keydiff
 from pipelines.config import load_settings
-from pipelines.fixtures.kimai_data import build_kimai
+from pipelines.demo.kimai_data import build_kimai
 from pipelines.keydiff import DIGEST_BUCKET, KeyDiff, compare_key_sets
 from pipelines.kimai import Kimai
 from pipelines.registry import TABLES_BY_NAME

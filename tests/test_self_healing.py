@@ -10,8 +10,8 @@ from collections.abc import Callable
 import pytest
 import sqlalchemy as sa
 
-from pipelines.fixtures import kimai_actions as kimai_do
-from pipelines.fixtures.kimai_data import build_kimai
+from pipelines.demo import kimai_actions as kimai_do
+from pipelines.demo.kimai_data import build_kimai
 from pipelines.registry import TABLES_BY_NAME
 from tests.conftest import kimai_url, pg_connect, run_cli, sync_now
 from tests.replica_check import assert_replica_equals_kimai

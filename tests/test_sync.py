@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from pipelines.fixtures.kimai_data import SECRET_MARKER, build_kimai
+from pipelines.demo.kimai_data import SECRET_MARKER, build_kimai
 from pipelines.registry import TABLES, TABLES_BY_NAME, USER_SECRET_COLUMNS
 from tests.conftest import (
     kimai_exec,
@@ -194,7 +194,7 @@ def test_least_privilege_login_with_column_grants(kimai, env, monkeypatch):
     import pymysql
     import sqlalchemy as sa
 
-    from pipelines.fixtures.kimai_actions import create_readonly_user, drop_readonly_user
+    from pipelines.demo.kimai_actions import create_readonly_user, drop_readonly_user
 
     user = f"ro_{kimai[-8:]}"
     engine = sa.create_engine(kimai_url(kimai))

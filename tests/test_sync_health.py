@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from pipelines.fixtures.atlas_overlays import create_atlas_overlays, replica_currencies
-from pipelines.fixtures.kimai_data import build_kimai
+from pipelines.demo.atlas_overlays import create_atlas_overlays, replica_currencies
+from pipelines.demo.kimai_data import build_kimai
 from pipelines.registry import TABLES
 from tests.conftest import kimai_url, pg_connect, pg_query, run_cli
 

@@ -6,7 +6,7 @@ scheduled job runs (`pipelines.runner.execute`: the table registry, the dlt sour
 its incremental state, delete detection and a reconciliation, then ``dbt build`` on the
 DuckDB target ``local``) and prints a report a manager would recognise. Every later run in
 the same directory first simulates a day of Kimai activity through Kimai's own write paths
-(`pipelines.fixtures.kimai_actions`: new, edited, stopped and deleted timesheets, tags,
+(`pipelines.demo.kimai_actions`: new, edited, stopped and deleted timesheets, tags,
 an export flag) and shows the changes flowing through.
 
 The demo uses its own settings only: the ``KIMAI_*``, ``ATLAS_*`` and ``DBT_PROFILES_DIR``
@@ -296,7 +296,7 @@ def _remove(items: Sequence[Path]) -> None:
 
 
 def _generate_kimai(paths: DemoPaths, scale: int, now: dt.datetime) -> dict[str, int]:
-    from pipelines.fixtures.kimai_data import build_kimai
+    from pipelines.demo.kimai_data import build_kimai
 
     summary = build_kimai(f"sqlite:///{paths.kimai}", seed=SEED, timesheets=scale, now=now)
     return summary.rows
@@ -306,7 +306,7 @@ def _create_overlays(paths: DemoPaths, settings: Settings) -> None:
     """Atlas's overlay tables (overrides, taxonomy tags, payments) for the generated projects."""
     import duckdb
 
-    from pipelines.fixtures.atlas_overlays import create_atlas_overlays
+    from pipelines.demo.atlas_overlays import create_atlas_overlays
 
     projects, customers = kimai_currencies(paths.kimai)
     conn = duckdb.connect(str(paths.atlas))
@@ -357,8 +357,8 @@ def simulate_day(kimai_file: Path, now: dt.datetime, rng: random.Random) -> list
         One line per kind of change, for the report.
 
     """
-    from pipelines.fixtures import kimai_actions as kimai
-    from pipelines.fixtures.kimai_data import connect_engine
+    from pipelines.demo import kimai_actions as kimai
+    from pipelines.demo.kimai_data import connect_engine
 
     month = last_full_month(now.date())
     month_end = (month + dt.timedelta(days=32)).replace(day=1)
