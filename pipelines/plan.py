@@ -25,7 +25,7 @@ from pipelines.fingerprint import Comparison, Fingerprinter
 from pipelines.keydiff import KeyDiff, compare_key_sets
 from pipelines.kimai import Kimai
 from pipelines.layout import TableLayout
-from pipelines.replica import Replica
+from pipelines.replica import PostgresReplica, Replica
 from pipelines.window import Window
 
 
@@ -252,3 +252,8 @@ def check_mass_delete(
                 f" {p.kimai_count:,} rows; the limit is ATLAS_MASS_DELETE_MAX_SHARE="
                 f"{max_share:g}. If Kimai really deleted them, rerun with --allow-mass-delete"
             )
+
+
+def supports_fingerprints(kimai: Kimai, replica: Replica) -> bool:
+    """Whether both servers can compute the row fingerprints (MariaDB/MySQL and PostgreSQL)."""
+    return kimai.dialect == "mysql" and isinstance(replica, PostgresReplica)

@@ -1,7 +1,8 @@
-"""Read access to the replica tables in Atlas DB (PostgreSQL, or DuckDB for the embedded demo).
+"""The replica schema in Atlas DB (PostgreSQL, or DuckDB for the embedded demo).
 
-dlt writes the replica; this module only reads it (keys, rows to compare) and keeps the
-key indexes that dlt does not create on PostgreSQL.
+dlt and the bulk path write the replica's rows. This module reads them (keys, rows to
+compare, foreign-key values), creates the indexes dlt does not create on PostgreSQL, and
+runs the audit's small statements.
 """
 
 from __future__ import annotations

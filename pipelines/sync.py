@@ -1,32 +1,33 @@
-"""One sync run: preflight, finish interrupted loads, plan, guard, extract, load, report."""
+"""One sync run, stage by stage.
+
+1. plan: key sets, cursor windows, the guard (`pipelines.plan`, `pipelines.window`,
+   `pipelines.orphans`);
+2. change sets per table (`pipelines.changes`);
+3. load: the dlt merge or the bulk path (`pipelines.load`, `pipelines.bulk`);
+4. record: the runner writes the audit (`pipelines.runner`, `pipelines.audit`).
+"""
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pipelines.bulk import BulkLoader
+from pipelines.changes import TableExtractor
 from pipelines.config import Settings
-from pipelines.dberrors import classify, database_failure, pipeline_error_in, root_cause
 from pipelines.diff import keys_not_in
 from pipelines.kimai import Kimai
 from pipelines.layout import TableLayout
+from pipelines.load import BULK_WORKERS, bulk_loads, prepare_pipeline, run_dlt, stored_states
 from pipelines.orphans import find_orphans
-from pipelines.plan import TablePlan, check_mass_delete, plan_tables
+from pipelines.plan import TablePlan, check_mass_delete, plan_tables, supports_fingerprints
 from pipelines.registry import TableSpec
 from pipelines.replica import PostgresReplica, Replica, open_replica
-from pipelines.retry import RetryPolicy, with_retries
-from pipelines.source import (
-    TableExtractor,
-    kimai_source,
-    supports_fingerprints,
-)
 from pipelines.types import SyncOptions, SyncResult, TableStats
 from pipelines.window import Window, incremental_window
 
@@ -34,64 +35,6 @@ log = logging.getLogger("pipelines.sync")
 
 MASS_DELETE_MIN_ROWS = 20
 """Deletes below this count never trip the guard: small tables lose rows in normal use."""
-
-
-def _configure_dlt() -> None:
-    # dlt reads its settings from the environment; these are the product's defaults
-    os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING")
-    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
-    os.environ.setdefault("LOAD__DELETE_COMPLETED_JOBS", "true")
-    logging.getLogger("dlt").setLevel(logging.WARNING)
-
-
-def make_pipeline(settings: Settings) -> Any:
-    """The dlt pipeline writing the replica schema of the configured Atlas DB."""
-    _configure_dlt()
-    import dlt
-
-    if settings.atlas_dialect == "duckdb":
-        destination = dlt.destinations.duckdb(settings.atlas_url.database)
-    else:
-        url = settings.atlas_url
-        # dlt insists on a password field; an empty one works with trust/peer auth
-        creds = url.render_as_string(hide_password=False)
-        if url.password is None:
-            creds = creds.replace(f"{url.username}@", f"{url.username}:@", 1)
-        destination = dlt.destinations.postgres(credentials=creds)
-    kwargs: dict[str, Any] = {}
-    if settings.state_dir is not None:
-        kwargs["pipelines_dir"] = str(settings.state_dir)
-    return dlt.pipeline(
-        pipeline_name=settings.pipeline_name,
-        destination=destination,
-        dataset_name=settings.replica_schema,
-        progress=None,
-        **kwargs,
-    )
-
-
-def finish_pending(pipeline: Any) -> bool:
-    """Load packages a killed or failed run left behind; abort them if they cannot load.
-
-    dlt refuses new data while a package is pending. Aborting rewinds the local state to
-    before the package, so no cursor ever moves past rows that were not loaded.
-
-    Returns:
-        Whether there was pending work.
-
-    """
-    if not pipeline.has_pending_data:
-        return False
-    log.warning("completing a load left by an interrupted run")
-    try:
-        pipeline.normalize()
-        pipeline.load()
-    except Exception as exc:
-        if classify(exc) != "failure":
-            raise database_failure("completing the interrupted load failed", exc) from exc
-        log.warning("discarding a load package that cannot be loaded: %s", root_cause(exc))
-        pipeline.abort_packages()
-    return True
 
 
 def sync(
@@ -159,7 +102,7 @@ def sync(
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlt") as setup:
             # importing dlt and reading its state overlaps the key sweeps ...
-            prepared = setup.submit(_prepare_pipeline, settings)
+            prepared = setup.submit(prepare_pipeline, settings)
             extractors = prepare(
                 _plan(
                     kimai,
@@ -171,7 +114,7 @@ def sync(
                 )
             )
             # ... and the first loads of empty tables, which no pending dlt package touches
-            finishing = _bulk_loads([e for e in extractors if e.plan.replica_count == 0], finisher)
+            finishing = bulk_loads([e for e in extractors if e.plan.replica_count == 0], finisher)
             pipeline, resumed, states = prepared.result()
         result.resumed_pending = resumed
         if resumed:
@@ -186,9 +129,9 @@ def sync(
                     e.preview_rewrite()
             _collect(pipeline, extractors)
         else:
-            finishing += _bulk_loads(extractors, finisher)
+            finishing += bulk_loads(extractors, finisher)
             if _collect(pipeline, extractors):
-                _run_dlt(pipeline, extractors, settings.retry)
+                run_dlt(pipeline, extractors, settings.retry)
             for future in finishing:
                 future.result()
             replica.ensure_indexes(layouts)
@@ -204,14 +147,6 @@ def sync(
         replica.close()
     result.seconds = time.monotonic() - started
     return result
-
-
-def _prepare_pipeline(settings: Settings) -> tuple[Any, bool, dict[str, dict[str, Any]]]:
-    """The dlt pipeline, whether it had to complete a load, and the stored resource states."""
-    pipeline = make_pipeline(settings)
-    resumed = finish_pending(pipeline)
-    _sync_state_from_destination(pipeline, settings.retry)
-    return pipeline, resumed, _resource_states(pipeline)
 
 
 def _plan(
@@ -276,19 +211,6 @@ def _plan(
     )
 
 
-def _sync_state_from_destination(pipeline: Any, retry: RetryPolicy) -> None:
-    try:
-        with_retries(pipeline.sync_destination, "reading sync state from Atlas DB", retry)
-    except Exception as exc:
-        raise database_failure("reading sync state from Atlas DB failed", exc) from exc
-
-
-def _resource_states(pipeline: Any) -> dict[str, dict[str, Any]]:
-    """A copy of every resource's stored state (the cursors), read without extracting."""
-    resources = pipeline.state.get("sources", {}).get("kimai", {}).get("resources", {})
-    return copy.deepcopy(resources)
-
-
 def _collect(pipeline: Any, extractors: list[TableExtractor]) -> bool:
     """Compute every change set ahead of dlt; tell whether dlt has anything to do.
 
@@ -297,7 +219,7 @@ def _collect(pipeline: Any, extractors: list[TableExtractor]) -> bool:
         rewritten through dlt: the run can skip dlt's extract, normalize and load.
 
     """
-    states = _resource_states(pipeline)
+    states = stored_states(pipeline)
     work = False
     for e in extractors:
         if e.streams_through_dlt:
@@ -307,48 +229,3 @@ def _collect(pipeline: Any, extractors: list[TableExtractor]) -> bool:
         e.collect(copy.deepcopy(stored))
         work = work or e.has_output or e.collected_state != stored
     return work
-
-
-BULK_WORKERS = 2
-"""Whole tables streamed at once on the bulk path (the big two are timesheets and pairs)."""
-
-
-def _bulk_loads(extractors: list[TableExtractor], finisher: ThreadPoolExecutor) -> list[Future]:
-    """Run the streaming COPY of every table that takes it (once), a few tables at a time.
-
-    Returns:
-        The index builds, which go on in `finisher` while the run continues.
-
-    """
-    bulk = [e for e in extractors if e.bulk is not None and not e.bulk_done]
-    if not bulk:
-        return []
-    # biggest first, so the long table starts at once and the small ones fill in beside it
-    bulk.sort(key=lambda e: e.layout.spec.sync != "incremental")
-    bulk[0].bulk.ensure_schemas()
-    finishing = []
-    with ThreadPoolExecutor(max_workers=BULK_WORKERS, thread_name_prefix="bulk") as pool:
-        loads = {pool.submit(e.bulk_load): e for e in bulk}
-        # each table's indexes are built as soon as its own load has committed
-        for future in as_completed(loads):
-            future.result()
-            e = loads[future]
-            assert e.bulk is not None
-            finishing.append(finisher.submit(e.bulk.finish, e.layout))
-    return finishing
-
-
-def _run_dlt(pipeline: Any, extractors: list[TableExtractor], retry: RetryPolicy) -> None:
-    from dlt.pipeline.exceptions import PipelineStepFailed
-
-    source = kimai_source(extractors)
-    try:
-        pipeline.extract(source, loader_file_format="parquet")
-        pipeline.normalize()
-        # a failed load leaves its package pending: loading again resumes the remaining jobs
-        with_retries(pipeline.load, "loading into Atlas DB", retry)
-    except PipelineStepFailed as exc:
-        own = pipeline_error_in(exc)
-        if own is not None:
-            raise own from exc
-        raise database_failure(f"{exc.step} step failed", exc) from exc

@@ -1,17 +1,13 @@
-"""The dlt source over Kimai: one resource per registry table, yielding only what changed.
+"""Stage 2 of a run: per table, the change set (rows to upsert, keys to delete, the new cursor).
 
-Each resource yields Arrow tables of two kinds, merged by dlt in one transaction per table:
+`TableExtractor` turns a table's plan into what the load writes:
 
 * rows to upsert (``synced_at`` set): new rows and rows whose values differ from the replica;
 * delete markers (only the key; ``synced_at`` NULL): keys Kimai no longer has.
 
-The merge (``delete-insert``) deletes every replica row whose key is staged and inserts the
-staged rows whose ``synced_at`` is set, so a marker removes its row and leaves no trace:
-the replica keeps Kimai's columns plus ``synced_at`` and nothing else. Comparing with the
-replica before yielding keeps a no-change run from writing anything.
-
-The timesheet cursor lives in dlt's resource state, which dlt commits together with the
-load package: it advances only when the rows it covers are loaded.
+Comparing with the replica first keeps a no-change run from writing anything. Tables with
+nothing to compare with (first loads, full refreshes, new Kimai columns) are rewritten
+whole, by the streaming bulk path where it exists (`bulk_load`).
 """
 
 from __future__ import annotations
@@ -27,10 +23,10 @@ import pyarrow.compute as pc
 from pipelines.bulk import BulkLoader
 from pipelines.diff import changed_rows, keys_not_in, packed_keys, unpack_keys
 from pipelines.kimai import BATCH_ROWS, Kimai
-from pipelines.layout import TableLayout, quote_ansi
+from pipelines.layout import TableLayout
 from pipelines.plan import TablePlan
 from pipelines.registry import SYNCED_AT
-from pipelines.replica import PostgresReplica, Replica
+from pipelines.replica import Replica
 from pipelines.types import SyncOptions, TableStats
 from pipelines.window import format_cursor, max_cursor
 
@@ -319,55 +315,3 @@ class TableExtractor:
             )
         gone = keys_not_in(packed_keys(replica_rows, key), packed_keys(kimai_rows, key))
         return changed_rows(kimai_rows, replica_rows, key).num_rows + len(gone)
-
-
-def supports_fingerprints(kimai: Kimai, replica: Replica) -> bool:
-    """Whether both servers can compute the row fingerprints (MariaDB/MySQL and PostgreSQL)."""
-    return kimai.dialect == "mysql" and isinstance(replica, PostgresReplica)
-
-
-def make_resource(extractor: TableExtractor) -> Any:
-    """Wrap one table's extractor as a dlt resource merging into its replica table."""
-    import dlt
-
-    layout = extractor.layout
-    key_cols = ", ".join(quote_ansi(k) for k in layout.key)
-    key_list = ", ".join(f"s.{quote_ansi(k)}" for k in layout.key)
-    write_disposition = {
-        "disposition": "merge",
-        "strategy": "delete-insert",
-        # delete every replica row whose key is staged (updated rows and delete markers) ...
-        "destination_scope": f"({key_cols}) IN (SELECT {key_list} FROM {{staging_table}} s)",
-        # ... and insert only real rows: markers carry no synced_at
-        "source_filter": f"{quote_ansi(SYNCED_AT)} IS NOT NULL",
-    }
-
-    def rows() -> Iterator[pa.Table]:
-        live = dlt.current.resource_state()
-        if extractor.collected is None:
-            yield from extractor.rows(live)
-            return
-        live.update(extractor.collected_state)
-        yield from extractor.collected
-
-    return dlt.resource(
-        rows(),
-        name=layout.spec.name,
-        table_name=layout.spec.replica_table,
-        write_disposition=write_disposition,
-        primary_key=list(layout.key),
-        columns=layout.dlt_columns(),
-        file_format="parquet",
-        max_table_nesting=0,
-    )
-
-
-def kimai_source(extractors: list[TableExtractor]) -> Any:
-    """The dlt source holding one resource per planned table."""
-    import dlt
-
-    @dlt.source(name="kimai", max_table_nesting=0, root_key=False)
-    def kimai() -> list[Any]:
-        return [make_resource(e) for e in extractors]
-
-    return kimai()

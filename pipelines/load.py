@@ -1,0 +1,210 @@
+"""Stage 3 of a run: load the change sets into the replica.
+
+Through dlt: one resource per table yields the table's change set, and dlt merges it in one
+transaction per table. The merge (``delete-insert``) deletes every replica row whose key is
+staged and inserts the staged rows whose ``synced_at`` is set, so a delete marker removes
+its row and leaves no trace: the replica keeps Kimai's columns plus ``synced_at`` and
+nothing else. The timesheet cursor lives in dlt's resource state, which dlt commits
+together with the load package: it advances only when the rows it covers are loaded, and
+a package a crashed run left behind is completed (or aborted, rewinding the state) before
+anything new is read.
+
+Whole-table rewrites stream by COPY instead (`pipelines.bulk`), a few tables at a time.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from typing import Any
+
+import pyarrow as pa
+
+from pipelines.changes import TableExtractor
+from pipelines.config import Settings
+from pipelines.dberrors import classify, database_failure, pipeline_error_in, root_cause
+from pipelines.layout import quote_ansi
+from pipelines.registry import SYNCED_AT
+from pipelines.retry import RetryPolicy, with_retries
+
+log = logging.getLogger("pipelines.load")
+
+
+def _configure_dlt() -> None:
+    # dlt reads its settings from the environment; these are the product's defaults
+    os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING")
+    os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+    os.environ.setdefault("LOAD__DELETE_COMPLETED_JOBS", "true")
+    logging.getLogger("dlt").setLevel(logging.WARNING)
+
+
+def make_pipeline(settings: Settings) -> Any:
+    """The dlt pipeline writing the replica schema of the configured Atlas DB."""
+    _configure_dlt()
+    import dlt
+
+    if settings.atlas_dialect == "duckdb":
+        destination = dlt.destinations.duckdb(settings.atlas_url.database)
+    else:
+        url = settings.atlas_url
+        # dlt insists on a password field; an empty one works with trust/peer auth
+        creds = url.render_as_string(hide_password=False)
+        if url.password is None:
+            creds = creds.replace(f"{url.username}@", f"{url.username}:@", 1)
+        destination = dlt.destinations.postgres(credentials=creds)
+    kwargs: dict[str, Any] = {}
+    if settings.state_dir is not None:
+        kwargs["pipelines_dir"] = str(settings.state_dir)
+    return dlt.pipeline(
+        pipeline_name=settings.pipeline_name,
+        destination=destination,
+        dataset_name=settings.replica_schema,
+        progress=None,
+        **kwargs,
+    )
+
+
+def finish_pending(pipeline: Any) -> bool:
+    """Load packages a killed or failed run left behind; abort them if they cannot load.
+
+    dlt refuses new data while a package is pending. Aborting rewinds the local state to
+    before the package, so no cursor ever moves past rows that were not loaded.
+
+    Returns:
+        Whether there was pending work.
+
+    """
+    if not pipeline.has_pending_data:
+        return False
+    log.warning("completing a load left by an interrupted run")
+    try:
+        pipeline.normalize()
+        pipeline.load()
+    except Exception as exc:
+        if classify(exc) != "failure":
+            raise database_failure("completing the interrupted load failed", exc) from exc
+        log.warning("discarding a load package that cannot be loaded: %s", root_cause(exc))
+        pipeline.abort_packages()
+    return True
+
+
+def prepare_pipeline(settings: Settings) -> tuple[Any, bool, dict[str, dict[str, Any]]]:
+    """The dlt pipeline, whether it had to complete a load, and the stored resource states."""
+    pipeline = make_pipeline(settings)
+    resumed = finish_pending(pipeline)
+    _sync_state_from_destination(pipeline, settings.retry)
+    return pipeline, resumed, stored_states(pipeline)
+
+
+def _sync_state_from_destination(pipeline: Any, retry: RetryPolicy) -> None:
+    try:
+        with_retries(pipeline.sync_destination, "reading sync state from Atlas DB", retry)
+    except Exception as exc:
+        raise database_failure("reading sync state from Atlas DB failed", exc) from exc
+
+
+def stored_states(pipeline: Any) -> dict[str, dict[str, Any]]:
+    """A copy of every resource's stored state (the cursors), read without extracting."""
+    resources = pipeline.state.get("sources", {}).get("kimai", {}).get("resources", {})
+    return copy.deepcopy(resources)
+
+
+def make_resource(extractor: TableExtractor) -> Any:
+    """Wrap one table's extractor as a dlt resource merging into its replica table."""
+    import dlt
+
+    layout = extractor.layout
+    key_cols = ", ".join(quote_ansi(k) for k in layout.key)
+    key_list = ", ".join(f"s.{quote_ansi(k)}" for k in layout.key)
+    write_disposition = {
+        "disposition": "merge",
+        "strategy": "delete-insert",
+        # delete every replica row whose key is staged (updated rows and delete markers) ...
+        "destination_scope": f"({key_cols}) IN (SELECT {key_list} FROM {{staging_table}} s)",
+        # ... and insert only real rows: markers carry no synced_at
+        "source_filter": f"{quote_ansi(SYNCED_AT)} IS NOT NULL",
+    }
+
+    def rows() -> Iterator[pa.Table]:
+        live = dlt.current.resource_state()
+        if extractor.collected is None:
+            yield from extractor.rows(live)
+            return
+        live.update(extractor.collected_state)
+        yield from extractor.collected
+
+    return dlt.resource(
+        rows(),
+        name=layout.spec.name,
+        table_name=layout.spec.replica_table,
+        write_disposition=write_disposition,
+        primary_key=list(layout.key),
+        columns=layout.dlt_columns(),
+        file_format="parquet",
+        max_table_nesting=0,
+    )
+
+
+def kimai_source(extractors: list[TableExtractor]) -> Any:
+    """The dlt source holding one resource per planned table."""
+    import dlt
+
+    @dlt.source(name="kimai", max_table_nesting=0, root_key=False)
+    def kimai() -> list[Any]:
+        return [make_resource(e) for e in extractors]
+
+    return kimai()
+
+
+BULK_WORKERS = 2
+"""Whole tables streamed at once on the bulk path (the big two are timesheets and pairs)."""
+
+
+def bulk_loads(extractors: list[TableExtractor], finisher: ThreadPoolExecutor) -> list[Future]:
+    """Run the streaming COPY of every table that takes it (once), a few tables at a time.
+
+    Returns:
+        The index builds, which go on in `finisher` while the run continues.
+
+    """
+    bulk = [e for e in extractors if e.bulk is not None and not e.bulk_done]
+    if not bulk:
+        return []
+    # biggest first, so the long table starts at once and the small ones fill in beside it
+    bulk.sort(key=lambda e: e.layout.spec.sync != "incremental")
+    bulk[0].bulk.ensure_schemas()
+    finishing = []
+    with ThreadPoolExecutor(max_workers=BULK_WORKERS, thread_name_prefix="bulk") as pool:
+        loads = {pool.submit(e.bulk_load): e for e in bulk}
+        # each table's indexes are built as soon as its own load has committed
+        for future in as_completed(loads):
+            future.result()
+            e = loads[future]
+            assert e.bulk is not None
+            finishing.append(finisher.submit(e.bulk.finish, e.layout))
+    return finishing
+
+
+def run_dlt(pipeline: Any, extractors: list[TableExtractor], retry: RetryPolicy) -> None:
+    """Extract, normalize and load the change sets through dlt (a pending load resumes).
+
+    Raises:
+        PipelineError: The product's own error raised inside dlt, or the failed step.
+
+    """
+    from dlt.pipeline.exceptions import PipelineStepFailed
+
+    source = kimai_source(extractors)
+    try:
+        pipeline.extract(source, loader_file_format="parquet")
+        pipeline.normalize()
+        # a failed load leaves its package pending: loading again resumes the remaining jobs
+        with_retries(pipeline.load, "loading into Atlas DB", retry)
+    except PipelineStepFailed as exc:
+        own = pipeline_error_in(exc)
+        if own is not None:
+            raise own from exc
+        raise database_failure(f"{exc.step} step failed", exc) from exc
