@@ -33,6 +33,7 @@ from pipelines.layout import (
     ranges_sql,
 )
 from pipelines.replica import Replica
+from pipelines.sqltag import Purpose, tagged
 from pipelines.types import FingerprintStats
 
 BUCKET_IDS = 64
@@ -127,12 +128,12 @@ class Fingerprinter:
 
     # -- Kimai side: short READ ONLY transactions ------------------------------------------
 
-    def _kimai_query(self, sql: str) -> list[tuple]:
+    def _kimai_query(self, purpose: Purpose, sql: str) -> list[tuple]:
         conn = self.engine.raw_connection()
         try:
             cur = conn.cursor()
             cur.execute("START TRANSACTION READ ONLY")
-            cur.execute(sql)
+            cur.execute(tagged(purpose, self.layout.kimai_name, sql))
             rows = cur.fetchall()
             conn.commit()
         finally:
@@ -149,9 +150,10 @@ class Fingerprinter:
     def _kimai_buckets(self, lo: int, hi: int) -> dict[int, tuple[int, int]]:
         k = quote_mysql(self.key)
         rows = self._kimai_query(
+            "fingerprint range aggregates",
             f"SELECT {k} DIV {BUCKET_IDS}, COUNT(*), SUM({self._kimai_hash})"
             f" FROM {self._kimai_table} WHERE {k} >= {lo} AND {k} < {hi}"
-            f" GROUP BY {k} DIV {BUCKET_IDS}"
+            f" GROUP BY {k} DIV {BUCKET_IDS}",
         )
         return {int(b): (int(n), int(s)) for b, n, s in rows}
 
@@ -170,8 +172,9 @@ class Fingerprinter:
         for i in range(0, len(buckets), RANGES_PER_QUERY):
             part = buckets[i : i + RANGES_PER_QUERY]
             rows = self._kimai_query(
+                "fingerprint row hashes",
                 f"SELECT {k}, {self._kimai_hash} FROM {self._kimai_table}"
-                f" WHERE {_ranges_sql(k, part)}"
+                f" WHERE {_ranges_sql(k, part)}",
             )
             out.update((int(a), int(b)) for a, b in rows)
         return out
@@ -200,7 +203,9 @@ class Fingerprinter:
 
     def _bounds(self) -> tuple[int, int] | None:
         k, r = quote_mysql(self.key), quote_ansi(self.key)
-        kimai = self._kimai_query(f"SELECT MIN({k}), MAX({k}) FROM {self._kimai_table}")[0]
+        kimai = self._kimai_query(
+            "fingerprint bounds", f"SELECT MIN({k}), MAX({k}) FROM {self._kimai_table}"
+        )[0]
         replica = self.replica.query(f"SELECT min({r}), max({r}) FROM {self._replica_table}")[0]
         lows = [int(v) for v in (kimai[0], replica[0]) if v is not None]
         highs = [int(v) for v in (kimai[1], replica[1]) if v is not None]

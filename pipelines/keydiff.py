@@ -137,7 +137,9 @@ def compare_key_sets(
             ranges = [(start, end)]
             counts: tuple[int, int] | None = None
             if digests:
-                k = pool.submit(kimai.read_query, layout, on_kimai.format(low=start, high=end))
+                k = pool.submit(
+                    kimai.read_query, layout, "key digests", on_kimai.format(low=start, high=end)
+                )
                 r = pool.submit(replica.read_arrow, on_replica.format(low=start, high=end))
                 theirs, ours = _digests(k.result()), _digests(r.result())
                 counts = (sum(d[0] for d in theirs.values()), sum(d[0] for d in ours.values()))

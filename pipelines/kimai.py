@@ -30,6 +30,7 @@ from pipelines.layout import (
 )
 from pipelines.registry import TableSpec
 from pipelines.retry import with_retries
+from pipelines.sqltag import Purpose, tagged
 from pipelines.window import Window
 
 log = logging.getLogger("pipelines.kimai")
@@ -81,7 +82,7 @@ class Kimai:
 
         def ping() -> None:
             with self.engine.connect() as conn:
-                conn.execute(sa.text("SELECT 1"))
+                conn.execute(sa.text(tagged("ping", "", "SELECT 1")))
 
         try:
             with_retries(ping, "connecting to Kimai", self.settings.retry)
@@ -99,10 +100,14 @@ class Kimai:
             if self.dialect == "mysql":
                 rows = conn.execute(
                     sa.text(
-                        "SELECT table_name, column_name, data_type, column_type, is_nullable"
-                        " FROM information_schema.columns"
-                        " WHERE table_schema = DATABASE() AND table_name IN :t"
-                        " ORDER BY table_name, ordinal_position"
+                        tagged(
+                            "catalog",
+                            "",
+                            "SELECT table_name, column_name, data_type, column_type, is_nullable"
+                            " FROM information_schema.columns"
+                            " WHERE table_schema = DATABASE() AND table_name IN :t"
+                            " ORDER BY table_name, ordinal_position",
+                        )
                     ).bindparams(sa.bindparam("t", expanding=True)),
                     {"t": list(tables)},
                 ).fetchall()
@@ -159,8 +164,10 @@ class Kimai:
         name = layout.spec.name
         self.bytes_read[name] = self.bytes_read.get(name, 0) + data.nbytes
 
-    def _read(self, layout: TableLayout, sql: str) -> pa.Table:
+    def _read(self, layout: TableLayout, purpose: Purpose, sql: str) -> pa.Table:
         import connectorx as cx
+
+        sql = tagged(purpose, layout.kimai_name, sql)
 
         try:
             table = with_retries(
@@ -190,7 +197,9 @@ class Kimai:
         while True:
             resume = _after_key(layout, last) if last is not None else None
             cond = " AND ".join(f"({c})" for c in (where, resume) if c) or None
-            sql = f"{layout.select_sql(cond)} ORDER BY {order}"
+            sql = tagged(
+                "ordered stream", layout.kimai_name, f"{layout.select_sql(cond)} ORDER BY {order}"
+            )
             try:
                 reader = cx.read_sql(
                     self._cx_url, sql, return_type="arrow_stream", batch_size=BATCH_ROWS
@@ -220,45 +229,52 @@ class Kimai:
                 )
                 time.sleep(delay)
 
-    def read_rows(self, layout: TableLayout, where: str | None = None) -> pa.Table:
+    def read_rows(
+        self, layout: TableLayout, where: str | None = None, purpose: Purpose = "whole table"
+    ) -> pa.Table:
         """Read the replicated columns of the rows matching `where` (small results)."""
-        return conform(self._read(layout, layout.select_sql(where)), layout.data_schema)
+        return conform(self._read(layout, purpose, layout.select_sql(where)), layout.data_schema)
 
     def key_bounds(self, layout: TableLayout) -> tuple[int, int] | None:
         """Lowest and highest value of the (first) key column; None for an empty table."""
         k = layout.quote(layout.key[0])
         row = self._read(
-            layout, f"SELECT MIN({k}) AS lo, MAX({k}) AS hi FROM {layout.quote(layout.kimai_name)}"
+            layout,
+            "key bounds",
+            f"SELECT MIN({k}) AS lo, MAX({k}) AS hi FROM {layout.quote(layout.kimai_name)}",
         )
         lo, hi = row.column("lo")[0].as_py(), row.column("hi")[0].as_py()
         return None if lo is None else (int(lo), int(hi))
 
     def count_rows(self, layout: TableLayout) -> int:
         """How many rows the table holds."""
-        table = self._read(layout, f"SELECT COUNT(*) AS n FROM {layout.quote(layout.kimai_name)}")
+        table = self._read(
+            layout, "row count", f"SELECT COUNT(*) AS n FROM {layout.quote(layout.kimai_name)}"
+        )
         return int(table.column("n")[0].as_py())
 
     def read_key_ranges(self, layout: TableLayout, ranges: Sequence[tuple[int, int]]) -> pa.Table:
         """Keys (as int64) whose first key column is in one of the half-open `ranges`."""
         where = ranges_sql(layout.quote(layout.key[0]), ranges)
         return key_columns_only(
-            self._read(layout, f"{layout.key_select_sql()} WHERE {where}"), layout.key
+            self._read(layout, "key ranges", f"{layout.key_select_sql()} WHERE {where}"),
+            layout.key,
         )
 
     def read_window(self, layout: TableLayout, window: Window) -> pa.Table:
         """The rows in an incremental table's cursor window (see `window_sql`)."""
-        return self.read_rows(layout, window_sql(layout, window))
+        return self.read_rows(layout, window_sql(layout, window), "cursor window")
 
-    def read_query(self, layout: TableLayout, sql: str) -> pa.Table:
+    def read_query(self, layout: TableLayout, purpose: Purpose, sql: str) -> pa.Table:
         """Run a read-only query on `layout`'s table (e.g. aggregates) and return Arrow."""
-        return self._read(layout, sql)
+        return self._read(layout, purpose, sql)
 
     def read_by_keys(self, layout: TableLayout, keys: pa.Array) -> Iterator[pa.Table]:
         """Read the rows with the given single-column keys, in chunks."""
         (key,) = layout.key
         for chunk in chunks(keys.to_pylist(), KEYS_PER_QUERY):
             where = f"{layout.quote(key)} IN ({', '.join(str(int(k)) for k in chunk)})"
-            table = self.read_rows(layout, where)
+            table = self.read_rows(layout, where, "rows by key")
             if table.num_rows:
                 yield table
 

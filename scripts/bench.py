@@ -1324,30 +1324,18 @@ def capture_main(argv: list[str]) -> int:
 
 
 def classify_sql(sql: str) -> tuple[str, str]:
-    s = " ".join(sql.split())
-    u = s.upper()
-    m = re.search(r"FROM `([^`]+)`", s)
-    table = m.group(1) if m else ""
-    if not u.startswith("SELECT") or "INFORMATION_SCHEMA" in u or not table:
-        return ("session" if not u.startswith(("SELECT", "SHOW")) else "catalog", table)
-    if re.match(r"SELECT MIN\(`\w+`\)( AS \w+)?, MAX\(`\w+`\)", s, re.I):
-        return "key bounds", table
-    if " GROUP BY " in u and " DIV " in u:
-        return "fingerprint range aggregates", table
-    if "MD5(" in u:
-        return "fingerprint row hashes", table
-    if "`MODIFIED_AT` >=" in u:
-        return "cursor window", table
-    if " IN (" in u:
-        return "rows by key", table
-    plain_keys = re.match(r"SELECT `\w+`(, `\w+`)* FROM", s) is not None
-    if plain_keys and " WHERE " not in u:
-        return "key set", table
-    if plain_keys and re.search(r"WHERE `\w+` >= \d+ AND `\w+` < \d+$", s):
-        return "key set (one key range)", table
-    if " WHERE " not in u:
-        return "whole table" + (" (ordered stream)" if "ORDER BY" in u else ""), table
-    return "other", table
+    """(purpose, table) of a statement the product sent to Kimai, from its leading tag.
+
+    The product tags every query (pipelines.sqltag); what it sends untagged is its
+    drivers' session handling (transactions, settings), or a query someone forgot to tag.
+    """
+    from pipelines.sqltag import read_tag
+
+    tag = read_tag(sql)
+    if tag is not None:
+        return tag
+    query = sql.lstrip().upper().startswith(("SELECT", "SHOW", "WITH"))
+    return ("untagged query" if query else "session"), ""
 
 
 # -- machine description ---------------------------------------------------------------------------
