@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy.engine import URL, make_url
@@ -64,6 +65,24 @@ class Settings:
     def atlas_connectorx_url(self) -> str:
         """Atlas DB's URL in the form connectorx expects (PostgreSQL only)."""
         return connectorx_url(self.atlas_url)
+
+    def atlas_connect_args(self, application_name: str) -> dict[str, Any]:
+        """Keyword arguments of ``psycopg2.connect`` for Atlas DB (one place for all of them).
+
+        Args:
+            application_name: Shown in ``pg_stat_activity`` (at most 63 characters kept).
+
+        """
+        url = self.atlas_url
+        return {
+            "host": url.host,
+            "port": url.port or 5432,
+            "user": url.username,
+            "password": url.password or None,
+            "dbname": url.database,
+            "connect_timeout": 10,
+            "application_name": application_name[:63],
+        }
 
     def describe_kimai(self) -> str:
         """Kimai's location without the password, for messages."""

@@ -56,17 +56,8 @@ def run_lock(settings: Settings, wait_seconds: float = 0.0) -> Iterator[None]:
 def _advisory_lock(settings: Settings, wait_seconds: float) -> Iterator[None]:
     import psycopg2
 
-    url = settings.atlas_url
     try:
-        conn = psycopg2.connect(
-            host=url.host,
-            port=url.port or 5432,
-            user=url.username,
-            password=url.password or None,
-            dbname=url.database,
-            connect_timeout=10,
-            application_name=_holder_label()[:63],
-        )
+        conn = psycopg2.connect(**settings.atlas_connect_args(_holder_label()))
     except psycopg2.Error as exc:
         raise database_failure(
             f"cannot connect to Atlas DB at {settings.describe_atlas()}", exc

@@ -132,18 +132,9 @@ def swap(
     """
     import psycopg2
 
-    url = settings.atlas_url
     pairs = [(s.removesuffix(BUILD_SUFFIX), s) for s in shadows]
     try:
-        conn = psycopg2.connect(
-            host=url.host,
-            port=url.port or 5432,
-            user=url.username,
-            password=url.password or None,
-            dbname=url.database,
-            connect_timeout=10,
-            application_name="kimai-atlas-sync publish",
-        )
+        conn = psycopg2.connect(**settings.atlas_connect_args("kimai-atlas-sync publish"))
     except psycopg2.Error as exc:
         raise database_failure("cannot connect to Atlas DB to publish the build", exc) from exc
     try:

@@ -210,15 +210,8 @@ class PostgresReplica(Replica):
     def _connection_cursor(self, psycopg2: Any) -> Iterator[Any]:
         try:
             if self._conn is None or self._conn.closed:
-                url = self.settings.atlas_url
                 self._conn = psycopg2.connect(
-                    host=url.host,
-                    port=url.port or 5432,
-                    user=url.username,
-                    password=url.password or None,
-                    dbname=url.database,
-                    connect_timeout=10,
-                    application_name="kimai-atlas-sync",
+                    **self.settings.atlas_connect_args("kimai-atlas-sync")
                 )
             with self._conn, self._conn.cursor() as cur:
                 yield cur

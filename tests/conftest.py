@@ -12,6 +12,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pymysql
@@ -101,6 +102,17 @@ def env(
     return values
 
 
+def _cli_process(
+    env: dict[str, str], extra_env: dict[str, str] | None, cwd: Path | None
+) -> dict[str, Any]:
+    """The environment and working directory of a CLI process started by a test."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(_CONTRACT_PREFIXES)}
+    full_env.update(env)
+    full_env.update(extra_env or {})
+    where = cwd or Path(full_env.get("ATLAS_SYNC_STATE_DIR", "/tmp/x")).parent
+    return {"env": full_env, "cwd": str(where)}
+
+
 def run_cli(
     *args: str,
     env: dict[str, str],
@@ -113,16 +125,12 @@ def run_cli(
     The process gets only `env` (plus PATH and the like), never the test process's own
     contract variables, and runs outside the repository unless `cwd` says otherwise.
     """
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(_CONTRACT_PREFIXES)}
-    full_env.update(env)
-    full_env.update(extra_env or {})
     return subprocess.run(
         [sys.executable, "-m", "pipelines.run", *args],
-        env=full_env,
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=str(cwd) if cwd else str(Path(full_env.get("ATLAS_SYNC_STATE_DIR", "/tmp/x")).parent),
+        **_cli_process(env, extra_env, cwd),
     )
 
 
@@ -136,16 +144,12 @@ def start_cli(
 
     Its stdout and stderr are pipes (text); read them with ``communicate()``.
     """
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(_CONTRACT_PREFIXES)}
-    full_env.update(env)
-    full_env.update(extra_env or {})
     return subprocess.Popen(
         [sys.executable, "-m", "pipelines.run", *args],
-        env=full_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=str(cwd) if cwd else str(Path(full_env.get("ATLAS_SYNC_STATE_DIR", "/tmp/x")).parent),
+        **_cli_process(env, extra_env, cwd),
     )
 
 
