@@ -7,6 +7,7 @@ Expected failures print one line on stderr and exit with the contract's code.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 import os
 import sys
@@ -154,6 +155,20 @@ def _parse_since(since: str | None) -> dt.date | None:
         raise ConfigError(f"--since must be a date like 2024-01-31, got {since!r}") from None
 
 
+def _start(ctx: typer.Context, command: str, **fixed: Any) -> None:
+    """Run `command` with the options it was given on the command line.
+
+    Args:
+        ctx: The command's context; its ``params`` are every option as parsed.
+        command: The audit's command name.
+        **fixed: What the command itself decides (e.g. ``transform=True``); overrides params.
+
+    """
+    known = inspect.signature(_run).parameters
+    params = {k: v for k, v in {**ctx.params, **fixed}.items() if k in known}
+    _guarded(params["debug"], lambda: _run(command, **params))
+
+
 def _run(
     command: str,
     *,
@@ -246,25 +261,12 @@ def scheduled(
     """Sync every table, then run dbt build; exit 0 only if both succeed."""
     if ctx.invoked_subcommand is not None:
         return
-    _guarded(
-        debug,
-        lambda: _run(
-            "run",
-            transform=True,
-            full_refresh=full_refresh,
-            since=since,
-            allow_mass_delete=allow_mass_delete,
-            wait=wait,
-            metrics_file=metrics_file,
-            trigger=trigger,
-            log_format=log_format,
-            debug=debug,
-        ),
-    )
+    _start(ctx, "run", transform=True)
 
 
 @app.command("sync")
 def sync_command(
+    ctx: typer.Context,
     tables: Tables = None,
     full_refresh: FullRefresh = False,
     since: Since = None,
@@ -277,26 +279,12 @@ def sync_command(
     debug: Debug = False,
 ) -> None:
     """Extract-load only: make the replica tables equal to Kimai."""
-    _guarded(
-        debug,
-        lambda: _run(
-            "sync",
-            tables=tables,
-            full_refresh=full_refresh,
-            since=since,
-            allow_mass_delete=allow_mass_delete,
-            dry_run=dry_run,
-            wait=wait,
-            metrics_file=metrics_file,
-            trigger=trigger,
-            log_format=log_format,
-            debug=debug,
-        ),
-    )
+    _start(ctx, "sync")
 
 
 @app.command("transform")
 def transform_command(
+    ctx: typer.Context,
     select: Annotated[
         list[str] | None,
         typer.Option(
@@ -326,23 +314,14 @@ def transform_command(
     """
     from pipelines.publish import BuildRequest
 
-    _guarded(
-        debug,
-        lambda: _run(
-            "transform",
-            sync=False,
-            transform=True,
-            wait=wait,
-            trigger=trigger,
-            log_format=log_format,
-            debug=debug,
-            build=BuildRequest(select=tuple(select or ()), full_refresh=full_refresh),
-        ),
-    )
+    build = BuildRequest(select=tuple(select or ()), full_refresh=full_refresh)
+    # --full-refresh here is dbt's (in `build`), not the sync's
+    _start(ctx, "transform", sync=False, transform=True, build=build, full_refresh=False)
 
 
 @app.command("reconcile")
 def reconcile_command(
+    ctx: typer.Context,
     tables: Tables = None,
     allow_mass_delete: AllowMassDelete = False,
     dry_run: DryRun = False,
@@ -357,21 +336,7 @@ def reconcile_command(
     Unchanged rows are not transferred: both databases fingerprint key ranges and only
     ranges that differ are compared row by row. Deletes are applied as in sync.
     """
-    _guarded(
-        debug,
-        lambda: _run(
-            "reconcile",
-            tables=tables,
-            allow_mass_delete=allow_mass_delete,
-            dry_run=dry_run,
-            reconcile=True,
-            wait=wait,
-            metrics_file=metrics_file,
-            trigger=trigger,
-            log_format=log_format,
-            debug=debug,
-        ),
-    )
+    _start(ctx, "reconcile", reconcile=True)
 
 
 @app.command("status")
