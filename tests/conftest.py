@@ -14,30 +14,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg2
-import pymysql
 import pytest
 
-MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root", "password": ""}
-POSTGRES = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+from pipelines.demo.servers import (  # noqa: F401 - the tests import them from here
+    MARIADB,
+    POSTGRES,
+    mariadb_connect,
+    pg_connect,
+    pg_query,
+)
+
 REPO = Path(__file__).resolve().parent.parent
 
 # variables of the public contract: tests start from a clean slate
 _CONTRACT_PREFIXES = ("KIMAI_", "ATLAS_", "DBT_")
-
-
-def mariadb_connect(database: str | None = None, **kwargs) -> pymysql.connections.Connection:
-    """A PyMySQL connection as root (autocommit, utf8mb4)."""
-    return pymysql.connect(
-        **MARIADB, database=database, charset="utf8mb4", autocommit=True, **kwargs
-    )
-
-
-def pg_connect(database: str = "postgres") -> psycopg2.extensions.connection:
-    """A psycopg2 connection as postgres (autocommit)."""
-    conn = psycopg2.connect(**POSTGRES, dbname=database)
-    conn.autocommit = True
-    return conn
 
 
 @pytest.fixture
@@ -224,16 +214,5 @@ def kimai_exec(db: str, *statements: str, sql_mode: str | None = None) -> None:
                 cur.execute(f"SET SESSION sql_mode = '{sql_mode}'")
             for sql in statements:
                 cur.execute(sql)
-    finally:
-        conn.close()
-
-
-def pg_query(db: str, sql: str, args=None) -> list[tuple]:
-    """Rows of one statement on a PostgreSQL test database (empty for statements)."""
-    conn = pg_connect(db)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, args)
-            return list(cur.fetchall()) if cur.description else []
     finally:
         conn.close()

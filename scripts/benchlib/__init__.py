@@ -1,0 +1,1 @@
+"""The benchmark's modules; `scripts/bench.py` is its command line."""

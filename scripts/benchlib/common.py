@@ -1,0 +1,52 @@
+"""Constants and small helpers shared by the benchmark's modules."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+MIB = 1024 * 1024
+REPLICA = "kimai_replica"
+TS = "kimai2_timesheet"
+TAGS = "kimai2_timesheet_tags"
+CONTRACT_PREFIXES = ("KIMAI_", "ATLAS_", "DBT_")
+USER_PREFIX = "kb_"
+PRODUCT = [sys.executable, "-m", "pipelines.run"]
+
+# base sizes of the changes (issue 7); scaled down below 1M timesheets (smoke runs)
+BASE_CHANGES = {"updates": 10_000, "inserts": 1_000, "deletes": 1_000, "silent": 1_000}
+FACTS_CHANGES = 10_000
+
+TARGETS = {
+    "b": "≤ 1.0× the raw pipe (a), same round",
+    "rss": "≤ 300 MiB, every product run",
+    "c": "≤ 3 s",
+    "d": "≤ 5 s",
+    "e0": "≤ 10 s and ≤ 1 % of the table's bytes read from Kimai",
+    "fi": "≤ 5 s",
+}
+
+
+def log(msg: str) -> None:
+    stamp = dt.datetime.now().strftime("%H:%M:%S")
+    print(f"[bench {stamp}] {msg}", file=sys.stderr, flush=True)
+
+
+def rotate(items: Sequence[str], n: int) -> list[str]:
+    k = n % len(items)
+    return list(items[k:]) + list(items[:k])
+
+
+def chunked(values: Sequence[int], size: int = 5000) -> Iterator[Sequence[int]]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+def id_list(values: Iterable[int]) -> str:
+    return ", ".join(str(int(v)) for v in values)
