@@ -1,8 +1,53 @@
 {#-
-    Atlas money in minor units (bigint `amount_minor`, e.g. cents) as exact major units:
-    numeric(18, 2), the value / 100. Every ISO 4217 currency the overlays use has 2 minor
-    digits; a currency with another exponent would need a lookup here.
+    ISO 4217 minor-unit exponent of a currency code expression (upper-case, trimmed): how
+    many decimal digits its minor unit has. JPY 0, KWD 3, CLF 4, most currencies 2. Codes
+    without a minor unit (precious metals, funds, XDR, XXX …; "N.A." in ISO 4217) count as
+    0: their amount_minor is already in major units.
 -#}
-{% macro minor_to_major(expression) -%}
-    cast(cast({{ expression }} as numeric(20, 0)) / 100 as numeric(18, 2))
+{% macro iso_currency_exponent(currency) -%}
+    case
+        when {{ currency }} in (
+            'BIF', 'CLP', 'DJF', 'GNF', 'ISK', 'JPY', 'KMF', 'KRW', 'PYG', 'RWF', 'UGX', 'UYI',
+            'VND', 'VUV', 'XAF', 'XOF', 'XPF',
+            'XAG', 'XAU', 'XBA', 'XBB', 'XBC', 'XBD', 'XDR', 'XPD', 'XPT', 'XSU', 'XTS', 'XUA',
+            'XXX'
+        ) then 0
+        when {{ currency }} in ('BHD', 'IQD', 'JOD', 'KWD', 'LYD', 'OMR', 'TND') then 3
+        when {{ currency }} in ('CLF', 'UYW') then 4
+        else 2
+    end
+{%- endmacro %}
+
+
+{#-
+    Atlas money in minor units (bigint `amount_minor`) as exact major units of its currency:
+    numeric(18, 4), amount_minor / 10^exponent (iso_currency_exponent). Multiplying by an
+    exact decimal keeps the arithmetic decimal on every adapter (DuckDB divides decimals in
+    floating point).
+-#}
+{% macro minor_to_major(amount_minor, currency) -%}
+    cast(
+        cast({{ amount_minor }} as numeric(20, 0))
+        * case {{ iso_currency_exponent(currency) }}
+            when 0 then cast(1 as numeric(5, 4))
+            when 3 then cast(0.001 as numeric(5, 4))
+            when 4 then cast(0.0001 as numeric(5, 4))
+            else cast(0.01 as numeric(5, 4))
+        end
+        as numeric(18, 4)
+    )
+{%- endmacro %}
+
+
+{#-
+    A major-unit amount as text with exactly its currency's ISO decimals ("JPY 5000",
+    "EUR 50.00", "KWD 12.345"), for readable per-currency lists.
+-#}
+{% macro money_text(amount, currency) -%}
+    case {{ iso_currency_exponent(currency) }}
+        when 0 then cast(cast({{ amount }} as numeric(18, 0)) as {{ dbt.type_string() }})
+        when 3 then cast(cast({{ amount }} as numeric(18, 3)) as {{ dbt.type_string() }})
+        when 4 then cast(cast({{ amount }} as numeric(18, 4)) as {{ dbt.type_string() }})
+        else cast(cast({{ amount }} as numeric(18, 2)) as {{ dbt.type_string() }})
+    end
 {%- endmacro %}

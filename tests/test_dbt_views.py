@@ -55,6 +55,19 @@ def built(module_tmp: Path) -> Iterator[Stack]:
 # -- the shared build: read-only checks ---------------------------------------------------------
 
 
+# ISO 4217 minor-unit exponents, written out here (not read from the product's macros)
+ISO_EXPONENTS = {"JPY": 0, "KRW": 0, "KWD": 3, "BHD": 3, "CLF": 4}
+
+
+def _exponent(currency: str) -> int:
+    return ISO_EXPONENTS.get(currency, 2)
+
+
+def _major(amount_minor: int, currency: str) -> Decimal:
+    """An Atlas amount in minor units as the exact amount in major units of its currency."""
+    return Decimal(amount_minor).scaleb(-_exponent(currency))
+
+
 def test_every_contract_column_exists_and_is_described(built: Stack) -> None:
     for view, required in CONTRACT_COLUMNS.items():
         rows = pg_query(
@@ -205,12 +218,12 @@ def test_money_collected_and_prospective_projects_match_overlays(built: Stack) -
             assert (origin, is_prospective) == ("atlas", True)
             assert name == override[3]
         override_money = override[2] if override else None
-        in_currency = Decimal(paid[pid].get(currency, 0)) / 100 if currency else Decimal(0)
+        in_currency = _major(paid[pid].get(currency, 0), currency) if currency else Decimal(0)
         expected = override_money if override_money is not None else in_currency
-        assert money == expected.quantize(Decimal("0.01")), pid
+        assert money == expected, pid
         sources.add(source)
         assert readable == "; ".join(
-            f"{c} {Decimal(m) / 100:.2f}" for c, m in sorted(paid[pid].items())
+            f"{c} {_major(m, c):.{_exponent(c)}f}" for c, m in sorted(paid[pid].items())
         ), pid
     assert sources == {"override", "payments", "none"}
     zero = built.overlays.money_collected_zero[0]

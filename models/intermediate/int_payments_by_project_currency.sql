@@ -60,7 +60,7 @@ final as (
         currency,
         payment_count,
         amount_minor,
-        {{ minor_to_major('amount_minor') }} as amount,
+        {{ minor_to_major('amount_minor', 'currency') }} as amount,
         last_received_at,
         last_changed_at
 

@@ -23,7 +23,7 @@ payments_per_project as (
     select
         project_id,
         {{ dbt.listagg(
-            "currency || ' ' || cast(amount as " ~ dbt.type_string() ~ ")",
+            "currency || ' ' || " ~ money_text('amount', 'currency'),
             "'; '",
             'order by currency'
         ) }} as payments_collected,
@@ -43,14 +43,14 @@ final as (
         coalesce(payments_per_project.payments_collected, '') as payments_collected,
         cast(coalesce(payments_per_project.payment_count, 0) as {{ dbt.type_bigint() }}) as payment_count,
         cast(coalesce(payments_per_project.payment_currency_count, 0) as {{ dbt.type_bigint() }}) as payment_currency_count,
-        cast(coalesce(same_currency.amount, 0) as numeric(18, 2)) as payments_total,
+        cast(coalesce(same_currency.amount, 0) as numeric(18, 4)) as payments_total,
         projects.money_collected_override,
         cast(
             case
                 when projects.money_collected_override is not null
                     then projects.money_collected_override
                 else coalesce(same_currency.amount, 0)
-            end as numeric(18, 2)
+            end as numeric(18, 4)
         ) as money_collected,
         case
             when projects.money_collected_override is not null then 'override'

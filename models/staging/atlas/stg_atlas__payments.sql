@@ -18,7 +18,7 @@ renamed as (
 
         ---------- money: exact, never float
         amount_minor,
-        {{ minor_to_major('amount_minor') }} as amount,
+        {{ minor_to_major('amount_minor', 'upper(trim(currency))') }} as amount,
         cast(upper(trim(currency)) as {{ dbt.type_string() }}) as currency,
 
         ---------- text

@@ -14,7 +14,7 @@ renamed as (
         override_project_id as override_id,
         cast(upper(trim(currency)) as {{ dbt.type_string() }}) as currency,
         amount_minor,
-        {{ minor_to_major('amount_minor') }} as amount,
+        {{ minor_to_major('amount_minor', 'upper(trim(currency))') }} as amount,
         as_of
 
     from source
