@@ -7,7 +7,7 @@ benchmark attributes each statement to its purpose without parsing SQL.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal
 
 Purpose = Literal[
     "ping",
@@ -24,7 +24,6 @@ Purpose = Literal[
     "fingerprint range aggregates",
     "fingerprint row hashes",
 ]
-PURPOSES: tuple[str, ...] = get_args(Purpose)
 
 _OPEN = "/* kimai-atlas: "
 _CLOSE = " */ "
