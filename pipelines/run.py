@@ -7,7 +7,6 @@ Expected failures print one line on stderr and exit with the contract's code.
 from __future__ import annotations
 
 import datetime as dt
-import inspect
 import json
 import os
 import sys
@@ -155,17 +154,21 @@ def _parse_since(since: str | None) -> dt.date | None:
         raise ConfigError(f"--since must be a date like 2024-01-31, got {since!r}") from None
 
 
-def _start(ctx: typer.Context, command: str, **fixed: Any) -> None:
+def _start(ctx: typer.Context, command: str, consumed: tuple[str, ...] = (), **fixed: Any) -> None:
     """Run `command` with the options it was given on the command line.
+
+    Every option reaches `_run` by name, so an option `_run` does not take fails loudly
+    instead of being dropped.
 
     Args:
         ctx: The command's context; its ``params`` are every option as parsed.
         command: The audit's command name.
-        **fixed: What the command itself decides (e.g. ``transform=True``); overrides params.
+        consumed: Options the command has turned into something else (e.g. into `build`).
+        **fixed: What the command itself decides (e.g. ``transform=True``).
 
     """
-    known = inspect.signature(_run).parameters
-    params = {k: v for k, v in {**ctx.params, **fixed}.items() if k in known}
+    params = {k: v for k, v in ctx.params.items() if k not in consumed}
+    params.update(fixed)
     _guarded(params["debug"], lambda: _run(command, **params))
 
 
@@ -314,9 +317,16 @@ def transform_command(
     """
     from pipelines.publish import BuildRequest
 
+    # --full-refresh here is dbt's: it goes into `build`, not into the sync's options
     build = BuildRequest(select=tuple(select or ()), full_refresh=full_refresh)
-    # --full-refresh here is dbt's (in `build`), not the sync's
-    _start(ctx, "transform", sync=False, transform=True, build=build, full_refresh=False)
+    _start(
+        ctx,
+        "transform",
+        consumed=("select", "full_refresh"),
+        sync=False,
+        transform=True,
+        build=build,
+    )
 
 
 @app.command("reconcile")
