@@ -19,6 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from pipelines import changelog
 from pipelines.config import Settings
 from pipelines.dberrors import database_failure
 from pipelines.errors import PipelineError
@@ -185,6 +186,8 @@ class BulkLoader:
             raise database_failure("cannot connect to Atlas DB for the bulk load", exc) from exc
         try:
             with conn.cursor() as cur:
+                # one rewrite row in the change log instead of one row per key
+                cur.execute(f"SET LOCAL {changelog.SWITCH} = 'off'")
                 cur.execute(replica_table_ddl(qualified, layout))
                 cur.execute(
                     "SELECT column_name FROM information_schema.columns"
@@ -209,6 +212,7 @@ class BulkLoader:
                 if replace:
                     for ddl in index_ddl(self.schema, layout).values():
                         cur.execute(ddl)
+                cur.execute(changelog.rewrite_sql(self.schema, layout.spec.name))
             conn.commit()
             return int(rows)
         except Exception as exc:

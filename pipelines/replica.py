@@ -243,6 +243,16 @@ class PostgresReplica(Replica):
 
         with_retries(run, "writing Atlas DB", self.settings.retry)
 
+    def execute_all(self, statements: Sequence[tuple[str, Any]]) -> None:
+        """Run (sql, params) statements in one committed transaction (retried as a whole)."""
+
+        def run() -> None:
+            with self._cursor() as cur:
+                for sql, params in statements:
+                    cur.execute(sql, params)
+
+        with_retries(run, "writing Atlas DB", self.settings.retry)
+
     def read_arrow(self, sql: str) -> pa.Table:
         """Run a query through ADBC (binary COPY straight into Arrow) and return Arrow.
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from pipelines import changelog
 from pipelines.bulk import BulkLoader
 from pipelines.changes import TableExtractor
 from pipelines.config import Settings
@@ -78,6 +79,7 @@ def sync(
             # the orphan check reads the foreign-key indexes (a replica made before they
             # existed gets them here, once)
             replica.ensure_indexes(layouts)
+            changelog.ensure(replica, layouts)
         synced_at = dt.datetime.now(dt.UTC)
         streams = isinstance(replica, PostgresReplica) and not dry_run
         bulk = BulkLoader(settings) if streams else None
@@ -135,6 +137,9 @@ def sync(
             for future in finishing:
                 future.result()
             replica.ensure_indexes(layouts)
+            # tables created by this run's loads get their triggers (and a rewrite row)
+            changelog.ensure(replica, layouts)
+            changelog.prune(replica)
             if options.reconcile:
                 for e in extractors:
                     e.stats.unrepaired = e.unrepaired()

@@ -418,14 +418,14 @@ def test_killed_transforms_never_take_a_view_away(tmp_path: Path) -> None:
         assert set(_served(stack).values()) == {"B"}
 
 
-def test_a_changed_facts_column_set_rebuilds_the_incremental_table_whole(tmp_path: Path) -> None:
+def test_a_changed_facts_column_set_rebuilds_the_materialized_table_whole(tmp_path: Path) -> None:
     incremental = {"ATLAS_TIMESHEET_FACTS_MATERIALIZATION": "table_incremental"}
     with make_stack(tmp_path, timesheets=400, seed=6) as stack:
         for _ in range(2):  # both copies (live and shadow) exist
             result = transform(stack, **incremental)
             assert result.returncode == 0, result.stdout + result.stderr
         wider = project_copy(tmp_path / "wider")
-        facts = wider / "macros" / "timesheet_facts.sql"
+        facts = wider / "models" / "intermediate" / "int_timesheet_facts.sql"
         text = facts.read_text()
         old = "        timesheets.synced_at\n\n    from timesheets"
         assert old in text
@@ -443,7 +443,7 @@ def test_a_changed_facts_column_set_rebuilds_the_incremental_table_whole(tmp_pat
             assert pg_query(
                 stack.atlas_db,
                 "select count(*), count(*) filter (where twice_id = 2 * timesheet_id)"
-                f" from {INTERNAL}.int_timesheet_facts_incremental",
+                f" from {INTERNAL}.int_timesheet_facts_materialized",
             ) == [(total, total)]
 
 
@@ -466,24 +466,25 @@ def test_transform_passes_select_and_full_refresh_to_dbt(tmp_path: Path) -> None
         assert set(_served(stack).values()) == {"B"}
 
         def rewritten() -> tuple[int, int]:
+            # rows of the newest writing transaction (PostgreSQL's xmin), of all rows
             return pg_query(
                 stack.atlas_db,
-                "select count(*) filter (where refreshed_build = (select state_count"
-                f" from {INTERNAL}.int_timesheet_facts_incremental__state"
-                " where entity = 'build')), count(*)"
-                f" from {INTERNAL}.int_timesheet_facts_incremental",
+                "select count(*) filter (where age(xmin) = (select min(age(xmin))"
+                f" from {INTERNAL}.int_timesheet_facts_materialized)), count(*)"
+                f" from {INTERNAL}.int_timesheet_facts_materialized",
             )[0]
 
-        # without changes an incremental build rewrites nothing; --full-refresh every row
+        # without changes an incremental build rewrites one row (the newest timesheet, which
+        # carries the log position); --full-refresh every row
         quiet = run_cli("transform", env=env, timeout=600)
         assert quiet.returncode == 0, quiet.stdout + quiet.stderr
         written, total = rewritten()
-        assert written == 0 and total > 0
+        assert written == 1 and total > 1
         full = run_cli(
             "transform",
             "--full-refresh",
             "-s",
-            "int_timesheet_facts_incremental",
+            "int_timesheet_facts_materialized",
             env=env,
             timeout=600,
         )

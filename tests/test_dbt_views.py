@@ -300,7 +300,7 @@ def _facts(stack: Stack, relation: str = f"{ANALYTICS}.vw_timesheet_facts") -> d
     }
 
 
-# rows of the view (computed now) and of vw_timesheet_facts (the incremental table) that differ
+# rows of the view (computed now) and of vw_timesheet_facts (the materialized table) that differ
 FACTS_DIFF = (
     f"(select * from {INTERNAL}.int_timesheet_facts except select * from {ANALYTICS}.vw_timesheet_facts)"
     f" union all (select * from {ANALYTICS}.vw_timesheet_facts"
@@ -370,7 +370,7 @@ def test_facts_follow_kimai_in_both_materializations(tmp_path: Path) -> None:
         table = pg_query(
             stack.atlas_db,
             "select table_type from information_schema.tables where table_schema = %s"
-            " and table_name = 'int_timesheet_facts_incremental'",
+            " and table_name = 'int_timesheet_facts_materialized'",
             (INTERNAL,),
         )
         assert table == [("BASE TABLE",)]
@@ -416,11 +416,11 @@ def test_facts_follow_kimai_in_both_materializations(tmp_path: Path) -> None:
         has_override = renamed_project in stack.overlays.override_ids_by_kimai_project
         assert {v[2] for v in renamed} == ({"Tender"} if has_override else {None})
         assert after[tagged][1] == ""
-        # the incremental table holds exactly what the view computes
+        # the materialized table holds exactly what the view computes
         diff = pg_query(stack.atlas_db, f"select count(*) from ({FACTS_DIFF}) d")
         assert diff == [(0,)]
 
-        # second round: every kind of change the table's stored state must notice
+        # second round: every kind of change the change log must bring to the table
         _change_everything(stack)
         for command in ("sync", "reconcile"):
             synced = run_cli(command, env=stack.env)
@@ -429,12 +429,13 @@ def test_facts_follow_kimai_in_both_materializations(tmp_path: Path) -> None:
         sampled = {**incremental, "ATLAS_TIMESHEET_FACTS_CHECK": "sample"}
         result = transform(stack, **sampled)
         assert result.returncode == 0, result.stdout + result.stderr
-        # changed rows only were written, not a rebuild
+        # changed rows only were written (by the newest transaction, PostgreSQL's xmin), not
+        # a rebuild
         written, total = pg_query(
             stack.atlas_db,
-            "select count(*) filter (where refreshed_build = (select max(refreshed_build)"
-            f" from {INTERNAL}.int_timesheet_facts_incremental)), count(*)"
-            f" from {INTERNAL}.int_timesheet_facts_incremental",
+            "select count(*) filter (where age(xmin) = (select min(age(xmin))"
+            f" from {INTERNAL}.int_timesheet_facts_materialized)), count(*)"
+            f" from {INTERNAL}.int_timesheet_facts_materialized",
         )[0]
         assert 0 < written < total, (written, total)
         assert pg_query(stack.atlas_db, f"select count(*) from ({FACTS_DIFF}) d") == [(0,)]
@@ -444,19 +445,20 @@ def test_facts_follow_kimai_in_both_materializations(tmp_path: Path) -> None:
         )
         after = _facts(stack)
 
-        # a row lost behind the state's back from the copy the next build refreshes (the
-        # shadow schema's, brought up to date by one more build first): the sampled check
-        # still sees it, and BI keeps the last good build
+        # a row lost behind the change log's back from the copy the next build refreshes
+        # (the shadow schema's, brought up to date by one more build first; the row is not
+        # the newest timesheet, which every build rewrites): the sampled check still sees
+        # it, and BI keeps the last good build
         result = transform(stack, **sampled)
         assert result.returncode == 0, result.stdout + result.stderr
         pg_query(
             stack.atlas_db,
-            f"delete from {INTERNAL}_build.int_timesheet_facts_incremental"
-            f" where timesheet_id = (select max(timesheet_id) from {INTERNAL}.int_timesheet_facts)",
+            f"delete from {INTERNAL}_build.int_timesheet_facts_materialized"
+            f" where timesheet_id = (select min(timesheet_id) from {INTERNAL}.int_timesheet_facts)",
         )
         result = transform(stack, **sampled)
         assert result.returncode == 1
-        assert "assert_timesheet_facts_incremental_matches_view" in result.stdout + result.stderr
+        assert "assert_timesheet_facts_materialized_matches_view" in result.stdout + result.stderr
         assert _facts(stack) == after
 
         # back to the plain view: same rows
@@ -465,7 +467,7 @@ def test_facts_follow_kimai_in_both_materializations(tmp_path: Path) -> None:
         definition = pg_query(
             stack.atlas_db, f"select pg_get_viewdef('{ANALYTICS}.vw_timesheet_facts'::regclass)"
         )[0][0]
-        assert "int_timesheet_facts_incremental" not in definition
+        assert "int_timesheet_facts_materialized" not in definition
         assert _facts(stack) == after
 
 

@@ -1,9 +1,117 @@
--- One row per timesheet: every column of vw_timesheet_facts, computed from the replica and
--- the overlays. vw_timesheet_facts reads this view directly (default) or the incremental
--- table int_timesheet_facts_incremental kept equal to it
--- (var timesheet_facts_materialization).
---
--- The SQL is macros/timesheet_facts.sql (timesheet_facts_sql): the incremental table
--- computes the changed timesheets with the very same SQL, restricted to their ids.
+-- One row per Kimai timesheet: every column of vw_timesheet_facts, computed from the
+-- replica and the overlays. vw_timesheet_facts reads this view directly (default) or the
+-- incremental table int_timesheet_facts_materialized, which holds the same rows
+-- (var timesheet_facts_materialization; docs/models.md, "Materialization").
 
-{{ timesheet_facts_sql() }}
+with
+
+timesheets as (
+
+    select * from {{ ref('int_timesheets_valued') }}
+
+),
+
+users as (
+
+    select user_id, user_name, username
+    from {{ ref('stg_kimai__users') }}
+
+),
+
+activities as (
+
+    select activity_id, activity_name
+    from {{ ref('stg_kimai__activities') }}
+
+),
+
+projects as (
+
+    select
+        project_id,
+        project_name,
+        customer_id,
+        customer_name,
+        currency,
+        status_id,
+        status_name,
+        project_tags
+    from {{ ref('int_projects_joined_to_overlays') }}
+    where origin = 'kimai'
+
+),
+
+timesheet_tags as (
+
+    select * from {{ ref('int_timesheet_tags_aggregated') }}
+
+),
+
+joined as (
+
+    select
+        ---------- keys and names
+        timesheets.timesheet_id,
+        timesheets.user_id,
+        users.user_name,
+        users.username,
+        timesheets.project_id,
+        projects.project_name,
+        timesheets.activity_id,
+        activities.activity_name,
+        projects.customer_id,
+        projects.customer_name,
+        projects.currency,
+
+        ---------- time
+        timesheets.started_at,
+        timesheets.ended_at,
+        {{ to_local_timestamp('timesheets.started_at', 'timesheets.timezone') }} as started_at_local,
+        {{ to_local_timestamp('timesheets.ended_at', 'timesheets.timezone') }} as ended_at_local,
+        timesheets.timezone,
+        timesheets.date_tz,
+        cast({{ dbt.date_trunc('week', 'timesheets.date_tz') }} as date) as week_start_date,
+        cast({{ dbt.date_trunc('month', 'timesheets.date_tz') }} as date) as month_start_date,
+        timesheets.duration_seconds,
+        timesheets.duration_hours,
+        timesheets.billable_seconds,
+        {{ seconds_to_hours('timesheets.billable_seconds') }} as billable_hours,
+        timesheets.break_seconds,
+
+        ---------- flags
+        timesheets.is_running,
+        timesheets.is_billable,
+        timesheets.is_exported,
+
+        ---------- money (the customer's currency)
+        timesheets.revenue,
+        timesheets.internal_cost,
+        timesheets.rate_amount,
+        timesheets.hourly_rate,
+        timesheets.fixed_rate_amount,
+
+        ---------- project overlay and tags
+        projects.status_id as project_status_id,
+        projects.status_name as project_status,
+        coalesce(projects.project_tags, '') as project_tags,
+        coalesce(timesheet_tags.timesheet_tags, '') as timesheet_tags,
+
+        ---------- other Kimai columns
+        timesheets.description,
+        timesheets.category,
+        timesheets.modified_at,
+        timesheets.synced_at
+
+    from timesheets
+    left join users
+        on timesheets.user_id = users.user_id
+    left join activities
+        on timesheets.activity_id = activities.activity_id
+    left join projects
+        on timesheets.project_id = projects.project_id
+    left join timesheet_tags
+        on timesheets.timesheet_id = timesheet_tags.timesheet_id
+
+)
+
+select * from joined

@@ -1,8 +1,27 @@
 -- One row per timesheet with at least one Kimai tag: the tag names joined by ', ' in name
 -- order (case-insensitive; Kimai tag names are unique case-insensitively), hidden tags
--- included.
---
--- The SQL is macros/timesheet_facts.sql (aggregate_timesheet_tags), shared with the
--- incremental facts table, which aggregates the tag pairs of changed timesheets only.
+-- included, and their number.
 
-{{ aggregate_timesheet_tags(ref('stg_kimai__timesheet_tags')) }}
+with
+
+timesheet_tags as (
+
+    select timesheet_id, tag_id from {{ ref('stg_kimai__timesheet_tags') }}
+
+),
+
+tags as (
+
+    select tag_id, tag_name from {{ ref('stg_kimai__tags') }}
+
+)
+
+select
+    timesheet_tags.timesheet_id,
+    {{ dbt.listagg('tags.tag_name', "', '", 'order by ' ~ sort_key('tags.tag_name')) }} as timesheet_tags,
+    count(*) as timesheet_tag_count
+
+from timesheet_tags
+inner join tags
+    on timesheet_tags.tag_id = tags.tag_id
+group by timesheet_tags.timesheet_id

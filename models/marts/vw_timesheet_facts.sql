@@ -1,8 +1,9 @@
 {#-
     One row per Kimai timesheet. A view in every mode: by default over int_timesheet_facts
     (computed on read); with `timesheet_facts_materialization: table_incremental` over the
-    incremental table int_timesheet_facts_incremental, kept exactly equal to it by every
-    build. Either way Metabase sees the same relation, columns and grants.
+    table int_timesheet_facts_materialized, kept equal to it by every build. Either way
+    Metabase sees the same relation, columns and grants. The columns are listed, so the
+    view depends on these columns only (never on the table's bookkeeping columns).
 -#}
 {%- set mode = var('timesheet_facts_materialization', 'view') -%}
 {%- if mode not in ('view', 'table_incremental') -%}
@@ -10,19 +11,8 @@
         "var timesheet_facts_materialization must be 'view' or 'table_incremental', got '" ~ mode ~ "'"
     ) }}
 {%- endif -%}
-{{ config(grants=bi_grants()) }}
-
-with
-
-facts as (
-
-    {% if mode == 'table_incremental' -%}
-    select * from {{ ref('int_timesheet_facts_incremental') }}
-    {%- else -%}
-    select * from {{ ref('int_timesheet_facts') }}
-    {%- endif %}
-
-)
+{%- set facts_model = 'int_timesheet_facts_materialized' if mode == 'table_incremental' else 'int_timesheet_facts' -%}
+{{ config(grants=bi_grants(), post_hook=["{{ drop_legacy_facts_table(ref('" ~ facts_model ~ "').schema) }}"]) }}
 
 select
     timesheet_id,
@@ -66,4 +56,4 @@ select
     modified_at,
     synced_at
 
-from facts
+from {{ ref(facts_model) }}

@@ -29,7 +29,7 @@ TITLES = {
 }
 ORDER = ["a", "a7", "b", "c", "c2", "d", "e0", "e0t", "e1", "f0", "fv", "fi0", "fis", "fi"]
 PRODUCT_SCENARIOS = ["b", "c", "c2", "d", "e0", "e0t", "e1", "f0", "fv", "fi0", "fis", "fi"]
-FACTS_MODEL = "int_timesheet_facts_incremental"
+FACTS_MODEL = "int_timesheet_facts_materialized"
 
 
 def header(add: Callable[[str], None], *cells: str) -> None:

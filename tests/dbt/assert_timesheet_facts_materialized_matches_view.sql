@@ -1,5 +1,5 @@
 {#-
-    With timesheet_facts_materialization = table_incremental: the incremental table holds
+    With timesheet_facts_materialization = table_incremental: the materialized table holds
     exactly the rows int_timesheet_facts computes now, no more, no fewer, every column
     equal. Fails with one row per timesheet id that is missing, extra or different.
 
@@ -10,24 +10,17 @@
         timesheets on PostgreSQL, 2 cores).
       * sample: every row's key and synced_at (the table holds exactly the replica's
         timesheets, each as last synced: compared per range of ids, row by row only in the
-        ranges that differ), and every column of the rows the last build wrote plus a
-        rotating 1/timesheet_facts_check_sample_every of all ids (every id is covered once
-        in that many builds), computed by the view's SQL restricted to those ids. About 2 s
-        at 1M.
+        ranges that differ), and every column of the rows the last build wrote plus
+        1/timesheet_facts_check_sample_every of all ids (a slice picked by the build's log
+        position, so successive builds check different slices), computed by the view
+        restricted to those ids. About 2 s at 1M.
       * auto (default): full up to timesheet_facts_full_check_max_rows timesheets, sample
         above.
 -#}
 {{ config(enabled=(var('timesheet_facts_materialization', 'view') == 'table_incremental')) }}
 
--- what the sample check reads (timesheet_facts_sql and the replica):
+-- what the sample check reads:
 -- depends_on: {{ ref('stg_kimai__timesheets') }}
--- depends_on: {{ ref('stg_kimai__timesheet_tags') }}
--- depends_on: {{ ref('stg_kimai__tags') }}
--- depends_on: {{ ref('stg_kimai__users') }}
--- depends_on: {{ ref('stg_kimai__activities') }}
--- depends_on: {{ ref('int_projects_joined_to_overlays') }}
--- depends_on: {{ ref('int_timesheets_valued') }}
--- depends_on: {{ ref('int_timesheet_tags_aggregated') }}
 -- depends_on: {{ ref('int_timesheet_facts') }}
 
 {%- set mode = var('timesheet_facts_check', 'auto') | trim -%}
@@ -37,7 +30,7 @@
     ) }}
 {%- endif -%}
 
-{%- set facts = ref('int_timesheet_facts_incremental') -%}
+{%- set facts = ref('int_timesheet_facts_materialized') -%}
 {%- set columns = [] -%}
 {%- set full = (mode == 'full') -%}
 {%- if execute -%}
@@ -52,9 +45,9 @@
 {%- endif -%}
 {%- set column_list = columns | join(', ') if columns else 'timesheet_id' %}
 
-{%- set state = timesheet_facts_state_relation(facts) -%}
 {%- set every = var('timesheet_facts_check_sample_every', 32) | int -%}
-{%- set build = "(select max(state_count) from " ~ state ~ " where entity = 'build')" -%}
+{%- set position = "(select max(change_log_position) from " ~ facts ~ ")" -%}
+{%- set bucket = "(timesheet_id - timesheet_id % 64)" -%}
 {%- set sampled = none if full else 'select timesheet_id from sample_ids' %}
 
 with
@@ -66,7 +59,7 @@ with
 replica_ranges as (
 
     select
-        {{ timesheet_facts_bucket('timesheet_id') }} as bucket,
+        {{ bucket }} as bucket,
         count(*) as row_count,
         bit_xor({{ hash_values(['timesheet_id', 'synced_at']) }}) as row_hash
     from {{ ref('stg_kimai__timesheets') }}
@@ -77,7 +70,7 @@ replica_ranges as (
 table_ranges as (
 
     select
-        {{ timesheet_facts_bucket('timesheet_id') }} as bucket,
+        {{ bucket }} as bucket,
         count(*) as row_count,
         bit_xor({{ hash_values(['timesheet_id', 'synced_at']) }}) as row_hash
     from {{ facts }}
@@ -109,11 +102,11 @@ key_problems as (
         end as problem
     from (
         select timesheet_id, synced_at from {{ ref('stg_kimai__timesheets') }}
-        where {{ timesheet_facts_bucket('timesheet_id') }} in (select bucket from differing_ranges)
+        where {{ bucket }} in (select bucket from differing_ranges)
     ) as replica
     full outer join (
         select timesheet_id, synced_at from {{ facts }}
-        where {{ timesheet_facts_bucket('timesheet_id') }} in (select bucket from differing_ranges)
+        where {{ bucket }} in (select bucket from differing_ranges)
     ) as kept
         on replica.timesheet_id = kept.timesheet_id
     where replica.timesheet_id is null
@@ -129,8 +122,8 @@ sample_ids as (
 
     select timesheet_id
     from {{ facts }}
-    where refreshed_build = {{ build }}
-        or timesheet_id % {{ every }} = {{ build }} % {{ every }}
+    where change_log_position = {{ position }}
+        or timesheet_id % {{ every }} = {{ position }} % {{ every }}
 
 ),
 
@@ -143,10 +136,9 @@ expected as (
     select timesheet_id, {{ row_hash('computed') }} as row_hash
     from (
         select {{ column_list }}
-        {%- if full %}
         from {{ ref('int_timesheet_facts') }}
-        {%- else %}
-        from ({{ timesheet_facts_sql(sampled) }}) as view_rows
+        {%- if not full %}
+        where {{ in_subquery('timesheet_id', sampled) }}
         {%- endif %}
     ) as computed
 
