@@ -153,11 +153,10 @@ def test_a_pruned_log_makes_the_facts_table_recompute_every_row(tmp_path: Path) 
         f" count(*) from {table}"
     )
     with make_stack(tmp_path, timesheets=300, seed=21) as stack:
-        for _ in range(3):  # both copies built; the third one incrementally
+        for _ in range(2):  # both copies built
             result = transform(stack, **incremental)
             assert result.returncode == 0, result.stdout + result.stderr
-        written, total = pg_query(stack.atlas_db, newest)[0]
-        assert written == 1 < total  # only the newest timesheet (it carries the position)
+        total = pg_query(stack.atlas_db, newest)[0][1]
 
         # a change logged after both copies' positions, then a week and a day pass: the next
         # run prunes it (the later change stays in the log, but the earlier one is lost)
