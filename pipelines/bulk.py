@@ -23,7 +23,7 @@ from pipelines import changelog
 from pipelines.config import Settings
 from pipelines.dberrors import database_failure
 from pipelines.errors import PipelineError
-from pipelines.layout import TableLayout, index_ddl, quote_ansi
+from pipelines.layout import TableLayout, index_ddl, primary_key_ddl, quote_ansi
 from pipelines.registry import SYNCED_AT
 
 QUEUE_BATCHES = 2
@@ -142,6 +142,7 @@ class BulkLoader:
             with dbapi.connect(self._uri) as conn, conn.cursor() as cur:
                 for ddl in index_ddl(self.schema, layout).values():
                     cur.execute(ddl)
+                cur.execute(primary_key_ddl(self.schema, layout))
                 cur.execute(f"ANALYZE {quote_ansi(self.schema)}.{quote_ansi(table)}")
                 conn.commit()
         except Exception as exc:
@@ -212,6 +213,7 @@ class BulkLoader:
                 if replace:
                     for ddl in index_ddl(self.schema, layout).values():
                         cur.execute(ddl)
+                    cur.execute(primary_key_ddl(self.schema, layout))
                 cur.execute(changelog.rewrite_sql(self.schema, layout.spec.name))
             conn.commit()
             return int(rows)

@@ -236,22 +236,48 @@ def ranges_sql(column: str, ranges: Sequence[tuple[int, int]]) -> str:
 def index_ddl(schema: str, layout: TableLayout) -> dict[str, str]:
     """PostgreSQL indexes of a replica table, by index name.
 
-    The unique key; the cursor, if the table has one; and every foreign-key column that no
-    key index already leads with (the orphan check and joins look rows up by them).
+    The unique key (made the PRIMARY KEY by `primary_key_ddl`); the cursor, if the table has
+    one; every foreign-key column that no key index already leads with (the orphan check
+    and joins look rows up by them); the registry's BI columns; and ``synced_at``
+    (housekeeping and freshness queries).
     """
     table = layout.spec.replica_table
     qualified = f"{quote_ansi(schema)}.{quote_ansi(table)}"
     keys = ", ".join(quote_ansi(k) for k in layout.key)
     ddl = {
-        f"{table}_key": f"CREATE UNIQUE INDEX IF NOT EXISTS {quote_ansi(table + '_key')}"
-        f" ON {qualified} ({keys})"
+        key_index_name(layout): f"CREATE UNIQUE INDEX IF NOT EXISTS"
+        f" {quote_ansi(key_index_name(layout))} ON {qualified} ({keys})"
     }
     columns = {f"{table}_cursor": layout.spec.cursor} if layout.spec.cursor else {}
     for ref in layout.spec.references:
         if ref.column != layout.key[0]:
             columns[f"{table}_{ref.column}"] = ref.column
+    for column in (*layout.spec.bi_indexes, SYNCED_AT):
+        columns[f"{table}_{column}"] = column
     for name, column in columns.items():
         ddl[name] = (
             f"CREATE INDEX IF NOT EXISTS {quote_ansi(name)} ON {qualified} ({quote_ansi(column)})"
         )
     return ddl
+
+
+def key_index_name(layout: TableLayout) -> str:
+    """Name of the unique key index, which is also the PRIMARY KEY constraint's name."""
+    return f"{layout.spec.replica_table}_key"
+
+
+def primary_key_ddl(schema: str, layout: TableLayout) -> str:
+    """Make the key index the table's PRIMARY KEY, unless the table has one already.
+
+    ``USING INDEX`` turns the existing unique index into the constraint without a rebuild
+    (the key columns are NOT NULL already). Metabase marks primary keys as entity keys.
+    """
+    table = f"{quote_ansi(schema)}.{quote_ansi(layout.spec.replica_table)}"
+    name = quote_ansi(key_index_name(layout))
+    literal = table.replace("'", "''")
+    return (
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint"
+        f" WHERE conrelid = '{literal}'::regclass AND contype = 'p') THEN"
+        f" ALTER TABLE {table} ADD CONSTRAINT {name} PRIMARY KEY USING INDEX {name};"
+        " END IF; END $$"
+    )

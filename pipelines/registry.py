@@ -63,6 +63,7 @@ class TableSpec:
     cursor: str | None = None
     excluded_columns: frozenset[str] = frozenset()
     references: tuple[Reference, ...] = ()
+    bi_indexes: tuple[str, ...] = ()
 
     def kimai_name(self, prefix: str) -> str:
         """Return the Kimai table name with `prefix` applied."""
@@ -120,6 +121,7 @@ TABLES: tuple[TableSpec, ...] = (
             Reference("project_id", "projects"),
             Reference("activity_id", "activities"),
         ),
+        bi_indexes=("start_time", "end_time"),
     ),
     TableSpec(
         "timesheet_tags",

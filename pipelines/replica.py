@@ -26,6 +26,7 @@ from pipelines.layout import (
     conform,
     index_ddl,
     key_columns_only,
+    primary_key_ddl,
     quote_ansi,
     ranges_sql,
 )
@@ -298,16 +299,18 @@ class PostgresReplica(Replica):
         return self._values_by_column(columns, f"WITH RECURSIVE {', '.join(scans)} {union}")
 
     def ensure_indexes(self, layouts: Sequence[TableLayout]) -> None:
-        """Create the replica's missing indexes (dlt creates none): key, cursor, foreign keys.
+        """Create the replica's missing indexes (dlt creates none) and primary keys.
 
-        Key lookups, merges and joins use the first; every run's look at the newest cursor
-        value the second; the orphan check and joins to the parents the others. One catalog
-        query finds what is missing, so a run whose indexes exist pays one round trip; an
-        existing replica gets new indexes this way, without a reload.
+        Key lookups, merges and joins use the key (the PRIMARY KEY, which Metabase reads as
+        the entity key); every run's look at the newest cursor value the cursor index; the
+        orphan check and joins to the parents the foreign-key ones; BI's date filters the
+        timesheets' begin and end; housekeeping `synced_at`. One catalog query finds what
+        is missing, so a run whose indexes exist pays one round trip; an existing replica
+        gets new indexes and keys this way, once, without a reload.
         """
         tables = {layout.spec.replica_table for layout in layouts}
         found = self.query(
-            "SELECT c.relname, i.relname FROM pg_index x"
+            "SELECT c.relname, i.relname, x.indisprimary FROM pg_index x"
             " JOIN pg_class c ON c.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid"
             " JOIN pg_namespace n ON n.oid = c.relnamespace"
             " WHERE n.nspname = %s AND c.relname = ANY(%s)",
@@ -315,14 +318,16 @@ class PostgresReplica(Replica):
         )
         existing = {r[0] for r in found}
         indexes = {r[1] for r in found}
+        primary = {r[0] for r in found if r[2]}
         for layout in layouts:
-            if layout.spec.replica_table not in existing and not self.exists(
-                layout.spec.replica_table
-            ):
+            table = layout.spec.replica_table
+            if table not in existing and not self.exists(table):
                 continue
             for name, ddl in index_ddl(self.schema, layout).items():
                 if name not in indexes:
                     self.execute(ddl)
+            if table not in primary:
+                self.execute(primary_key_ddl(self.schema, layout))
 
 
 class DuckDBReplica(Replica):

@@ -7,6 +7,8 @@ database and measures, in interleaved rounds (the order rotates every round):
   (a)  the reference raw pipe ``mariadb --batch --quick -e "SELECT <timesheet columns>" |
        psql -c "\copy … FROM STDIN"`` into a fresh, pre-created table;
   (a7) the same pipe for all seven replicated tables (what (b) moves; informational);
+  (a7i) (a7) followed by the product's own CREATE INDEX / PRIMARY KEY statements (the
+       reference of (b), which builds them too);
   (b)  ``python -m pipelines.run sync`` into an empty Atlas DB (ratio to (a) per round);
   (c)  a no-change scheduled run (all seven tables, delete detection included);
   (d)  a run after 10k updates (modified_at bumped) + 1k inserts + 1k deletes;

@@ -13,7 +13,8 @@ from tests.conftest import REPO
 # every row of the summary table: scenario id → how its row starts
 SCENARIO_ROWS = {
     "a": "| (a) raw pipe",
-    "a7": "| (a7) raw pipe, all seven tables",
+    "a7": "| (a7) raw pipe, all seven tables (",
+    "a7i": "| (a7i) raw pipe, all seven tables, then",
     "b": "| (b) initial full load",
     "c": "| (c) no-change scheduled run",
     "c2": "| (c2) no-change run right after (d)",

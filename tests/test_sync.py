@@ -237,3 +237,69 @@ def test_full_refresh_rewrites_without_dropping_the_table(kimai, env):
         assert cur.fetchone()[0] == 1500
     conn.close()
     assert_replica_equals_kimai(kimai, db)
+
+
+# CONTRACT.md, "Indexes": written out here, not read from the product's registry
+PRIMARY_KEYS = {
+    "replica_kimai_customers": ["id"],
+    "replica_kimai_projects": ["id"],
+    "replica_kimai_activities": ["id"],
+    "replica_kimai_users": ["id"],
+    "replica_kimai_tags": ["id"],
+    "replica_kimai_timesheets": ["id"],
+    "replica_kimai_timesheet_tags": ["timesheet_id", "tag_id"],
+}
+INDEXED = {
+    "replica_kimai_timesheets": {"start_time", "end_time", "modified_at"},
+    "replica_kimai_timesheet_tags": {"tag_id"},
+}
+
+
+def _keys_and_indexed(db: str) -> tuple[dict[str, list[str]], dict[str, set[str]]]:
+    """Primary key columns per table; columns that lead some index, per table."""
+    keys = {
+        table: columns
+        for table, columns in pg_query(
+            db,
+            "SELECT c.conrelid::regclass::text, array_agg(a.attname ORDER BY k.n)"
+            " FROM pg_constraint c CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY k(a, n)"
+            " JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.a"
+            " WHERE c.contype = 'p' AND c.connamespace = 'kimai_replica'::regnamespace"
+            " GROUP BY 1",
+        )
+    }
+    leading: dict[str, set[str]] = {}
+    for table, column in pg_query(
+        db,
+        "SELECT c.relname, a.attname FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid"
+        " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = x.indkey[0]"
+        " WHERE c.relnamespace = 'kimai_replica'::regnamespace",
+    ):
+        leading.setdefault(table, set()).add(column)
+    return {k.removeprefix("kimai_replica."): v for k, v in keys.items()}, leading
+
+
+def test_replica_has_primary_keys_and_the_designs_indexes(kimai, env):
+    db = env["ATLAS_DB_DATABASE"]
+    sync_now()
+    keys, leading = _keys_and_indexed(db)
+    assert {t: keys.get(t) for t in PRIMARY_KEYS} == PRIMARY_KEYS
+    for table in PRIMARY_KEYS:
+        wanted = {"synced_at"} | INDEXED.get(table, set())
+        assert wanted <= leading[table], (table, leading[table])
+
+    # a replica from before: no primary keys, no time or synced_at indexes; the next run
+    # adds them without reloading a row
+    for table in PRIMARY_KEYS:
+        pg_query(db, f"ALTER TABLE kimai_replica.{table} DROP CONSTRAINT {table}_key")
+        pg_query(db, f"DROP INDEX IF EXISTS kimai_replica.{table}_synced_at")
+    for column in ("start_time", "end_time"):
+        pg_query(db, f"DROP INDEX kimai_replica.replica_kimai_timesheets_{column}")
+    before = pg_query(db, "SELECT max(synced_at) FROM kimai_replica.replica_kimai_timesheets")
+    assert not set(PRIMARY_KEYS) & set(_keys_and_indexed(db)[0])
+    sync_now()
+    keys, leading = _keys_and_indexed(db)
+    assert {t: keys.get(t) for t in PRIMARY_KEYS} == PRIMARY_KEYS
+    assert {"start_time", "end_time", "synced_at"} <= leading["replica_kimai_timesheets"]
+    after = pg_query(db, "SELECT max(synced_at) FROM kimai_replica.replica_kimai_timesheets")
+    assert after == before

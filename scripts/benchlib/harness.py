@@ -458,17 +458,29 @@ class Bench:
             return "date"
         return "text"
 
-    def raw_script(self, schema: str, tables: list[str]) -> Path:
-        """A bash script piping each table from `mariadb --batch` into `psql \\copy`."""
+    def raw_script(self, schema: str, tables: list[str], indexed: bool = False) -> Path:
+        """A bash script piping each table from `mariadb --batch` into `psql \\copy`.
+
+        `indexed`: each table also gets `synced_at` (filled by its default) and, after its
+        copy, the very CREATE INDEX / PRIMARY KEY statements the product issues after a
+        first load (pipelines.layout), so the reference does the same work as (b).
+        """
         columns = self._raw_columns(tables)
+        indexes = self._product_indexes(schema) if indexed else {}
         cnf = self.work / "bench-client.cnf"
         lines = ["set -euo pipefail"]
         ddl = [f'DROP SCHEMA IF EXISTS "{schema}" CASCADE', f'CREATE SCHEMA "{schema}"']
         for table in tables:
             cols = columns[table]
+            synced = ', "synced_at" timestamptz DEFAULT now()' if indexed else ""
+            keys = self._keys.get(table, ()) if indexed else ()
             ddl.append(
                 f'CREATE TABLE "{schema}"."{table}" ('
-                + ", ".join(f'"{c}" {self._pg_type(d, t)}' for c, d, t in cols)
+                + ", ".join(
+                    f'"{c}" {self._pg_type(d, t)}' + (" NOT NULL" if c in keys else "")
+                    for c, d, t in cols
+                )
+                + synced
                 + ")"
             )
             # psql's text COPY refuses a raw carriage return and `mariadb --batch` does not
@@ -478,23 +490,55 @@ class Bench:
                 for c, d, t in cols
             )
             sql = f"SELECT {select} FROM `{table}`"
-            copy = f'\\copy "{schema}"."{table}" FROM STDIN WITH (FORMAT text, NULL \'NULL\')'
+            names = ", ".join(f'"{c}"' for c, _d, _t in cols)
+            copy = (
+                f'\\copy "{schema}"."{table}" ({names}) FROM STDIN'
+                " WITH (FORMAT text, NULL 'NULL')"
+            )
+            psql = f"psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -d {self.raw_db}"
             lines.append(
                 f"mariadb --defaults-extra-file={shlex.quote(str(cnf))} --batch --skip-column-names"
                 f" --quick -e {shlex.quote(sql)} {shlex.quote(self.kimai_db)}"
-                f" | psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres -d {self.raw_db}"
-                f" -c {shlex.quote(copy)}"
+                f" | {psql} -c {shlex.quote(copy)}"
             )
+            if indexes.get(table):
+                # as the product: the indexes of each table once its copy is in
+                script = "; ".join(indexes[table])
+                lines.append(f"{psql} -c {shlex.quote(script)}")
         for stmt in ddl:
             pg_query(self.raw_db, stmt)
         path = self.work / f"raw-{schema}.sh"
         path.write_text("\n".join(lines) + "\n")
         return path
 
+    @property
+    def _keys(self) -> dict[str, tuple[str, ...]]:
+        from pipelines.registry import TABLES
+
+        return {spec.kimai_name("kimai2_"): spec.primary_key for spec in TABLES}
+
+    def _product_indexes(self, schema: str) -> dict[str, list[str]]:
+        """Per Kimai table: the product's first-load index and key DDL, on the raw copy."""
+        import dataclasses
+        import types
+
+        from pipelines.layout import index_ddl, primary_key_ddl
+        from pipelines.registry import TABLES
+
+        out: dict[str, list[str]] = {}
+        for spec in TABLES:
+            table = spec.kimai_name("kimai2_")
+            raw = types.SimpleNamespace(
+                spec=dataclasses.replace(spec, replica_table=table), key=spec.primary_key
+            )
+            out[table] = [*index_ddl(schema, raw).values(), primary_key_ddl(schema, raw)]
+        return out
+
     def run_raw(self, scenario: str, round_: str) -> Sample:
         tables = [TS] if scenario == "a" else self._kimai_tables()
-        schema = "raw" if scenario == "a" else "raw7"
-        script = self.raw_script(schema, tables)  # fresh tables, not timed
+        schema = {"a": "raw", "a7": "raw7", "a7i": "raw7i"}[scenario]
+        # fresh tables, not timed
+        script = self.raw_script(schema, tables, indexed=scenario == "a7i")
         sample = self.measure(scenario, round_, ["bash", str(script)], env=self.base_env())
         count = pg_query(self.raw_db, f'SELECT count(*), sum(id) FROM "{schema}"."{TS}"')[0]
         kimai = self.maria.q(f"SELECT COUNT(*), SUM(id) FROM `{self.kimai_db}`.`{TS}`")[0]
@@ -504,7 +548,7 @@ class Bench:
             if tuple(map(int, count)) == tuple(map(int, kimai))
             else (f"DIFFERS {count} vs {kimai}")
         )
-        if scenario == "a7":
+        if scenario in ("a7", "a7i"):
             total = 0
             for table in tables:
                 total += int(
@@ -708,7 +752,7 @@ class Bench:
 
         atlas = self.new_atlas(round_)
         n = self.n
-        pair = ["b"] if profile else rotate(["a", "a7", "b"], index)
+        pair = ["b"] if profile else rotate(["a", "a7", "a7i", "b"], index)
         log(f"round {round_}: order {' '.join(pair)}")
         for s in pair:
             if s == "b":
