@@ -6,8 +6,8 @@
     schema. dlt's bookkeeping (`_dlt_*`), the sync's own state tables and the internal
     (staging/intermediate) schema are never granted: every privilege the role holds on any
     other relation of the replica schema is revoked, so "replica_kimai_* only" holds even
-    after a hand-made grant. The vw_* views get SELECT through their `grants`
-    config (macros/bi_grants.sql). Nothing happens when ATLAS_BI_ROLE is unset, when the
+    after a hand-made grant. The vw_* views get SELECT through the `grants` config of the
+    marts folder (dbt_project.yml), so a new mart needs nothing of its own. Nothing happens when ATLAS_BI_ROLE is unset, when the
     run was not a build/run, or on adapters without grants (DuckDB).
 -#}
 {% macro grant_bi_role_access() -%}

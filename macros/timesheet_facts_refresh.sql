@@ -4,6 +4,20 @@
     its build read up to and a hash of the facts SQL it was computed with.
 -#}
 
+{#- Whether the sync keeps the change log on this adapter (triggers: PostgreSQL only). -#}
+{% macro timesheet_facts_change_log_kept() -%}
+    {{ return(adapter.dispatch('timesheet_facts_change_log_kept', 'kimai_atlas')()) }}
+{%- endmacro %}
+
+{% macro default__timesheet_facts_change_log_kept() -%}
+    {{ return(false) }}
+{%- endmacro %}
+
+{% macro postgres__timesheet_facts_change_log_kept() -%}
+    {{ return(true) }}
+{%- endmacro %}
+
+
 {#- Session-local tables of one build: the plan (one row) and the candidate timesheet ids. -#}
 {% macro timesheet_facts_refresh_tables() -%}
     {{ return({
@@ -60,8 +74,8 @@
     {%- set reason = namespace(text=none, position=none) -%}
     {%- if not is_incremental() -%}
         {%- set reason.text = 'first build or --full-refresh' -%}
-    {%- elif target.type != 'postgres' -%}
-        {%- set reason.text = 'no change log on ' ~ target.type -%}
+    {%- elif not timesheet_facts_change_log_kept() -%}
+        {%- set reason.text = 'no change log on this database' -%}
     {%- else -%}
         {%- set stored = run_query(
             'select change_log_position, facts_sql_hash from ' ~ this
@@ -119,8 +133,9 @@
             where change_id > {{ reason.position }}
         ),
 
-        -- the columns the facts take from a project: they are compared, since Atlas's
-        -- overlays (status, taxonomy tags, customer) change without a log row
+        -- the columns the facts take from a project (int_timesheet_facts): they are
+        -- compared, since Atlas's overlays (status, taxonomy tags, customer) change
+        -- without a log row
         projects_now as (
             select
                 project_id,
@@ -130,7 +145,8 @@
                 currency,
                 status_id,
                 status_name,
-                coalesce(project_tags, '') as project_tags
+                coalesce(project_tags, '') as project_tags,
+                is_billable
             from {{ ref('int_projects_joined_to_overlays') }}
             where origin = 'kimai'
         ),
@@ -151,6 +167,7 @@
                 or kept.project_status_id is distinct from projects_now.status_id
                 or kept.project_status is distinct from projects_now.status_name
                 or kept.project_tags is distinct from projects_now.project_tags
+                or kept.project_is_billable is distinct from projects_now.is_billable
         )
 
         -- written or deleted timesheets and tag pairs (key_1 is the timesheet id)

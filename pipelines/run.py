@@ -427,6 +427,64 @@ def demo_command(
     _guarded(debug, demo)
 
 
+@app.command("dbt", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def dbt_command(
+    ctx: typer.Context,
+    demo: Annotated[
+        Path | None,
+        typer.Option(
+            "--demo",
+            metavar="DIR",
+            help="Use the DuckDB file of the demo in DIR (e.g. kimai-atlas-demo) instead of"
+            " the configured Atlas DB.",
+            show_default=False,
+        ),
+    ] = None,
+    debug: Debug = False,
+) -> None:
+    """Run any dbt command against the configured Atlas DB, or a demo's DuckDB file.
+
+    Everything after the options goes to dbt as it is, e.g. `dbt build --select
+    vw_my_mart+`, `dbt test`, `dbt docs generate`, `dbt source freshness`. The profile
+    comes from the same settings as every other command, so nothing is guessed. It runs
+    in place (not through the shadow schemas), under the run lock: meant for development
+    databases and the demo. Exit 0 when dbt succeeds, 1 when it does not.
+    """
+
+    def run() -> None:
+        from pipelines.config import load_settings
+        from pipelines.lock import run_lock
+        from pipelines.transform import invoke_dbt
+
+        if demo is not None:
+            from pipelines.demo.runner import DemoPaths, demo_settings
+
+            paths = DemoPaths(demo.resolve())
+            if not paths.atlas.is_file():
+                raise ConfigError(
+                    f"no demo in {demo} (no {paths.atlas}): run `python -m pipelines.run demo"
+                    f" --dir {demo}` first"
+                )
+            settings = demo_settings(paths)
+            target_dir = paths.dbt
+        else:
+            settings = load_settings()
+            # dbt's own place: ./target (manifest.json for dbt-metabase) and ./logs
+            target_dir = Path.cwd()
+            database = settings.atlas_url.database or ""
+            if settings.atlas_dialect == "duckdb" and not Path(database).is_file():
+                # dbt-duckdb would silently create an empty file and build nothing useful
+                raise ConfigError(f"no DuckDB file at {database}: check ATLAS_DB_URL")
+        if not ctx.args:
+            raise ConfigError("no dbt command given (e.g. `build --select vw_customers+`)")
+        with run_lock(settings):
+            res = invoke_dbt(settings, ctx.args, target_dir)
+        if not res.success:
+            raise typer.Exit(EXIT_DATA_TEST_FAILED)
+
+    _guarded(debug, run)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

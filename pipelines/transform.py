@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pipelines.config import Settings
 from pipelines.dberrors import classify
@@ -127,6 +128,47 @@ def _check_atlas(settings: Settings) -> None:
         replica.close()
 
 
+def invoke_dbt(
+    settings: Settings,
+    args: Sequence[str],
+    target_dir: Path | None = None,
+    dbt_vars: dict[str, str] | None = None,
+) -> Any:
+    """Invoke dbt in-process with `args` against the configured Atlas DB; dbt's own result.
+
+    The profile is profiles.example.yml fed from the settings (or DBT_PROFILES_DIR), the
+    target follows the Atlas DB's dialect, and dbt's files go to `target_dir`.
+
+    Raises:
+        ConfigError: No dbt project, or an ATLAS_BI_ROLE that does not exist.
+        DatabaseError: Atlas DB cannot be reached.
+
+    """
+    from dbt.cli.main import dbtRunner
+
+    project = project_dir(settings)
+    _check_atlas(settings)
+    target = "local" if settings.atlas_dialect == "duckdb" else "atlas"
+    with _profiles_dir(settings, project) as profiles, _environment(dbt_env(settings)):
+        tdir = target_dir or work_dir(settings)
+        cli = [
+            *args,
+            "--project-dir",
+            str(project),
+            "--profiles-dir",
+            str(profiles),
+            "--target",
+            target,
+            "--target-path",
+            str(tdir / "target"),
+            "--log-path",
+            str(tdir / "logs"),
+        ]
+        if dbt_vars:
+            cli += ["--vars", json.dumps(dbt_vars)]
+        return dbtRunner().invoke(cli)
+
+
 def run_dbt(
     settings: Settings,
     args: Sequence[str],
@@ -147,31 +189,9 @@ def run_dbt(
         DatabaseError: dbt could not run (connection, compilation).
 
     """
-    from dbt.cli.main import dbtRunner
-
-    project = project_dir(settings)
-    _check_atlas(settings)
-    target = "local" if settings.atlas_dialect == "duckdb" else "atlas"
     result = TransformResult()
-    with _profiles_dir(settings, project) as profiles, _environment(dbt_env(settings)):
-        tdir = target_dir or work_dir(settings)
-        cli = [
-            *args,
-            "--project-dir",
-            str(project),
-            "--profiles-dir",
-            str(profiles),
-            "--target",
-            target,
-            "--target-path",
-            str(tdir / "target"),
-            "--log-path",
-            str(tdir / "logs"),
-            "--quiet",
-        ]
-        if build_suffix:
-            cli += ["--vars", json.dumps({"build_schema_suffix": build_suffix})]
-        res = dbtRunner().invoke(cli)
+    vars_ = {"build_schema_suffix": build_suffix} if build_suffix else None
+    res = invoke_dbt(settings, [*args, "--quiet"], target_dir, vars_)
     if res.exception is not None and res.result is None:
         raise DatabaseError(f"dbt could not run: {str(res.exception).strip().splitlines()[0]}")
     for r in getattr(res.result, "results", None) or []:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from pipelines.registry import TABLES
@@ -53,9 +54,10 @@ def test_kimai_source_mirrors_the_registry() -> None:
     source = _sources()["kimai"]
     assert [t["name"] for t in source["tables"]] == [t.replica_table for t in TABLES]
     assert "ATLAS_REPLICA_SCHEMA" in source["schema"]
-    assert (
-        "freshness" in source["config"] and "sync_run_tables" in source["config"]["loaded_at_query"]
-    )
+    assert "freshness" in source["config"]
+    for table, spec in zip(source["tables"], TABLES, strict=True):
+        query = " ".join(table["config"]["loaded_at_query"].split())
+        assert "sync_run_tables" in query and f"where table_name = '{spec.name}'" in query, query
     assert "ATLAS_OVERLAY_SCHEMA" in _sources()["atlas"]["schema"]
 
 
@@ -101,7 +103,10 @@ def test_generic_tests_and_macros_are_documented() -> None:
     assert defined <= documented, sorted(defined - documented)
 
 
-def test_dbt_parse_succeeds_with_the_example_profile(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def parsed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`dbt parse` with the example profile and no settings; the manifest's path."""
+    tmp_path = tmp_path_factory.mktemp("parse")
     profiles = tmp_path / "profiles"
     profiles.mkdir()
     shutil.copyfile(REPO / "profiles.example.yml", profiles / "profiles.yml")
@@ -128,7 +133,47 @@ def test_dbt_parse_succeeds_with_the_example_profile(tmp_path: Path) -> None:
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    manifest = (tmp_path / "target" / "manifest.json").read_text()
+    return tmp_path / "target" / "manifest.json"
+
+
+def test_dbt_parse_succeeds_with_the_example_profile(parsed: Path) -> None:
+    manifest = parsed.read_text()
     assert (
         '"unit_test.kimai_atlas.int_project_money_collected.money_collected_precedence"' in manifest
     )
+
+
+# the drill-through Metabase should get (issue "BI-ready"), written out here
+PRIMARY_KEYS = {
+    ("vw_timesheet_facts", "timesheet_id"),
+    ("vw_projects", "project_id"),
+    ("vw_customers", "customer_id"),
+}
+FOREIGN_KEYS = {
+    ("vw_timesheet_facts", "project_id"): ("vw_projects", "project_id"),
+    ("vw_timesheet_facts", "customer_id"): ("vw_customers", "customer_id"),
+    ("vw_projects", "customer_id"): ("vw_customers", "customer_id"),
+    ("vw_timesheet_tags", "timesheet_id"): ("vw_timesheet_facts", "timesheet_id"),
+    ("vw_timesheet_tags", "project_id"): ("vw_projects", "project_id"),
+    ("vw_timesheet_tags", "customer_id"): ("vw_customers", "customer_id"),
+    ("vw_project_tags", "project_id"): ("vw_projects", "project_id"),
+}
+
+
+def test_dbt_metabase_reads_every_declared_key_and_relationship(parsed: Path) -> None:
+    from dbtmetabase.manifest import Manifest
+
+    marts = {m.name: m for m in Manifest(parsed).read_models() if m.name.startswith("vw_")}
+    schemas = {m.schema for m in marts.values()}
+    assert len(schemas) == 1, schemas  # every mart in the one BI schema
+    pks, fks = set(), {}
+    for mart in marts.values():
+        for column in mart.columns:
+            if column.semantic_type == "type/PK":
+                pks.add((mart.name, column.name))
+            elif column.semantic_type == "type/FK":
+                schema, table = column.fk_target_table.split(".")
+                assert schema in schemas, (mart.name, column.name, column.fk_target_table)
+                fks[(mart.name, column.name)] = (table, column.fk_target_field)
+    assert pks == PRIMARY_KEYS
+    assert fks == FOREIGN_KEYS

@@ -30,6 +30,7 @@ from tests.stack import (
     assert_customer_money_matches_kimai,
     assert_project_hours_match_kimai,
     assert_user_month_hours_match_kimai,
+    hours,
     make_stack,
     name_key,
     transform,
@@ -129,17 +130,63 @@ def test_timesheet_tags_and_user_names_match_kimai(built: Stack) -> None:
         r[0]: r[1:]
         for r in pg_query(
             built.atlas_db,
-            f"select timesheet_id, timesheet_tags, user_name from {ANALYTICS}.vw_timesheet_facts",
+            "select timesheet_id, timesheet_tags, user_name, timesheet_tags_array"
+            f" from {ANALYTICS}.vw_timesheet_facts",
         )
     }
     assert set(actual) == set(users)
-    for tid, (tags, user_name) in actual.items():
+    for tid, (tags, user_name, array) in actual.items():
         assert tags == ", ".join(sorted(names.get(tid, []), key=name_key)), tid
+        assert array == sorted(names.get(tid, []), key=name_key), tid
         assert user_name == users[tid], tid
     assert any(not v[0] for v in actual.values()), "some timesheets have no tags ('' expected)"
     shown_hidden = [t for t in hidden if any(t in v[0].split(", ") for v in actual.values())]
     if hidden and any(hidden & set(n) for n in names.values()):
         assert shown_hidden, "hidden tags must be listed"
+
+
+def test_hours_per_tag_are_exact_in_the_tag_bridge(built: Stack) -> None:
+    # per tag name, straight from Kimai: the timesheets carrying it, finished work only
+    expected: dict[str, list] = defaultdict(lambda: [0, Decimal(0), Decimal(0), 0])
+    for name, duration, revenue, running in kimai_query(
+        built.kimai_db,
+        "SELECT g.name, t.duration,"
+        " CASE WHEN t.billable = 1 THEN CAST(t.rate AS DECIMAL(18, 4)) ELSE 0 END,"
+        " t.end_time IS NULL"
+        " FROM kimai2_timesheet_tags x JOIN kimai2_timesheet t ON t.id = x.timesheet_id"
+        " JOIN kimai2_tags g ON g.id = x.tag_id",
+    ):
+        totals = expected[name]
+        totals[3] += 1
+        if not running:
+            totals[0] += duration
+            totals[1] += hours(duration)
+            totals[2] += revenue
+    rows = pg_query(
+        built.atlas_db,
+        "select tag_name, coalesce(sum(duration_seconds), 0), coalesce(sum(duration_hours), 0),"
+        f" coalesce(sum(revenue), 0), count(*) from {ANALYTICS}.vw_timesheet_tags group by 1",
+    )
+    assert {r[0]: list(r[1:]) for r in rows} == dict(expected)
+    # a tag whose name is the prefix of another's ("bug" and "bug-12") keeps its own hours
+    assert [a for a in expected for b in expected if a != b and b.startswith(a)]
+
+
+def test_projects_per_taxonomy_tag_match_overlays(built: Stack) -> None:
+    data = _overlay_tables(built.atlas_db)
+    overrides = {r[0]: r for r in data["overrides"]}
+    kimai_projects = {r[0] for r in kimai_query(built.kimai_db, "SELECT id FROM kimai2_projects")}
+    expected = set()
+    for kimai_id, override_id, taxonomy, term in data["tags"]:
+        project = _resolve(kimai_id, override_id, overrides)
+        if project < 0 or project in kimai_projects:
+            expected.add((project, f"{taxonomy}: {term}", taxonomy, term))
+    actual = pg_query(
+        built.atlas_db,
+        f"select project_id, tag, taxonomy_name, term_name from {ANALYTICS}.vw_project_tags",
+    )
+    assert len(actual) == len(set(actual))
+    assert set(actual) == expected and expected
 
 
 def _overlay_tables(db: str) -> dict[str, list[tuple]]:

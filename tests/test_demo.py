@@ -37,6 +37,7 @@ from pipelines.transform import run_dbt
 from pipelines.types import SyncOptions
 from tests.conftest import pg_connect
 from tests.replica_check import assert_rows_equal
+from tests.stack import project_copy
 
 SCALE = 1500
 REPLICA, ANALYTICS, OVERLAY = "kimai_replica", "analytics", "public"
@@ -45,6 +46,8 @@ VIEWS = {
     "vw_projects": "project_id",
     "vw_customers": "customer_id",
     "vw_sync_health": "table_name",
+    "vw_timesheet_tags": "timesheet_id, tag_id",
+    "vw_project_tags": "project_id, taxonomy_term_id",
 }
 # a production configuration the demo must not touch (nothing listens there)
 PRODUCTION_ENV = {
@@ -339,6 +342,78 @@ def test_second_run_propagates_inserts_edits_and_deletes(
     result = run_dbt(incremental, facts, target_dir=dbt_dir)
     assert not result.failed and result.passed > 0
     assert_views_match_kimai(paths)  # vw_timesheet_facts reads the materialized table now
+
+
+def _dbt_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(_CONTRACT_PREFIXES)}
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.run", "dbt", *args],
+        cwd=cwd,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_an_analyst_adds_a_mart_and_builds_it_with_the_dbt_command(
+    first_run: DemoRun, tmp_path: Path
+) -> None:
+    paths = copy_demo(first_run, tmp_path / "demo")
+    shutil.rmtree(paths.dbt, ignore_errors=True)
+    # any dbt command on the demo's DuckDB file, nothing to configure
+    built = _dbt_cli("--demo", "demo", "build", "-s", "vw_customers", env={}, cwd=tmp_path)
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert "PASS=" in built.stdout and "ERROR=0" in built.stdout
+    # a relative DIR is the caller's, not the dbt project's: dbt's files land in the demo
+    assert (paths.dbt / "target" / "manifest.json").is_file()
+
+    # a new mart in a copy of the project, as docs/models.md walks through it: no grants
+    # or other boilerplate, a key test of its own
+    project = project_copy(tmp_path / "project")
+    mart = project / "models" / "marts" / "vw_hours_per_tag.sql"
+    mart.write_text(
+        "-- One row per Kimai tag with recorded time: the finished hours carrying it.\n"
+        "select tag_name, sum(duration_hours) as duration_hours\n"
+        "from {{ ref('vw_timesheet_tags') }}\ngroup by tag_name\n"
+    )
+    (project / "models" / "marts" / "_vw_hours_per_tag.yml").write_text(
+        "version: 2\nmodels:\n  - name: vw_hours_per_tag\n"
+        "    description: One row per Kimai tag with recorded time.\n"
+        "    columns:\n      - name: tag_name\n        description: The tag.\n"
+        "        data_tests: [unique, not_null]\n"
+    )
+    env = {
+        "KIMAI_DB_URL": f"sqlite:///{paths.kimai}",
+        "ATLAS_DB_URL": f"duckdb:///{paths.atlas}",
+        "ATLAS_SYNC_STATE_DIR": str(paths.state),
+        "DBT_PROJECT_DIR": str(project),
+    }
+    built = _dbt_cli("build", "--select", "vw_hours_per_tag", env=env, cwd=tmp_path)
+    assert built.returncode == 0, built.stdout + built.stderr
+    hours = dict(duck_rows(paths.atlas, f"select * from {ANALYTICS}.vw_hours_per_tag"))
+    tags = {
+        r[0]
+        for r in sqlite_rows(
+            paths.kimai,
+            "SELECT DISTINCT g.name FROM"
+            " kimai2_timesheet_tags x JOIN kimai2_tags g ON g.id = x.tag_id",
+        )
+    }
+    assert set(hours) == tags and tags
+
+    # its test fails the command (exit 1)
+    mart.write_text(mart.read_text().replace("group by tag_name", "group by tag_name, user_id"))
+    failed = _dbt_cli("build", "--select", "vw_hours_per_tag", env=env, cwd=tmp_path)
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+
+    # a wrong path is an error, never a new empty DuckDB file
+    missing = tmp_path / "missing.duckdb"
+    wrong = _dbt_cli("build", env={**env, "ATLAS_DB_URL": f"duckdb:///{missing}"}, cwd=tmp_path)
+    assert wrong.returncode == 2 and "no DuckDB file" in wrong.stderr
+    assert not missing.exists()
+    nowhere = _dbt_cli("--demo", str(tmp_path / "nowhere"), "build", env={}, cwd=tmp_path)
+    assert nowhere.returncode == 2 and "no demo in" in nowhere.stderr
 
 
 def test_a_second_demo_in_the_same_directory_waits_its_turn(tmp_path: Path) -> None:

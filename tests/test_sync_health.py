@@ -101,3 +101,25 @@ def test_failed_runs_are_audited(env):
     assert len(rows) == 1
     command, status, code, error = rows[0]
     assert (command, status, code) == ("sync", "failed", 2) and "Unknown database" in error
+
+
+def test_source_freshness_turns_red_for_the_stalled_table_only(stack, tmp_path):
+    from pipelines.config import load_settings
+    from pipelines.errors import DataTestFailed
+    from pipelines.transform import run_dbt
+
+    env, db = stack, stack["ATLAS_DB_DATABASE"]
+    settings = load_settings(env, dotenv=False)
+    fresh = run_dbt(settings, ["source", "freshness"], target_dir=tmp_path / "dbt")
+    assert not fresh.failed and not fresh.warned and fresh.passed >= len(TABLES)
+    # users have not been synced for seven hours (past the 6-hour error threshold) while
+    # every other table was synced just now
+    pg_query(
+        db,
+        "UPDATE kimai_replica.sync_run_tables SET recorded_at = recorded_at - interval '7 hours'"
+        " WHERE table_name = 'users'",
+    )
+    with pytest.raises(DataTestFailed) as failed:
+        run_dbt(settings, ["source", "freshness"], target_dir=tmp_path / "dbt")
+    message = str(failed.value)
+    assert "1 failing node(s): replica_kimai_users (error" in message, message

@@ -20,7 +20,7 @@ users as (
 
 activities as (
 
-    select activity_id, activity_name
+    select activity_id, activity_name, is_billable
     from {{ ref('stg_kimai__activities') }}
 
 ),
@@ -35,7 +35,8 @@ projects as (
         currency,
         status_id,
         status_name,
-        project_tags
+        project_tags,
+        is_billable
     from {{ ref('int_projects_joined_to_overlays') }}
     where origin = 'kimai'
 
@@ -81,6 +82,8 @@ joined as (
         ---------- flags
         timesheets.is_running,
         timesheets.is_billable,
+        projects.is_billable as project_is_billable,
+        activities.is_billable as activity_is_billable,
         timesheets.is_exported,
 
         ---------- money (the customer's currency)
@@ -95,6 +98,7 @@ joined as (
         projects.status_name as project_status,
         coalesce(projects.project_tags, '') as project_tags,
         coalesce(timesheet_tags.timesheet_tags, '') as timesheet_tags,
+        coalesce(timesheet_tags.timesheet_tags_array, {{ empty_tag_array() }}) as timesheet_tags_array,
 
         ---------- other Kimai columns
         timesheets.description,

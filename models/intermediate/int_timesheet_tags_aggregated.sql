@@ -1,6 +1,6 @@
 -- One row per timesheet with at least one Kimai tag: the tag names joined by ', ' in name
 -- order (case-insensitive; Kimai tag names are unique case-insensitively), hidden tags
--- included, and their number.
+-- included (also as an array, same order), and their number.
 
 with
 
@@ -19,6 +19,7 @@ tags as (
 select
     timesheet_tags.timesheet_id,
     {{ dbt.listagg('tags.tag_name', "', '", 'order by ' ~ sort_key('tags.tag_name')) }} as timesheet_tags,
+    {{ tag_array_agg('tags.tag_name', sort_key('tags.tag_name')) }} as timesheet_tags_array,
     count(*) as timesheet_tag_count
 
 from timesheet_tags

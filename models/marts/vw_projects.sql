@@ -1,5 +1,3 @@
-{{ config(grants=bi_grants()) }}
-
 with
 
 projects as (

@@ -5,14 +5,8 @@
     Metabase sees the same relation, columns and grants. The columns are listed, so the
     view depends on these columns only (never on the table's bookkeeping columns).
 -#}
-{%- set mode = var('timesheet_facts_materialization', 'view') -%}
-{%- if mode not in ('view', 'table_incremental') -%}
-    {{ exceptions.raise_compiler_error(
-        "var timesheet_facts_materialization must be 'view' or 'table_incremental', got '" ~ mode ~ "'"
-    ) }}
-{%- endif -%}
-{%- set facts_model = 'int_timesheet_facts_materialized' if mode == 'table_incremental' else 'int_timesheet_facts' -%}
-{{ config(grants=bi_grants(), post_hook=["{{ drop_legacy_facts_table(ref('" ~ facts_model ~ "').schema) }}"]) }}
+{%- set facts_model = timesheet_facts_model() -%}
+{{ config(post_hook=["{{ drop_legacy_facts_table(ref('" ~ facts_model ~ "').schema) }}"]) }}
 
 select
     timesheet_id,
@@ -41,6 +35,8 @@ select
     break_seconds,
     is_running,
     is_billable,
+    project_is_billable,
+    activity_is_billable,
     is_exported,
     revenue,
     internal_cost,
@@ -51,6 +47,7 @@ select
     project_status,
     project_tags,
     timesheet_tags,
+    timesheet_tags_array,
     description,
     category,
     modified_at,

@@ -681,13 +681,16 @@ def next_steps(result: DemoResult) -> list[str]:
     # in an activated venv `python` is this interpreter; otherwise (scripts/demo) name it
     py = "python" if os.environ.get("VIRTUAL_ENV") else sys.executable
     return [
-        "Explore the results (views vw_timesheet_facts, vw_projects, vw_customers, vw_sync_health",
+        "Explore the results (views vw_timesheet_facts, vw_projects, vw_customers, the tag",
+        "bridges vw_timesheet_tags and vw_project_tags, vw_sync_health",
         f"in schema {s}; replica tables in {result.settings.replica_schema}):",
         f'  duckdb -readonly {atlas} "select * from {s}.vw_customers"',
         f"  {py} -c \"import duckdb; duckdb.connect('{atlas}', read_only=True)"
         f".sql('select * from {s}.vw_projects').show()\"",
         f"  KIMAI_DB_URL=sqlite:///{kimai} ATLAS_DB_URL=duckdb:///{atlas} \\",
         f"    {py} -m pipelines.run status",
+        "Run dbt yourself on the demo (any dbt command; e.g. after adding a mart):",
+        f"  {py} -m pipelines.run dbt --demo {paths.root} build --select vw_customers+",
         "Run the demo again to simulate a day of Kimai activity and watch it flow through;",
         "`--reset` starts over.",
         "",
