@@ -1,25 +1,4 @@
 {#-
-    ISO 4217 minor-unit exponent of a currency code expression (upper-case, trimmed): how
-    many decimal digits its minor unit has. JPY 0, KWD 3, CLF 4, most currencies 2. Codes
-    without a minor unit (precious metals, funds, XDR, XXX …; "N.A." in ISO 4217) count as
-    0: their amount_minor is already in major units.
--#}
-{% macro iso_currency_exponent(currency) -%}
-    case
-        when {{ currency }} in (
-            'BIF', 'CLP', 'DJF', 'GNF', 'ISK', 'JPY', 'KMF', 'KRW', 'PYG', 'RWF', 'UGX', 'UYI',
-            'VND', 'VUV', 'XAF', 'XOF', 'XPF',
-            'XAG', 'XAU', 'XBA', 'XBB', 'XBC', 'XBD', 'XDR', 'XPD', 'XPT', 'XSU', 'XTS', 'XUA',
-            'XXX'
-        ) then 0
-        when {{ currency }} in ('BHD', 'IQD', 'JOD', 'KWD', 'LYD', 'OMR', 'TND') then 3
-        when {{ currency }} in ('CLF', 'UYW') then 4
-        else 2
-    end
-{%- endmacro %}
-
-
-{#-
     Atlas money in minor units (bigint `amount_minor`) as exact major units of its currency:
     numeric(18, 4), amount_minor / 10^exponent (iso_currency_exponent). Multiplying by an
     exact decimal keeps the arithmetic decimal on every adapter (DuckDB divides decimals in

@@ -1,4 +1,4 @@
-{#- Fails on every non-NULL value of `column_name` that is not an ISO 4217 code (macros/iso_currency_codes.sql). -#}
+{#- Fails on every non-NULL value of `column_name` that is not an ISO 4217 code (macros/iso_4217.sql, generated from the iso4217 package). -#}
 {% test is_iso_currency_code(model, column_name) %}
     select {{ column_name }}
     from {{ model }}

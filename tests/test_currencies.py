@@ -1,0 +1,43 @@
+"""The dbt project's ISO 4217 data comes from the iso4217 package, not from typing."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.unit
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location(
+        "iso4217_macros", REPO / "scripts" / "iso4217_macros.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_macro_file_is_what_the_installed_package_gives() -> None:
+    text = (REPO / "macros" / "iso_4217.sql").read_text()
+    assert text == _generator().render(), "run: python scripts/iso4217_macros.py"
+
+
+def test_known_exponents_and_withdrawn_codes() -> None:
+    text = (REPO / "macros" / "iso_4217.sql").read_text()
+    exponent_of: dict[str, int] = {}
+    for codes, exponent in re.findall(r"in \(([^)]*)\)\s*then (\d)", text):
+        for code in re.findall(r"'([A-Z]{3})'", codes):
+            exponent_of[code] = int(exponent)
+    # written out here from ISO 4217's table, not from the package
+    expected = {"JPY": 0, "KRW": 0, "KWD": 3, "BHD": 3, "TND": 3, "CLF": 4, "XAU": 0}
+    assert {c: exponent_of.get(c, 2) for c in [*expected, "EUR", "USD"]} == {
+        **expected,
+        "EUR": 2,
+        "USD": 2,
+    }
+    accepted = set(re.findall(r"'([A-Z]{3})'", text.split("iso_currency_exponent")[0]))
+    assert {"EUR", "JPY", "HRK", "BGN"} <= accepted and "ZZZ" not in accepted
