@@ -151,7 +151,24 @@ class Kimai:
                 f" {self.settings.describe_kimai()}; check KIMAI_DB_DATABASE and KIMAI_TABLE_PREFIX"
             )
         mapper = map_mysql_column if self.dialect == "mysql" else map_sqlite_column
-        columns = tuple(mapper(c) for c in source if c.name not in spec.excluded_columns)
+        allowed = spec.allowed_columns
+        unlisted = [
+            c.name
+            for c in source
+            if allowed is not None and c.name not in allowed and c.name not in spec.excluded_columns
+        ]
+        if unlisted:
+            log.warning(
+                "Kimai table %s has column(s) %s that the registry does not list: not"
+                " replicated (add them to pipelines/registry.py once they are known to be safe)",
+                name,
+                ", ".join(unlisted),
+            )
+        columns = tuple(
+            mapper(c)
+            for c in source
+            if c.name not in spec.excluded_columns and (allowed is None or c.name in allowed)
+        )
         present = {c.name for c in columns}
         needed = set(spec.primary_key) | ({spec.cursor} if spec.cursor else set())
         if missing := sorted(needed - present):

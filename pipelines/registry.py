@@ -51,6 +51,9 @@ class TableSpec:
         sync: How changes are found, see `SyncMode`.
         cursor: Change column for ``incremental`` tables.
         excluded_columns: Columns never selected from Kimai (secrets, security metadata).
+        allowed_columns: When set, the only Kimai columns ever selected (an allow-list):
+            a column Kimai adds later is not replicated, and each run warns about it once.
+            None follows Kimai's columns (the other tables, whose new columns are data).
         references: Foreign keys to other registry tables (kimai-schema.md).
 
     """
@@ -62,6 +65,7 @@ class TableSpec:
     sync: SyncMode
     cursor: str | None = None
     excluded_columns: frozenset[str] = frozenset()
+    allowed_columns: frozenset[str] | None = None
     references: tuple[Reference, ...] = ()
     bi_indexes: tuple[str, ...] = ()
 
@@ -70,7 +74,31 @@ class TableSpec:
         return f"{prefix}{self.kimai_table}"
 
 
-# kimai-schema.md §8: secrets and security metadata never leave Kimai.
+# kimai-schema.md §8: the users' columns that are replicated. Kimai has added security
+# columns before (api_token, totp_secret, signature_date), so users are replicated by
+# allow-list: a new column stays in Kimai until someone adds it here.
+USER_COLUMNS = frozenset(
+    {
+        "id",
+        "username",
+        "email",
+        "alias",
+        "enabled",
+        "registration_date",
+        "title",
+        "avatar",
+        "roles",
+        "last_login",
+        "auth",
+        "color",
+        "account",
+        "totp_enabled",
+        "system_account",
+        "supervisor_id",
+    }
+)
+
+# kimai-schema.md §8: secrets and security metadata, known and never selected (no warning).
 USER_SECRET_COLUMNS = frozenset(
     {
         "password",
@@ -107,6 +135,7 @@ TABLES: tuple[TableSpec, ...] = (
         ("id",),
         "full",
         excluded_columns=USER_SECRET_COLUMNS,
+        allowed_columns=USER_COLUMNS,
     ),
     TableSpec("tags", "tags", "replica_kimai_tags", ("id",), "full"),
     TableSpec(

@@ -335,3 +335,34 @@ def project_copy(dest: Path, marker: str | None = None) -> Path:
                 f"select marked.*, '{marker}' as build_marker from (\n{body}\n) as marked\n"
             )
     return dest
+
+
+def marts_in_manifest(manifest: Path) -> dict[str, str]:
+    """The marts a dbt manifest declares (models under models/marts/), each with its key.
+
+    The key is what the mart's own key test names: the column of its `unique` test, or the
+    columns of its `unique_combination_of_columns` test, as an ORDER BY list. A new mart is
+    picked up by every test that reads this, with nothing to add to the tests.
+    """
+    import json
+
+    nodes = json.loads(manifest.read_text())["nodes"]
+    marts = {
+        node["unique_id"]: node["name"]
+        for node in nodes.values()
+        if node["resource_type"] == "model"
+        and node["original_file_path"].startswith("models/marts/")
+    }
+    keys: dict[str, str] = {}
+    for node in nodes.values():
+        test = node.get("test_metadata") or {}
+        owner = marts.get(node.get("attached_node") or "")
+        if node["resource_type"] != "test" or owner is None:
+            continue
+        if test.get("name") == "unique":
+            keys.setdefault(owner, node["column_name"])
+        elif test.get("name") == "unique_combination_of_columns":
+            keys[owner] = ", ".join(test["kwargs"]["combination_of_columns"])
+    missing = sorted(set(marts.values()) - set(keys))
+    assert not missing, f"marts without a key test: {missing}"
+    return keys

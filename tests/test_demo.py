@@ -37,18 +37,10 @@ from pipelines.transform import run_dbt
 from pipelines.types import SyncOptions
 from tests.conftest import pg_connect
 from tests.replica_check import assert_rows_equal
-from tests.stack import project_copy
+from tests.stack import marts_in_manifest, project_copy
 
 SCALE = 1500
 REPLICA, ANALYTICS, OVERLAY = "kimai_replica", "analytics", "public"
-VIEWS = {
-    "vw_timesheet_facts": "timesheet_id",
-    "vw_projects": "project_id",
-    "vw_customers": "customer_id",
-    "vw_sync_health": "table_name",
-    "vw_timesheet_tags": "timesheet_id, tag_id",
-    "vw_project_tags": "project_id, taxonomy_term_id",
-}
 # a production configuration the demo must not touch (nothing listens there)
 PRODUCTION_ENV = {
     "KIMAI_DB_HOST": "kimai-db.invalid",
@@ -214,7 +206,8 @@ def assert_views_match_kimai(paths: DemoPaths) -> None:
         "select table_name from information_schema.tables where table_schema = ?",
         [ANALYTICS],
     )
-    assert sorted(r[0] for r in relations) == sorted(VIEWS), "the BI schema holds vw_* only"
+    marts = marts_in_manifest(paths.dbt / "target" / "manifest.json")
+    assert sorted(r[0] for r in relations) == sorted(marts), "the BI schema holds the marts only"
 
     # per customer: hours, billable hours, revenue (finished work only), counts
     expected: dict[int, list] = defaultdict(lambda: [0, 0, Decimal(0), 0, 0])
@@ -504,7 +497,7 @@ def test_dbt_gives_identical_views_on_postgres_and_duckdb(
                 cur = dconn.execute(sql)
                 return [d[0] for d in cur.description], cur.fetchall()
 
-            for view, key in VIEWS.items():
+            for view, key in marts_in_manifest(duck.dbt / "target" / "manifest.json").items():
                 pg_cols, pg_rows = _relation(pg_fetch, view, key)
                 duck_cols, duck_rows_ = _relation(duck_fetch, view, key)
                 assert pg_cols == duck_cols, view

@@ -26,11 +26,29 @@ TITLES = {
     "f0": "(f0) first `transform` in a new Atlas DB (cold dbt parse; info)",
     "fv": "(fv) `transform` (dbt build), view mode",
     "fi0": "(fi0) first build with table_incremental (whole facts table; info)",
+    "fi1": "(fi1) second first build with table_incremental (the other copy; info)",
     "fis": "(fis) sync of the {facts} timesheet changes before (fi) (info)",
     "fi": "(fi) incremental facts refresh after {facts} changes (`transform`, table_incremental)",
 }
-ORDER = ["a", "a7", "a7i", "b", "c", "c2", "d", "e0", "e0t", "e1", "f0", "fv", "fi0", "fis", "fi"]
-PRODUCT_SCENARIOS = ["b", "c", "c2", "d", "e0", "e0t", "e1", "f0", "fv", "fi0", "fis", "fi"]
+ORDER = [
+    "a",
+    "a7",
+    "a7i",
+    "b",
+    "c",
+    "c2",
+    "d",
+    "e0",
+    "e0t",
+    "e1",
+    "f0",
+    "fv",
+    "fi0",
+    "fi1",
+    "fis",
+    "fi",
+]
+PRODUCT_SCENARIOS = ["b", "c", "c2", "d", "e0", "e0t", "e1", "f0", "fv", "fi0", "fi1", "fis", "fi"]
 FACTS_MODEL = "int_timesheet_facts_materialized"
 
 
