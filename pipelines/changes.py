@@ -64,8 +64,8 @@ class TableExtractor:
         self.collected: list[pa.Table] | None = None
         self.collected_state: dict[str, Any] = {}
         self._stamps: pa.Array | None = None
-        if plan.fingerprinter is not None:
-            stats.fingerprint = plan.fingerprinter.stats
+        if plan.comparer is not None:
+            stats.fingerprint = plan.comparer.stats
 
     # -- output helpers ----------------------------------------------------------------------
 
@@ -268,7 +268,7 @@ class TableExtractor:
         every key whose fingerprint differs.
         """
         layout = self.layout
-        if self.options.reconcile and self.plan.fingerprinter is None:
+        if self.options.reconcile and self.plan.comparer is None:
             # embedded databases (the demo) cannot fingerprint and are small: compare all
             return self.kimai.read_rows(layout), self.replica.read_rows(layout)
         # planning read the cursor window, or compared fingerprints, already
@@ -288,14 +288,14 @@ class TableExtractor:
         Hashes can differ where the two servers print a value differently (doubles below
         1e-4), so keys that still differ by hash are compared exactly before they count.
         """
-        if self.plan.fingerprinter is None:
+        if self.plan.comparer is None:
             if not (self.options.reconcile and self.layout.spec.sync == "incremental"):
                 return 0
             # embedded databases: compare the whole (small) table again
             kimai_rows = self.kimai.read_rows(self.layout)
             replica_rows = self.replica.read_rows(self.layout)
         else:
-            keys = self.plan.fingerprinter.recheck()
+            keys = self.plan.comparer.recheck()
             if len(keys) == 0:
                 return 0
             kimai_rows = pa.concat_tables(

@@ -3,9 +3,9 @@
 Kimai hard-deletes rows (and cascades) without touching any change column, so the only
 way to see deletes without binlog access is to compare the key sets. The comparison is
 keys only (8 bytes a row) and streamed by key range for the big tables
-(`pipelines.keydiff`); the small ``full`` tables are read whole,
-since every run compares all their rows anyway. A reconciling run compares range
-fingerprints instead (they see deletes, inserts and changed rows alike, and move far
+(`pipelines.rangediff`); the small ``full`` tables are read whole,
+since every run compares all their rows anyway. A reconciling run compares whole rows by
+range digests instead (they see deletes, inserts and changed rows alike, and move far
 fewer bytes than the keys). All reads of all tables, on both sides, run concurrently: the
 drivers release the GIL while the servers work.
 """
@@ -21,10 +21,9 @@ import pyarrow as pa
 
 from pipelines.diff import keys_not_in, packed_keys, same_key_sets
 from pipelines.errors import MassDeleteRefused
-from pipelines.fingerprint import Comparison, Fingerprinter
-from pipelines.keydiff import KeyDiff, compare_key_sets
 from pipelines.kimai import Kimai
 from pipelines.layout import TableLayout
+from pipelines.rangediff import Comparison, RangeComparer
 from pipelines.replica import PostgresReplica, Replica
 from pipelines.window import Window
 
@@ -55,8 +54,9 @@ class TablePlan:
     window_rows: pa.Table | None = None
     """Kimai rows in the cursor window of an ``incremental`` table."""
     differing: pa.Array | None = None
-    """Keys whose fingerprints differ (reconciling runs on MariaDB → PostgreSQL)."""
-    fingerprinter: Fingerprinter | None = None
+    """Keys whose rows differ (reconciling runs on MariaDB → PostgreSQL)."""
+    comparer: RangeComparer | None = None
+    """What compared whole rows (reconciling runs), for the check after the repair."""
     reference_values: dict[str, pa.Array] | None = None
     """Distinct values of each foreign-key column in the replica (tables read by cursor)."""
     orphans: pa.Array | None = None
@@ -95,28 +95,17 @@ def _from_rows(layout: TableLayout, kimai: pa.Table, replica: pa.Table, **extra)
     )
 
 
-def _from_key_diff(layout: TableLayout, diff: KeyDiff, **extra) -> TablePlan:
-    return TablePlan(
-        layout=layout,
-        kimai_count=diff.kimai_count,
-        replica_count=diff.replica_count,
-        deleted=diff.deleted,
-        missing=diff.missing,
-        **extra,
-    )
-
-
-def _from_fingerprints(
-    layout: TableLayout, fingerprinter: Fingerprinter, found: Comparison, **extra
+def _from_comparison(
+    layout: TableLayout, found: Comparison, comparer: RangeComparer | None = None, **extra
 ) -> TablePlan:
     return TablePlan(
         layout=layout,
         kimai_count=found.kimai_count,
         replica_count=found.replica_count,
-        deleted=found.only_replica,
-        missing=found.only_kimai,
-        differing=found.differing,
-        fingerprinter=fingerprinter,
+        deleted=found.deleted,
+        missing=found.missing,
+        differing=found.differing if comparer is not None else None,
+        comparer=comparer,
         **extra,
     )
 
@@ -147,8 +136,8 @@ def plan_tables(
         confirm: Called once every read is under way; returns the windows from the stored
             cursors (dlt's state, read meanwhile). Where one differs from `windows` (the
             replica's newest value stood in for the cursor), it is read again.
-        fingerprint: Tables compared by range fingerprints (every column of every row)
-            instead of by key sets; their cursor window is not read (fingerprints see it).
+        fingerprint: Tables compared by whole rows (range digests of every column)
+            instead of by key sets; their cursor window is not read (the rows show it).
         empty: Tables whose replica holds no rows: the whole table will be written, so
             their keys are not read.
         digests: Compare key sets by per-bucket digests first (both servers compute them),
@@ -164,22 +153,23 @@ def plan_tables(
             for layout in layouts
         }
         reads: dict[str, tuple[Future, ...]] = {}
-        fingerprinters: dict[str, Fingerprinter] = {}
+        comparers: dict[str, RangeComparer] = {}
         for layout in layouts:
             name = layout.spec.name
             if name in fingerprint:
-                fingerprinters[name] = Fingerprinter(kimai.engine, replica, layout)
-                reads[name] = (pool.submit(fingerprinters[name].compare),)
+                comparers[name] = RangeComparer(kimai, replica, layout, "rows", digests=True)
+                reads[name] = (pool.submit(comparers[name].compare),)
                 continue
             if name in empty and layout.spec.sync != "full":
-                reads[name] = (pool.submit(KeyDiff),)
+                reads[name] = (pool.submit(Comparison),)
             elif layout.spec.sync == "full":
                 reads[name] = (
                     pool.submit(kimai.read_rows, layout),
                     pool.submit(replica.read_rows, layout),
                 )
             else:
-                reads[name] = (pool.submit(compare_key_sets, kimai, replica, layout, digests),)
+                comparer = RangeComparer(kimai, replica, layout, "keys", digests)
+                reads[name] = (pool.submit(comparer.compare),)
         values = {
             layout.spec.name: pool.submit(
                 replica.distinct_values, layout, [r.column for r in layout.spec.references]
@@ -213,13 +203,15 @@ def plan_tables(
                 "reference_values": values[name].result() if name in values else None,
             }
             if name in fingerprint:
-                plans.append(_from_fingerprints(layout, fingerprinters[name], results[0], **common))
+                plans.append(_from_comparison(layout, results[0], comparers[name], **common))
                 continue
             if layout.spec.sync == "full":
                 plans.append(_from_rows(layout, results[0], results[1], **common))
             else:
                 window_rows = window_reads[name].result() if name in window_reads else None
-                plans.append(_from_key_diff(layout, results[0], window_rows=window_rows, **common))
+                plans.append(
+                    _from_comparison(layout, results[0], window_rows=window_rows, **common)
+                )
     return plans
 
 
@@ -255,5 +247,5 @@ def check_mass_delete(
 
 
 def supports_fingerprints(kimai: Kimai, replica: Replica) -> bool:
-    """Whether both servers can compute the row fingerprints (MariaDB/MySQL and PostgreSQL)."""
+    """Whether both servers can compute range digests (MariaDB/MySQL and PostgreSQL)."""
     return kimai.dialect == "mysql" and isinstance(replica, PostgresReplica)

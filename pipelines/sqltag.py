@@ -15,14 +15,12 @@ Purpose = Literal[
     "key bounds",
     "row count",
     "key ranges",
-    "key digests",
+    "range digests",
+    "row hashes",
     "cursor window",
     "rows by key",
     "whole table",
     "ordered stream",
-    "fingerprint bounds",
-    "fingerprint range aggregates",
-    "fingerprint row hashes",
 ]
 
 _OPEN = "/* kimai-atlas: "

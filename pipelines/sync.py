@@ -144,8 +144,7 @@ def sync(
                 for e in extractors:
                     e.stats.unrepaired = e.unrepaired()
         for stats in result.tables:
-            fp_bytes = stats.fingerprint.kimai_bytes_returned if stats.fingerprint else 0
-            stats.kimai_bytes_read = kimai.bytes_read.get(stats.table, 0) + fp_bytes
+            stats.kimai_bytes_read = kimai.bytes_read.get(stats.table, 0)
     finally:
         finisher.shutdown(wait=True)
         kimai.close()
@@ -181,9 +180,9 @@ def _plan(
         # the stored cursors matter only where there are rows to compare with
         return windows(states()) if any(has_rows[lay.spec.name] for lay in incremental) else {}
 
-    # both servers can compute the range fingerprints and key digests
+    # both servers can compute range digests
     capable = supports_fingerprints(kimai, replica)
-    # reconcile compares every row by fingerprints where both servers can compute them
+    # reconcile compares whole rows by range digests where both servers compute them
     fingerprint = {
         layout.spec.name
         for layout in layouts

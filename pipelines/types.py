@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class FingerprintStats:
-    """What comparing range fingerprints cost (`pipelines.fingerprint`)."""
+    """What comparing whole rows by range digests cost (`pipelines.rangediff`)."""
 
     kimai_rows_returned: int = 0
     kimai_bytes_returned: int = 0

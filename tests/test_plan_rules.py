@@ -12,6 +12,7 @@ from pipelines.errors import MassDeleteRefused
 from pipelines.kimai import _after_key, window_sql
 from pipelines.layout import SourceColumn, TableLayout, map_mysql_column, ranges_sql
 from pipelines.plan import TablePlan, check_mass_delete
+from pipelines.rangediff import MARIADB, POSTGRES, Side, differing_buckets, digest_sql, rows_sql
 from pipelines.registry import TABLES_BY_NAME
 from pipelines.types import SyncOptions
 from pipelines.window import Window, incremental_window
@@ -159,3 +160,36 @@ def test_mysql_types_map_to_exact_replica_types(
 ) -> None:
     column = map_mysql_column(SourceColumn("c", data_type, column_type, True))
     assert (column.data_type, column.select_sql) == (replica_type, select)
+
+
+def test_differing_buckets_are_clipped_to_the_range_and_include_one_sided_buckets() -> None:
+    kimai = pa.table({"bucket": [0, 256, 512, 768], "n": [3, 4, 5, 1], "h0": [10, 11, 12, 13]})
+    replica = pa.table({"bucket": [0, 256, 512, 1024], "n": [3, 4, 5, 2], "h0": [10, 99, 12, 14]})
+    # 256: same count, another hash; 768 and 1024: on one side only; 0 and 512 agree
+    assert differing_buckets(kimai, replica, 100, 1100, 256) == [
+        (256, 512),
+        (768, 1024),
+        (1024, 1100),
+    ]
+    assert differing_buckets(kimai, kimai, 0, 1024, 256) == []
+
+
+def test_both_dialects_hash_the_same_canonical_text_of_every_column() -> None:
+    layout = _layout(
+        "timesheets",
+        "kimai2_timesheet",
+        ("id", "int", "int(11)"),
+        ("start_time", "datetime", "datetime"),
+        ("exported", "tinyint", "tinyint(1)"),
+        ("description", "text", "text"),
+    )
+    mariadb = Side(MARIADB, "`kimai2_timesheet`", lambda _c: True, lambda _p, _s: pa.table({}))
+    postgres = Side(POSTGRES, '"r"."t"', lambda c: c != "description", lambda _p, _s: pa.table({}))
+    on_kimai = rows_sql(mariadb, layout, "rows", [(0, 64)])
+    on_replica = rows_sql(postgres, layout, "rows", [(0, 64)])
+    assert "DATE_FORMAT(" in on_kimai and "to_char(" in on_replica
+    assert "IF(`exported` <> 0, '1', '0')" in on_kimai
+    # a column the replica lacks yet hashes as NULL there, so its rows differ
+    assert '"description"' not in on_replica and "`description`" in on_kimai
+    keys = digest_sql(mariadb, layout, "keys")
+    assert "% 256 AS SIGNED) AS bucket" in keys and "MD5" not in keys

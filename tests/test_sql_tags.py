@@ -82,9 +82,9 @@ def test_every_query_of_every_kind_of_run_is_tagged(env, kimai_statements, monke
         "UPDATE kimai2_timesheet SET rate = rate + 1 WHERE id % 101 = 0",  # silent
     )
     sync_now()  # cursor window, keys, rows by key
-    sync_now(reconcile=True)  # range fingerprints
+    sync_now(reconcile=True)  # range digests and row hashes
     monkeypatch.setenv("KIMAI_KEY_DIGESTS", "true")
-    sync_now()  # key digests
+    sync_now()  # key digests (range digests of keys)
 
     purposes: set[str] = set()
     for sql in kimai_statements:
@@ -107,11 +107,9 @@ def test_every_query_of_every_kind_of_run_is_tagged(env, kimai_statements, monke
         "ordered stream",
         "key bounds",
         "key ranges",
-        "key digests",
+        "range digests",
+        "row hashes",
         "cursor window",
         "rows by key",
         "whole table",
-        "fingerprint bounds",
-        "fingerprint range aggregates",
-        "fingerprint row hashes",
     }, purposes
