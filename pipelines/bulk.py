@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -122,8 +122,11 @@ def _prefetched(batches: Iterable[pa.Table]) -> Iterator[pa.RecordBatch]:
 class BulkLoader:
     """Writes whole tables into the replica schema of a PostgreSQL Atlas DB."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, before_write: Callable[[str], None] | None = None
+    ) -> None:
         self.settings = settings
+        self.before_write = before_write or (lambda _what: None)
         self.schema = settings.replica_schema
         self._uri = settings.atlas_connectorx_url()
 
@@ -138,6 +141,7 @@ class BulkLoader:
         from adbc_driver_postgresql import dbapi
 
         table = layout.spec.replica_table
+        self.before_write(f"indexing {table}")
         try:
             with dbapi.connect(self._uri) as conn, conn.cursor() as cur:
                 for ddl in index_ddl(self.schema, layout).values():
@@ -179,6 +183,7 @@ class BulkLoader:
         from adbc_driver_postgresql import dbapi
 
         table = layout.spec.replica_table
+        self.before_write(f"loading {table}")
         source: _Prefetcher | None = None
         qualified = f"{quote_ansi(self.schema)}.{quote_ansi(table)}"
         try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -22,9 +22,9 @@ import pyarrow.compute as pc
 
 from pipelines.bulk import BulkLoader
 from pipelines.diff import changed_rows, keys_not_in, packed_keys, unpack_keys
-from pipelines.kimai import BATCH_ROWS, Kimai
+from pipelines.kimai import BATCH_ROWS, Kimai, window_sql
 from pipelines.layout import TableLayout
-from pipelines.plan import TablePlan
+from pipelines.plan import ROWS_AHEAD, TablePlan
 from pipelines.registry import SYNCED_AT
 from pipelines.replica import Replica
 from pipelines.types import SyncOptions, TableStats
@@ -251,36 +251,54 @@ class TableExtractor:
                 newest = max_cursor(newest, batch.column(cursor_col))
                 yield from self._upserts(batch)
         else:
-            candidates, old = self._candidates()
-            self.stats.rows_read += candidates.num_rows
-            newest = max_cursor(newest, candidates.column(cursor_col))
-            yield from self._upserts(changed_rows(candidates, old, self.layout.key))
+            for candidates, old in self._candidates():
+                self.stats.rows_read += candidates.num_rows
+                newest = max_cursor(newest, candidates.column(cursor_col))
+                yield from self._upserts(changed_rows(candidates, old, self.layout.key))
 
         if newest is not None and newest != cursor:
             state["cursor"] = format_cursor(newest)
         self.stats.cursor_after = format_cursor(newest)
 
-    def _candidates(self) -> tuple[pa.Table, pa.Table]:
-        """Kimai rows that may differ from the replica, and the replica rows for their keys.
+    def _candidates(self) -> Iterator[tuple[pa.Table, pa.Table]]:
+        """Kimai rows that may differ from the replica, with the replica rows of their keys.
 
         Candidates are the rows in the cursor window, every key the replica lacks, every row
         whose reference would dangle (a silent "move records to") and, when reconciling,
-        every key whose fingerprint differs.
+        every key whose rows differ. They come in bounded batches: a window too big to hold
+        (`pipelines.plan.ROWS_AHEAD`) is streamed from Kimai in key order.
         """
-        layout = self.layout
-        if self.options.reconcile and self.plan.comparer is None:
-            # embedded databases (the demo) cannot fingerprint and are small: compare all
-            return self.kimai.read_rows(layout), self.replica.read_rows(layout)
-        # planning read the cursor window, or compared fingerprints, already
-        parts = [self.plan.window_rows] if self.plan.window_rows is not None else []
-        extra = [k for k in (self.plan.differing, self.plan.orphans) if k is not None]
-        wanted = pa.concat_arrays([self.plan.missing, *extra]).unique()
-        if parts:
-            wanted = keys_not_in(wanted, packed_keys(parts[0], layout.key))
-        parts.extend(self.kimai.read_by_keys(layout, wanted))
-        candidates = pa.concat_tables([layout.data_schema.empty_table(), *parts])
-        old = self.replica.read_by_keys(layout, packed_keys(candidates, layout.key))
-        return candidates, old
+        layout, plan = self.layout, self.plan
+        if self.options.reconcile and plan.comparer is None:
+            # embedded databases (the demo) cannot compare digests and are small: compare all
+            yield self.kimai.read_rows(layout), self.replica.read_rows(layout)
+            return
+        if plan.window_rows is not None:
+            window: Iterable[pa.Table] = [plan.window_rows]
+        elif plan.window is not None and plan.window.reads_rows and plan.comparer is None:
+            window = self.kimai.stream_rows(layout, window_sql(layout, plan.window))
+        else:
+            window = []  # compared whole rows (reconcile) already, or no window
+        seen = [pa.array([], pa.int64())]
+        for batch in window:
+            keys = packed_keys(batch, layout.key)
+            seen.append(keys)
+            yield batch, self.replica.read_by_keys(layout, keys)
+        extra = [k for k in (plan.differing, plan.orphans) if k is not None]
+        wanted = keys_not_in(
+            pa.concat_arrays([plan.missing, *extra]).unique(), pa.concat_arrays(seen)
+        )
+        for batch in self.kimai.read_by_keys(layout, wanted):
+            yield batch, self.replica.read_by_keys(layout, packed_keys(batch, layout.key))
+
+    @property
+    def large(self) -> bool:
+        """Whether the change set may be too big to compute ahead of dlt (it streams then)."""
+        plan = self.plan
+        if plan.window is not None and plan.window.reads_rows and plan.window_rows is None:
+            return plan.comparer is None  # the window did not fit: it streams
+        keys = [k for k in (plan.missing, plan.differing, plan.orphans) if k is not None]
+        return sum(len(k) for k in keys) > ROWS_AHEAD
 
     def unrepaired(self) -> int:
         """After the load: rows of the reconciled ranges that still differ from Kimai.

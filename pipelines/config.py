@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from sqlalchemy.engine import URL, make_url
 
@@ -66,6 +66,14 @@ class Settings:
         """Atlas DB's URL in the form connectorx expects (PostgreSQL only)."""
         return connectorx_url(self.atlas_url)
 
+    def atlas_libpq_params(self) -> dict[str, str]:
+        """Connection parameters given as ``ATLAS_DB_URL`` query (``sslmode``, ``sslrootcert``…).
+
+        Every connection to Atlas DB takes them: psycopg2, ADBC and connectorx through their
+        URL or keywords, dlt through its credentials, dbt through its profile.
+        """
+        return {k: v if isinstance(v, str) else v[-1] for k, v in self.atlas_url.query.items()}
+
     def atlas_connect_args(self, application_name: str) -> dict[str, Any]:
         """Keyword arguments of ``psycopg2.connect`` for Atlas DB (one place for all of them).
 
@@ -74,14 +82,21 @@ class Settings:
 
         """
         url = self.atlas_url
+        params = self.atlas_libpq_params()
         return {
+            **params,
             "host": url.host,
             "port": url.port or 5432,
             "user": url.username,
-            "password": url.password or None,
+            "password": url.password or params.get("password") or None,
             "dbname": url.database,
             "connect_timeout": 10,
             "application_name": application_name[:63],
+            # a dead peer (server restart, dropped proxy connection) is noticed within ~1 min
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
         }
 
     def describe_kimai(self) -> str:
@@ -89,8 +104,11 @@ class Settings:
         return self.kimai_url.set(query={}).render_as_string(hide_password=True)
 
     def describe_atlas(self) -> str:
-        """Atlas DB's location without the password, for messages."""
-        return self.atlas_url.render_as_string(hide_password=True)
+        """Atlas DB's location without the password (also one given as a URL parameter)."""
+        query = {
+            k: "***" if "password" in k.lower() else v for k, v in self.atlas_url.query.items()
+        }
+        return self.atlas_url.set(query=query).render_as_string(hide_password=True)
 
 
 def connectorx_url(url: URL) -> str:
@@ -105,7 +123,13 @@ def connectorx_url(url: URL) -> str:
     password = quote(url.password or "", safe="")
     auth = f"{user}:{password}@" if password else f"{user}@"
     port = f":{url.port}" if url.port else ""
-    return f"{scheme}://{auth}{url.host or '127.0.0.1'}{port}/{url.database or ''}"
+    query = ""
+    if scheme == "postgresql" and url.query:
+        # TLS and other libpq parameters (the MySQL reader takes its own from the driver)
+        query = "?" + urlencode(
+            [(k, v) for k, vs in url.query.items() for v in ([vs] if isinstance(vs, str) else vs)]
+        )
+    return f"{scheme}://{auth}{url.host or '127.0.0.1'}{port}/{url.database or ''}{query}"
 
 
 def _env(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
@@ -142,12 +166,16 @@ def _path(env: Mapping[str, str], name: str) -> Path | None:
     return Path(raw).expanduser() if raw else None
 
 
-def _identifier(env: Mapping[str, str], name: str, default: str) -> str:
+def _identifier(env: Mapping[str, str], name: str, default: str, lower_case: bool = False) -> str:
     value = _env(env, name, default) or default
     if not _IDENTIFIER.match(value):
         raise ConfigError(
             f"{name} must be a plain SQL identifier (letters, digits, _), got {value!r}"
         )
+    if lower_case and value != value.lower():
+        # dlt lower-cases dataset names while dbt and the sync quote them as given: the
+        # replica would split between two schemas and every run would load everything again
+        raise ConfigError(f"{name} must be lower case, got {value!r} (use {value.lower()!r})")
     return value
 
 
@@ -247,7 +275,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
     bi_role = _env(env, "ATLAS_BI_ROLE")
     if bi_role is not None and not _IDENTIFIER.match(bi_role):
         raise ConfigError(f"ATLAS_BI_ROLE must be a plain SQL identifier, got {bi_role!r}")
-    replica_schema = _identifier(env, "ATLAS_REPLICA_SCHEMA", "kimai_replica")
+    replica_schema = _identifier(env, "ATLAS_REPLICA_SCHEMA", "kimai_replica", lower_case=True)
     facts = _env(env, "ATLAS_TIMESHEET_FACTS_MATERIALIZATION", "view")
     if facts not in {"view", "table_incremental"}:
         raise ConfigError(
@@ -264,7 +292,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         kimai_table_prefix=prefix,
         atlas_url=_atlas_url(env),
         replica_schema=replica_schema,
-        analytics_schema=_identifier(env, "ATLAS_ANALYTICS_SCHEMA", "analytics"),
+        analytics_schema=_identifier(env, "ATLAS_ANALYTICS_SCHEMA", "analytics", lower_case=True),
         overlay_schema=_identifier(env, "ATLAS_OVERLAY_SCHEMA", "public"),
         bi_role=bi_role,
         overlap_seconds=_int(env, "KIMAI_SYNC_OVERLAP_SECONDS", 300),

@@ -33,6 +33,12 @@ class LockHeld(PipelineError):
     exit_code = EXIT_LOCKED
 
 
+class LockLost(PipelineError):
+    """The run lock's session ended while the run was going (exit 4: it wrote nothing more)."""
+
+    exit_code = EXIT_DATABASE
+
+
 class DatabaseError(PipelineError):
     """A database was unreachable or failed (exit 4)."""
 

@@ -278,9 +278,17 @@ class Kimai:
             layout.key,
         )
 
-    def read_window(self, layout: TableLayout, window: Window) -> pa.Table:
-        """The rows in an incremental table's cursor window (see `window_sql`)."""
-        return self.read_rows(layout, window_sql(layout, window), "cursor window")
+    def read_window(self, layout: TableLayout, window: Window, limit: int) -> pa.Table | None:
+        """The rows in an incremental table's cursor window (see `window_sql`).
+
+        Returns:
+            The rows, or None when more than `limit` match: the run then streams them
+            (`stream_rows`) instead of holding them.
+
+        """
+        sql = f"{layout.select_sql(window_sql(layout, window))} LIMIT {int(limit) + 1}"
+        rows = conform(self._read(layout, "cursor window", sql), layout.data_schema)
+        return None if rows.num_rows > limit else rows
 
     def read_query(self, layout: TableLayout, purpose: Purpose, sql: str) -> pa.Table:
         """Run a read-only query on `layout`'s table (e.g. aggregates) and return Arrow."""

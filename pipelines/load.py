@@ -27,6 +27,7 @@ from pipelines.changes import TableExtractor
 from pipelines.config import Settings
 from pipelines.dberrors import classify, database_failure, pipeline_error_in, root_cause
 from pipelines.layout import quote_ansi
+from pipelines.paths import dlt_pipelines_dir
 from pipelines.registry import SYNCED_AT
 from pipelines.retry import RetryPolicy, with_retries
 
@@ -55,15 +56,12 @@ def make_pipeline(settings: Settings) -> Any:
         if url.password is None:
             creds = creds.replace(f"{url.username}@", f"{url.username}:@", 1)
         destination = dlt.destinations.postgres(credentials=creds)
-    kwargs: dict[str, Any] = {}
-    if settings.state_dir is not None:
-        kwargs["pipelines_dir"] = str(settings.state_dir)
     return dlt.pipeline(
         pipeline_name=settings.pipeline_name,
         destination=destination,
         dataset_name=settings.replica_schema,
         progress=None,
-        **kwargs,
+        pipelines_dir=str(dlt_pipelines_dir(settings)),
     )
 
 
@@ -91,10 +89,15 @@ def finish_pending(pipeline: Any) -> bool:
     return True
 
 
-def prepare_pipeline(settings: Settings) -> tuple[Any, bool, dict[str, dict[str, Any]]]:
-    """The dlt pipeline, whether it had to complete a load, and the stored resource states."""
+def prepare_pipeline(
+    settings: Settings, dry_run: bool = False
+) -> tuple[Any, bool, dict[str, dict[str, Any]]]:
+    """The dlt pipeline, whether it had (a dry run: has) a load to complete, and the states.
+
+    A dry run writes nothing: a pending load is reported, not completed.
+    """
     pipeline = make_pipeline(settings)
-    resumed = finish_pending(pipeline)
+    resumed = pipeline.has_pending_data if dry_run else finish_pending(pipeline)
     _sync_state_from_destination(pipeline, settings.retry)
     return pipeline, resumed, stored_states(pipeline)
 

@@ -2,7 +2,13 @@
 
 PostgreSQL: a session-level advisory lock held on a dedicated connection for the whole
 run. It dies with the session, so a crashed or killed runner never blocks the next one.
-DuckDB (the embedded demo): an exclusive ``flock`` on a file next to the database.
+That session can also die under a running run (a server restart the retries ride through,
+a proxy dropping idle connections, a killed backend), and the next scheduled run would then
+start beside it. So the run calls `HeldLock.check` before each write (each table's load,
+the merge, the audit, the dbt build and its publication) and stops, exit 4, when the lock
+is gone. TCP keepalives and ``idle_session_timeout = 0`` keep the idle session alive.
+DuckDB (the embedded demo): an exclusive ``flock`` on a file next to the database; the
+kernel holds it until the process ends.
 dlt itself has no run lock; two overlapping pipelines would overwrite each other's state.
 """
 
@@ -11,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,9 +26,56 @@ from typing import Any
 
 from pipelines.config import Settings
 from pipelines.dberrors import database_failure
-from pipelines.errors import LockHeld
+from pipelines.errors import LockHeld, LockLost
 
 POLL_SECONDS = 0.5
+
+_SAME_KEY = (
+    "l.locktype = 'advisory' AND l.granted"
+    # advisory locks are per database; pg_locks lists every database's
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended(%s, 0)"
+)
+
+
+class HeldLock:
+    """The run lock while a run holds it; `check` it before each write."""
+
+    def __init__(self, conn: Any = None, key: str = "") -> None:
+        self._conn = conn
+        self._key = key
+        self._mutex = threading.Lock()  # loads check from several threads
+
+    def check(self, before: str) -> None:
+        """Make sure the run still holds the lock.
+
+        Args:
+            before: The write about to happen, for the message.
+
+        Raises:
+            LockLost: The lock's session ended (exit 4); the run must write nothing more.
+
+        """
+        if self._conn is None:
+            return  # a flock: the kernel holds it until the process ends
+        import psycopg2
+
+        why = "another session holds it"
+        try:
+            with self._mutex, self._conn.cursor() as cur:
+                cur.execute(
+                    f"SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = pg_backend_pid()"
+                    f" AND {_SAME_KEY})",
+                    (self._key,),
+                )
+                if cur.fetchone()[0]:
+                    return
+        except psycopg2.Error as exc:
+            why = "its session ended: " + (str(exc).strip().splitlines() or ["?"])[0]
+        raise LockLost(
+            f"the run lock was lost before {before} ({why}); stopped without writing more,"
+            " the next run repairs what this one left"
+        )
 
 
 def _lock_key(settings: Settings) -> str:
@@ -33,7 +87,7 @@ def _holder_label() -> str:
 
 
 @contextmanager
-def run_lock(settings: Settings, wait_seconds: float = 0.0) -> Iterator[None]:
+def run_lock(settings: Settings, wait_seconds: float = 0.0) -> Iterator[HeldLock]:
     """Hold the run lock for the duration of the block.
 
     Args:
@@ -46,14 +100,14 @@ def run_lock(settings: Settings, wait_seconds: float = 0.0) -> Iterator[None]:
     """
     if settings.atlas_dialect == "duckdb":
         with _file_lock(settings, wait_seconds):
-            yield
+            yield HeldLock()
         return
-    with _advisory_lock(settings, wait_seconds):
-        yield
+    with _advisory_lock(settings, wait_seconds) as held:
+        yield held
 
 
 @contextmanager
-def _advisory_lock(settings: Settings, wait_seconds: float) -> Iterator[None]:
+def _advisory_lock(settings: Settings, wait_seconds: float) -> Iterator[HeldLock]:
     import psycopg2
 
     try:
@@ -68,6 +122,9 @@ def _advisory_lock(settings: Settings, wait_seconds: float) -> Iterator[None]:
     held = False
     try:
         with conn.cursor() as cur:
+            if conn.server_version >= 140000:
+                # the session is idle for the whole run: a server-wide timeout must not end it
+                cur.execute("SET idle_session_timeout = 0")
             while True:
                 cur.execute("SELECT pg_try_advisory_lock(hashtextextended(%s, 0))", (key,))
                 if cur.fetchone()[0]:
@@ -76,7 +133,7 @@ def _advisory_lock(settings: Settings, wait_seconds: float) -> Iterator[None]:
                     raise LockHeld(f"another run holds the lock: {_pg_holder(cur, key)}")
                 time.sleep(POLL_SECONDS)
         held = True
-        yield
+        yield HeldLock(conn, key)
     finally:
         if held:
             _unlock(conn, key)
@@ -97,20 +154,22 @@ def _unlock(conn: Any, key: str) -> None:
 
 def _pg_holder(cur: Any, key: str) -> str:
     cur.execute(
-        "SELECT a.application_name, a.client_addr, a.backend_start"
-        " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-        " WHERE l.locktype = 'advisory' AND l.granted"
-        # advisory locks are per database; pg_locks lists every database's
-        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        " AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtextextended(%s, 0)",
+        "SELECT a.application_name, a.usename, a.client_addr, a.backend_start, l.pid"
+        f" FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE {_SAME_KEY}",
         (key,),
     )
     row = cur.fetchone()
     if row is None:
         return "(it has just finished; try again)"
-    name, addr, since = row
-    where = f" from {addr}" if addr else ""
-    return f"{name or 'unknown'}{where}, running since {since:%Y-%m-%d %H:%M:%S %Z}"
+    name, role, addr, since, pid = row
+    # another role's session shows only some columns unless this role has pg_read_all_stats
+    parts = [name or f"backend pid {pid}"]
+    if role:
+        parts.append(f"role {role}")
+    if addr:
+        parts.append(f"from {addr}")
+    when = f"running since {since:%Y-%m-%d %H:%M:%S %Z}" if since else "start time not visible"
+    return f"{', '.join(parts)}, {when}"
 
 
 @contextmanager

@@ -51,8 +51,10 @@ class TablePlan:
     """Whole replica table, for ``full`` tables."""
     cursor: dt.datetime | None = None
     """Stored cursor of an ``incremental`` table (before this run)."""
+    window: Window | None = None
+    """The cursor window of an ``incremental`` table."""
     window_rows: pa.Table | None = None
-    """Kimai rows in the cursor window of an ``incremental`` table."""
+    """Kimai rows in the cursor window, when at most `ROWS_AHEAD` (else None: streamed)."""
     differing: pa.Array | None = None
     """Keys whose rows differ (reconciling runs on MariaDB → PostgreSQL)."""
     comparer: RangeComparer | None = None
@@ -109,6 +111,14 @@ def _from_comparison(
         **extra,
     )
 
+
+ROWS_AHEAD = 50_000
+"""Changed rows a table may hold in memory before dlt runs; more stream through dlt.
+
+A Kimai upgrade or plugin that bumps every timesheet's ``modified_at``, or a ``--since``
+over the whole history, would otherwise hold the whole table (twice: Kimai's rows and the
+replica's) in memory.
+"""
 
 PLAN_WORKERS = 4
 """Concurrent reads while planning (each a query on one of the two servers)."""
@@ -182,7 +192,9 @@ def plan_tables(
         def read_window(layout: TableLayout) -> None:
             window = windows.get(layout.spec.name)
             if layout.spec.name not in fingerprint and window is not None and window.reads_rows:
-                window_reads[layout.spec.name] = pool.submit(kimai.read_window, layout, window)
+                window_reads[layout.spec.name] = pool.submit(
+                    kimai.read_window, layout, window, ROWS_AHEAD
+                )
 
         for layout in layouts:
             read_window(layout)
@@ -200,6 +212,7 @@ def plan_tables(
             common = {
                 "replica_columns": columns[name].result(),
                 "cursor": window.cursor if window else None,
+                "window": window,
                 "reference_values": values[name].result() if name in values else None,
             }
             if name in fingerprint:

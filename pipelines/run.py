@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pipelines.errors import EXIT_DATA_TEST_FAILED, EXIT_DATABASE, ConfigError, PipelineError
+from pipelines.errors import (
+    EXIT_BAD_CONFIG,
+    EXIT_DATA_TEST_FAILED,
+    EXIT_DATABASE,
+    ConfigError,
+    PipelineError,
+)
 
 if TYPE_CHECKING:
     from pipelines.publish import BuildRequest
@@ -231,6 +237,10 @@ def _run(
             _write_metrics(settings, metrics_file, outcome, time.monotonic() - started)
     if result.sync is not None:
         print(summary_table(result.sync.tables))
+        if result.sync.guard_refusal:
+            print(f"dry run: a real run would stop here: {result.sync.guard_refusal}")
+        if dry_run and result.sync.resumed_pending:
+            print("dry run: an interrupted run left a load pending; a real run completes it first")
         done = "dry run: nothing was written" if dry_run else "sync finished"
         print(f"{done} in {result.sync.seconds:.1f} s")
     if result.transform is not None:
@@ -241,10 +251,14 @@ def _run(
 
 
 def _write_metrics(settings: Any, path: Path, outcome: str, seconds: float) -> None:
-    from pipelines.status import collect, prometheus_text, write_metrics
+    from pipelines.status import collect, prometheus_text, unreadable_metrics_text, write_metrics
 
     try:
-        write_metrics(path, prometheus_text(collect(settings), outcome, seconds))
+        try:
+            text = prometheus_text(collect(settings), outcome, seconds)
+        except Exception:  # Atlas DB unreachable: the run's own gauges must still be current
+            text = unreadable_metrics_text(outcome, seconds)
+        write_metrics(path, text)
     except Exception as exc:  # metrics must never turn a good run into a failed one
         print(f"warning: could not write metrics to {path}: {exc}", file=sys.stderr)
 
@@ -263,6 +277,20 @@ def scheduled(
 ) -> None:
     """Sync every table, then run dbt build; exit 0 only if both succeed."""
     if ctx.invoked_subcommand is not None:
+        given = [
+            name
+            for name, value in ctx.params.items()
+            # by name: typer may bring its own copy of click's enum
+            if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
+        ]
+        if given:
+            # they would be silently dropped: each command takes its own options
+            options = " ".join("--" + n.replace("_", "-") for n in given)
+            _fail(
+                f"options go after the command: python -m pipelines.run"
+                f" {ctx.invoked_subcommand} {options} ...",
+                EXIT_BAD_CONFIG,
+            )
         return
     _start(ctx, "run", transform=True)
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from pipelines.audit import Audit, RunRecord, detect_trigger
 from pipelines.config import Settings
-from pipelines.errors import EXIT_DATABASE, EXIT_OK, PipelineError
-from pipelines.lock import run_lock
+from pipelines.errors import EXIT_DATABASE, EXIT_OK, LockLost, PipelineError
+from pipelines.lock import HeldLock, run_lock
+from pipelines.paths import dbt_work_dir, dlt_pipelines_dir
 from pipelines.publish import BuildRequest, build
 from pipelines.registry import select_tables
 from pipelines.replica import open_replica
@@ -58,7 +59,12 @@ def execute(
     say = say or (lambda _line: None)
     specs = select_tables(request.tables)
     outcome = RunOutcome()
-    with run_lock(settings, request.wait_seconds):
+    # an unusable working directory is a configuration error, found before anything starts
+    if request.sync:
+        dlt_pipelines_dir(settings)
+    if request.transform:
+        dbt_work_dir(settings)
+    with run_lock(settings, request.wait_seconds) as lock:
         replica = open_replica(settings)
         audit = Audit(replica) if not request.dry_run else None
         record = None
@@ -78,11 +84,17 @@ def execute(
                     allow_mass_delete=request.allow_mass_delete,
                     progress=say,
                     dry_run=request.dry_run,
+                    before_write=lock.check,
                 )
                 if audit is not None and record is not None:
+                    lock.check("the audit")
                     audit.record_tables(record, outcome.sync.tables, request.options.reconcile)
             if request.transform:
-                outcome.transform = _transform(settings, request, audit, record)
+                outcome.transform = _transform(settings, request, lock, audit, record)
+            if audit is not None:
+                lock.check("the audit")
+        except LockLost:
+            raise  # writes nothing more: the next run marks this one crashed
         except PipelineError as exc:
             if audit is not None and record is not None:
                 audit.finish(record, "failed", exc.exit_code, str(exc))
@@ -101,19 +113,30 @@ def execute(
 
 
 def _transform(
-    settings: Settings, request: RunRequest, audit: Audit | None, record: RunRecord | None
+    settings: Settings,
+    request: RunRequest,
+    lock: HeldLock,
+    audit: Audit | None,
+    record: RunRecord | None,
 ) -> TransformResult:
     """The dbt build and its publication, recorded in the run's audit row."""
+    lock.check("the dbt build")
     if audit is None or record is None:
-        return build(settings, request.build, target_dir=request.dbt_dir)
-    audit.build_started(record)
-    try:
         return build(
             settings,
             request.build,
             target_dir=request.dbt_dir,
-            on_publish=lambda cursor: audit.mark_published(record, cursor),
+            on_publish=lambda _cursor: lock.check("publishing the build"),
         )
+    audit.build_started(record)
+
+    def publish(cursor: object) -> None:
+        # inside the swap's transaction: a lost lock rolls the swap back
+        lock.check("publishing the build")
+        audit.mark_published(record, cursor)
+
+    try:
+        return build(settings, request.build, target_dir=request.dbt_dir, on_publish=publish)
     except PipelineError as exc:
         audit.build_failed(record, str(exc))
         raise

@@ -217,11 +217,8 @@ def render(status: Status) -> str:
     return "\n".join(lines)
 
 
-def prometheus_text(status: Status, last_outcome: str, duration_seconds: float) -> str:
-    """Metrics in the Prometheus text format, for node_exporter's textfile collector."""
-    published = status.build.served_published_at
-    build_ok = status.build.last_status == "published"
-    out = [
+def _run_lines(last_outcome: str, duration_seconds: float, now: dt.datetime) -> list[str]:
+    return [
         "# HELP kimai_atlas_sync_last_run_success 1 if the last run succeeded.",
         "# TYPE kimai_atlas_sync_last_run_success gauge",
         f"kimai_atlas_sync_last_run_success {1 if last_outcome == 'success' else 0}",
@@ -230,7 +227,31 @@ def prometheus_text(status: Status, last_outcome: str, duration_seconds: float) 
         f"kimai_atlas_sync_last_run_duration_seconds {duration_seconds:.3f}",
         "# HELP kimai_atlas_sync_last_run_timestamp_seconds When the last run ended.",
         "# TYPE kimai_atlas_sync_last_run_timestamp_seconds gauge",
-        f"kimai_atlas_sync_last_run_timestamp_seconds {status.now.timestamp():.0f}",
+        f"kimai_atlas_sync_last_run_timestamp_seconds {now.timestamp():.0f}",
+        "# HELP kimai_atlas_sync_audit_readable 1 if the run could read the audit in Atlas DB"
+        " (0: only the run's own gauges are current).",
+        "# TYPE kimai_atlas_sync_audit_readable gauge",
+    ]
+
+
+def unreadable_metrics_text(last_outcome: str, duration_seconds: float) -> str:
+    """The run's own gauges, when Atlas DB cannot be read (the run could not reach it).
+
+    The file must still say that the last run failed: a stale file from an earlier run
+    would keep reporting its success.
+    """
+    now = dt.datetime.now(dt.UTC)
+    lines = _run_lines(last_outcome, duration_seconds, now)
+    return "\n".join([*lines, "kimai_atlas_sync_audit_readable 0"]) + "\n"
+
+
+def prometheus_text(status: Status, last_outcome: str, duration_seconds: float) -> str:
+    """Metrics in the Prometheus text format, for node_exporter's textfile collector."""
+    published = status.build.served_published_at
+    build_ok = status.build.last_status == "published"
+    out = [
+        *_run_lines(last_outcome, duration_seconds, status.now),
+        "kimai_atlas_sync_audit_readable 1",
         "# HELP kimai_atlas_sync_bi_build_published_timestamp_seconds When the build BI reads"
         " was published.",
         "# TYPE kimai_atlas_sync_bi_build_published_timestamp_seconds gauge",

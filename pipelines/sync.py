@@ -22,6 +22,7 @@ from pipelines.bulk import BulkLoader
 from pipelines.changes import TableExtractor
 from pipelines.config import Settings
 from pipelines.diff import keys_not_in
+from pipelines.errors import MassDeleteRefused
 from pipelines.kimai import Kimai
 from pipelines.layout import TableLayout
 from pipelines.load import BULK_WORKERS, bulk_loads, prepare_pipeline, run_dlt, stored_states
@@ -45,6 +46,7 @@ def sync(
     allow_mass_delete: bool = False,
     progress: Callable[[str], None] | None = None,
     dry_run: bool = False,
+    before_write: Callable[[str], None] | None = None,
 ) -> SyncResult:
     """Make the replica of the given tables equal to Kimai.
 
@@ -55,6 +57,8 @@ def sync(
         allow_mass_delete: Skip the mass-delete guard.
         progress: Called with one human line per step.
         dry_run: Plan and count what would change; write nothing, keep the state.
+        before_write: Called with what is about to be written, before each write; raises
+            to stop the run (`pipelines.lock.HeldLock.check`).
 
     Returns:
         Per-table counts.
@@ -65,6 +69,7 @@ def sync(
     """
     started = time.monotonic()
     say = progress or (lambda _line: None)
+    check = before_write or (lambda _what: None)
     options = options or SyncOptions(overlap_seconds=settings.overlap_seconds)
     result = SyncResult(dry_run=dry_run)
     kimai = Kimai(settings)
@@ -78,16 +83,23 @@ def sync(
         if not dry_run:
             # the orphan check reads the foreign-key indexes (a replica made before they
             # existed gets them here, once)
+            check("the replica's indexes")
             replica.ensure_indexes(layouts)
             changelog.ensure(replica, layouts)
         synced_at = dt.datetime.now(dt.UTC)
         streams = isinstance(replica, PostgresReplica) and not dry_run
-        bulk = BulkLoader(settings) if streams else None
+        bulk = BulkLoader(settings, check) if streams else None
 
         def prepare(plans: list[TablePlan]) -> list[TableExtractor]:
-            check_mass_delete(
-                plans, settings.mass_delete_max_share, MASS_DELETE_MIN_ROWS, allow_mass_delete
-            )
+            try:
+                check_mass_delete(
+                    plans, settings.mass_delete_max_share, MASS_DELETE_MIN_ROWS, allow_mass_delete
+                )
+            except MassDeleteRefused as exc:
+                if not dry_run:
+                    raise
+                # a dry run previews what the guard would stop
+                result.guard_refusal = str(exc)
             result.tables = [
                 TableStats(p.name, kimai_rows=p.kimai_count, replica_rows_before=p.replica_count)
                 for p in plans
@@ -104,7 +116,7 @@ def sync(
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlt") as setup:
             # importing dlt and reading its state overlaps the key sweeps ...
-            prepared = setup.submit(prepare_pipeline, settings)
+            prepared = setup.submit(prepare_pipeline, settings, dry_run)
             extractors = prepare(
                 _plan(
                     kimai,
@@ -119,7 +131,7 @@ def sync(
             finishing = bulk_loads([e for e in extractors if e.plan.replica_count == 0], finisher)
             pipeline, resumed, states = prepared.result()
         result.resumed_pending = resumed
-        if resumed:
+        if resumed and not dry_run:
             # an interrupted load was just completed: what was read before it is stale
             extractors = prepare(
                 _plan(kimai, replica, layouts, options, lambda: states, settings.key_digests)
@@ -129,13 +141,15 @@ def sync(
             for e in extractors:
                 if e.streams_through_dlt:
                     e.preview_rewrite()
-            _collect(pipeline, extractors)
+            _collect(pipeline, extractors, dry_run=True)
         else:
             finishing += bulk_loads(extractors, finisher)
             if _collect(pipeline, extractors):
+                check("the merge")
                 run_dlt(pipeline, extractors, settings.retry)
             for future in finishing:
                 future.result()
+            check("the change log's upkeep")
             replica.ensure_indexes(layouts)
             # tables created by this run's loads get their triggers (and a rewrite row)
             changelog.ensure(replica, layouts)
@@ -215,8 +229,11 @@ def _plan(
     )
 
 
-def _collect(pipeline: Any, extractors: list[TableExtractor]) -> bool:
+def _collect(pipeline: Any, extractors: list[TableExtractor], dry_run: bool = False) -> bool:
     """Compute every change set ahead of dlt; tell whether dlt has anything to do.
+
+    Large change sets (`TableExtractor.large`) are not held: dlt streams them, and a dry
+    run counts them without keeping the rows.
 
     Returns:
         False when no table has rows to write, no stored state would change and no table is
@@ -226,10 +243,14 @@ def _collect(pipeline: Any, extractors: list[TableExtractor]) -> bool:
     states = stored_states(pipeline)
     work = False
     for e in extractors:
-        if e.streams_through_dlt:
+        stored = states.get(e.layout.spec.name, {})
+        if e.large and not e.streams_through_dlt and dry_run:
+            for _ in e.rows(copy.deepcopy(stored)):
+                pass  # counted, not kept: memory stays bounded
+            continue
+        if e.streams_through_dlt or e.large:
             work = True
             continue
-        stored = states.get(e.layout.spec.name, {})
         e.collect(copy.deepcopy(stored))
         work = work or e.has_output or e.collected_state != stored
     return work

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ from typing import Any
 from pipelines.config import Settings
 from pipelines.dberrors import classify
 from pipelines.errors import ConfigError, DatabaseError, DataTestFailed
+from pipelines.paths import dbt_work_dir
 from pipelines.replica import open_replica
 
 log = logging.getLogger("pipelines.transform")
@@ -67,26 +67,18 @@ def dbt_env(settings: Settings) -> dict[str, str]:
             ATLAS_DB_PASSWORD=url.password or "",
             ATLAS_DB_DATABASE=url.database or "",
         )
+        # TLS settings of the URL, in the profile's own keys (empty: libpq's defaults)
+        tls = settings.atlas_libpq_params()
+        for key in ("sslmode", "sslrootcert", "sslcert", "sslkey"):
+            env[f"ATLAS_DB_{key.upper()}"] = tls.get(key, "")
+        if tls.get("password") and not url.password:
+            env["ATLAS_DB_PASSWORD"] = tls["password"]
     return env
 
 
 def work_dir(settings: Settings) -> Path:
-    """The target and log directory of dbt for this Atlas DB.
-
-    One per database and schema set, so that runs against different databases (parallel
-    tests, several deployments on one host) never share dbt's partial-parse state.
-    """
-    where = "|".join(
-        (
-            settings.describe_atlas(),
-            settings.replica_schema,
-            settings.analytics_schema,
-            settings.overlay_schema,
-        )
-    )
-    key = hashlib.sha256(where.encode()).hexdigest()[:12]
-    base = Path(tempfile.gettempdir()) / f"kimai-atlas-dbt-{os.getuid()}"
-    return base / f"{settings.pipeline_name}-{key}"
+    """The target and log directory of dbt for this deployment (`pipelines.paths`)."""
+    return dbt_work_dir(settings)
 
 
 @contextmanager

@@ -68,4 +68,7 @@ class SyncResult:
     tables: list[TableStats] = field(default_factory=list)
     seconds: float = 0.0
     resumed_pending: bool = False
+    """A load left by an interrupted run was completed first (a dry run: is pending)."""
     dry_run: bool = False
+    guard_refusal: str | None = None
+    """A dry run only: why a real run would stop at the mass-delete guard."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipelines.demo.kimai_data import build_kimai
-from tests.conftest import REPO, kimai_url, pg_connect, run_cli
+from tests.conftest import REPO, kimai_url, pg_connect, pg_query, run_cli
 
 COMMANDS = ["sync", "transform", "reconcile", "status", "demo"]
 
@@ -102,6 +102,11 @@ def test_usage_errors_exit_2(env):
     assert run_cli("sync", "bogus", env=env).returncode == 2
     assert run_cli("sync", "--since", "yesterday", env=env).returncode == 2
     assert run_cli("--no-such-option", env=env).returncode == 2
+    # options before the command would be dropped silently: refused, naming them
+    before = run_cli("--full-refresh", "--wait", "3", "sync", env=env)
+    assert before.returncode == 2
+    assert "options go after the command" in before.stderr
+    assert "sync --full-refresh --wait" in before.stderr
 
 
 def test_debug_shows_the_traceback(env):
@@ -132,3 +137,27 @@ def test_a_second_run_exits_3_naming_the_holder_or_waits(synced):
     finally:
         conn.close()  # the lock dies with the session
     assert run_cli("sync", "--wait", "5", env=env).returncode == 0
+
+
+def test_tls_parameters_of_the_url_reach_every_connection(env):
+    """sslmode=require against a server without TLS: the first connection refuses, and the
+    run writes nothing anywhere (no audit row, no schema); sslmode=disable works end to end."""
+    build_kimai(kimai_url(env["KIMAI_DB_DATABASE"]), seed=6, timesheets=200)
+    atlas = env["ATLAS_DB_DATABASE"]
+    url = f"postgresql://postgres@127.0.0.1:5432/{atlas}"
+    parts = {k: v for k, v in env.items() if not k.startswith("ATLAS_DB_")}
+    required = run_cli("sync", env={**parts, "ATLAS_DB_URL": url + "?sslmode=require"})
+    assert required.returncode == 4
+    assert "SSL was required" in required.stderr and len(required.stderr.splitlines()) == 1
+    schemas = pg_query(
+        atlas,
+        "SELECT nspname FROM pg_namespace WHERE nspname NOT LIKE 'pg\\_%'"
+        " AND nspname NOT IN ('information_schema', 'public')",
+    )
+    assert schemas == []
+    plain = run_cli("sync", env={**parts, "ATLAS_DB_URL": url + "?sslmode=disable"})
+    assert plain.returncode == 0, plain.stderr
+    # the lock, connectorx, ADBC and dlt all took the parameter (dbt's profile: unit test)
+    assert pg_query(
+        atlas, "SELECT count(*) FROM kimai_replica.sync_runs WHERE status = 'success'"
+    ) == [(1,)]

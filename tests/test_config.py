@@ -74,6 +74,8 @@ def test_sqlite_and_duckdb_urls_for_the_embedded_path(tmp_path: Path):
         ({"ATLAS_RETRY_ATTEMPTS": "0"}, "ATLAS_RETRY_ATTEMPTS must be at least 1"),
         ({"ATLAS_RETRY_BASE_SECONDS": "soon"}, "ATLAS_RETRY_BASE_SECONDS must be a number"),
         ({"ATLAS_RETRY_BASE_SECONDS": "-1"}, "ATLAS_RETRY_BASE_SECONDS must be between 0"),
+        ({"ATLAS_REPLICA_SCHEMA": "Kimai_Replica"}, "must be lower case, got 'Kimai_Replica'"),
+        ({"ATLAS_ANALYTICS_SCHEMA": "BI"}, "ATLAS_ANALYTICS_SCHEMA must be lower case"),
     ],
 )
 def test_bad_values_are_one_line_config_errors(env, message):
@@ -109,3 +111,45 @@ def test_retries_and_dbt_directories_are_settings_read_from_dotenv_too(tmp_path,
     defaults = load_settings({})
     assert (defaults.retry.attempts, defaults.retry.base_seconds) == (5, 1.0)
     assert defaults.dbt_project_dir is None and defaults.dbt_profiles_dir is None
+
+
+def test_a_password_given_as_a_url_parameter_is_never_shown():
+    s = load_settings(
+        {"ATLAS_DB_URL": "postgresql://bi@db.example/atlas?password=hunter2&sslmode=require"}
+    )
+    assert "hunter2" not in s.describe_atlas()
+    assert "sslmode=require" in s.describe_atlas()
+
+
+def test_working_directories_are_private_per_deployment_and_unusable_ones_are_config_errors(
+    tmp_path: Path,
+):
+    from pipelines.paths import dbt_work_dir, dlt_pipelines_dir
+
+    base = tmp_path / "state"
+    one = load_settings({"ATLAS_SYNC_STATE_DIR": str(base), "ATLAS_DB_DATABASE": "atlas"})
+    two = load_settings({"ATLAS_SYNC_STATE_DIR": str(base), "ATLAS_DB_DATABASE": "staging"})
+    dirs = [dlt_pipelines_dir(one), dlt_pipelines_dir(two), dbt_work_dir(one), dbt_work_dir(two)]
+    assert len(set(dirs)) == 4 and all(d.is_relative_to(base) for d in dirs)
+    assert {d.stat().st_mode & 0o777 for d in dirs} == {0o700}
+    (tmp_path / "file").write_text("")
+    blocked = load_settings({"ATLAS_SYNC_STATE_DIR": str(tmp_path / "file" / "state")})
+    with pytest.raises(ConfigError, match="set ATLAS_SYNC_STATE_DIR") as info:
+        dlt_pipelines_dir(blocked)
+    assert "\n" not in str(info.value)
+
+
+def test_tls_parameters_reach_psycopg2_connectorx_adbc_and_the_dbt_profile():
+    from pipelines.transform import dbt_env
+
+    s = load_settings(
+        {"ATLAS_DB_URL": "postgresql://bi@db.example/atlas?sslmode=verify-full&sslrootcert=/ca.pem"}
+    )
+    args = s.atlas_connect_args("x")
+    assert (args["sslmode"], args["sslrootcert"]) == ("verify-full", "/ca.pem")
+    assert s.atlas_connectorx_url().endswith("/atlas?sslmode=verify-full&sslrootcert=%2Fca.pem")
+    profile = dbt_env(s)
+    assert (profile["ATLAS_DB_SSLMODE"], profile["ATLAS_DB_SSLROOTCERT"]) == (
+        "verify-full",
+        "/ca.pem",
+    )

@@ -108,3 +108,25 @@ def test_dry_run_counts_a_first_load_and_a_change_set_and_writes_nothing(env):
     assert applied.returncode == 0, applied.stderr
     assert _summary(applied.stdout) == previewed
     assert_replica_equals_kimai(db, atlas)
+
+
+def test_dry_run_previews_the_deletes_the_guard_would_refuse(env):
+    db, atlas = env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"]
+    build_kimai(kimai_url(db), seed=22, timesheets=1_000)
+    assert run_cli("sync", env=env).returncode == 0
+    kimai_exec(db, "DELETE FROM kimai2_timesheet WHERE id % 2 = 0")
+    gone = 1_000 - kimai_query(db, "SELECT COUNT(*) FROM kimai2_timesheet")[0][0]
+    before = _replica_snapshot(atlas)
+    dry = run_cli("sync", "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert _summary(dry.stdout)["timesheets"]["deleted"] == gone
+    assert "a real run would stop here: refusing to delete" in dry.stdout
+    assert _replica_snapshot(atlas) == before
+    real = run_cli("sync", env=env)
+    assert real.returncode == 4 and "refusing to delete" in real.stderr
+
+    def replica_tables(snapshot: list[tuple]) -> list[tuple]:
+        return [t for t in snapshot if t[0].startswith("replica_kimai_")]
+
+    # the refused run wrote its audit row, and nothing else
+    assert replica_tables(_replica_snapshot(atlas)) == replica_tables(before)

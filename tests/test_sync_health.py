@@ -123,3 +123,24 @@ def test_source_freshness_turns_red_for_the_stalled_table_only(stack, tmp_path):
         run_dbt(settings, ["source", "freshness"], target_dir=tmp_path / "dbt")
     message = str(failed.value)
     assert "1 failing node(s): replica_kimai_users (error" in message, message
+
+
+def test_a_run_that_cannot_reach_atlas_still_writes_that_it_failed(env, tmp_path):
+    build_kimai(kimai_url(env["KIMAI_DB_DATABASE"]), seed=4, timesheets=50)
+    metrics = tmp_path / "m.prom"
+    good = run_cli("sync", "--metrics-file", str(metrics), env=env)
+    assert good.returncode == 0, good.stderr
+    assert "kimai_atlas_sync_last_run_success 1" in metrics.read_text()
+    assert "kimai_atlas_sync_audit_readable 1" in metrics.read_text()
+    down = run_cli(
+        "sync",
+        "--metrics-file",
+        str(metrics),
+        env={**env, "ATLAS_DB_PORT": "5999"},  # nothing listens there
+        extra_env={"ATLAS_RETRY_ATTEMPTS": "1"},
+    )
+    assert down.returncode == 4, down.stderr
+    text = metrics.read_text()
+    assert "kimai_atlas_sync_last_run_success 0" in text, text
+    assert "kimai_atlas_sync_audit_readable 0" in text
+    assert "kimai_atlas_sync_replica_rows" not in text  # nothing it could not read

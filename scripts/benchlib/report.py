@@ -29,6 +29,8 @@ TITLES = {
     "fi1": "(fi1) second first build with table_incremental (the other copy; info)",
     "fis": "(fis) sync of the {facts} timesheet changes before (fi) (info)",
     "fi": "(fi) incremental facts refresh after {facts} changes (`transform`, table_incremental)",
+    "s": "(s) `sync --since` over the whole history (every timesheet re-read and compared; info)",
+    "m": "(m) run after a bump of every timesheet's `modified_at` (an upgrade migration; info)",
 }
 ORDER = [
     "a",
@@ -47,8 +49,12 @@ ORDER = [
     "fi1",
     "fis",
     "fi",
+    "s",
+    "m",
 ]
-PRODUCT_SCENARIOS = ["b", "c", "c2", "d", "e0", "e0t", "e1", "f0", "fv", "fi0", "fi1", "fis", "fi"]
+PRODUCT_SCENARIOS = [
+    *["b", "c", "c2", "d", "e0", "e0t", "e1", "f0", "fv", "fi0", "fi1", "fis", "fi", "s", "m"]
+]
 FACTS_MODEL = "int_timesheet_facts_materialized"
 
 
@@ -407,9 +413,11 @@ def render_report(data: dict[str, Any]) -> str:
     add(
         "* Each round: the pair (a), (a7), (b) in rotated order; Atlas overlays + (f0);"
         " then (c), (e0)+(e1), (fv) in rotated order (each starts and ends with the replica equal"
-        " to Kimai and nothing in the cursor's overlap window); then (d), (c2), (fi0), (fis), (fi)"
-        " (these bump `modified_at`, so they come last). Kimai is then restored to the generated"
-        " state (changed rows re-inserted from a copy), so every round measures the same data."
+        " to Kimai and nothing in the cursor's overlap window); then (d), (c2), (fi0), (fis), (fi),"
+        " (s), (m) (these bump `modified_at`, so they come last; (m) sets every timesheet's"
+        " `modified_at` to now and restores the values after the run). Kimai is then restored to"
+        " the generated state (changed rows re-inserted from a copy), so every round measures"
+        " the same data."
     )
     add(
         "* Changes: updates append to `description` and set `modified_at = UTC_TIMESTAMP()` (what"
