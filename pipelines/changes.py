@@ -12,6 +12,7 @@ whole, by the streaming bulk path where it exists (`bulk_load`).
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -64,6 +65,9 @@ class TableExtractor:
         self.collected: list[pa.Table] | None = None
         self.collected_state: dict[str, Any] = {}
         self._stamps: pa.Array | None = None
+        self._stream: Iterator[pa.Table] | None = None
+        self.stream_state: dict[str, Any] = {}
+        self.stream_done = False
         if plan.comparer is not None:
             stats.fingerprint = plan.comparer.stats
 
@@ -290,6 +294,22 @@ class TableExtractor:
         )
         for batch in self.kimai.read_by_keys(layout, wanted):
             yield batch, self.replica.read_by_keys(layout, packed_keys(batch, layout.key))
+
+    @property
+    def chunked(self) -> bool:
+        """Whether dlt loads this table's change set in several packages (`stream`)."""
+        return self.large and not self.streams_through_dlt
+
+    def stream(self, state: dict[str, Any]) -> Iterator[pa.Table]:
+        """The change set as one iterator that successive load packages share.
+
+        Rows are computed against a copy of the first package's state; `stream_state`
+        holds the new cursor once the iterator is exhausted.
+        """
+        if self._stream is None:
+            self.stream_state = copy.deepcopy(state)
+            self._stream = self.rows(self.stream_state)
+        return self._stream
 
     @property
     def large(self) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Any
 
@@ -133,11 +133,21 @@ def make_resource(extractor: TableExtractor) -> Any:
 
     def rows() -> Iterator[pa.Table]:
         live = dlt.current.resource_state()
-        if extractor.collected is None:
+        if extractor.collected is not None:
+            live.update(extractor.collected_state)
+            yield from extractor.collected
+        elif extractor.chunked:
+            written = 0
+            for table in extractor.stream(live):
+                yield table
+                written += table.num_rows
+                if written >= ROWS_PER_PACKAGE:
+                    return  # the next package goes on from here (`run_dlt`)
+            # the stored cursor moves with the last package only
+            live.update(extractor.stream_state)
+            extractor.stream_done = True
+        else:
             yield from extractor.rows(live)
-            return
-        live.update(extractor.collected_state)
-        yield from extractor.collected
 
     return dlt.resource(
         rows(),
@@ -191,13 +201,45 @@ def bulk_loads(extractors: list[TableExtractor], finisher: ThreadPoolExecutor) -
     return finishing
 
 
-def run_dlt(pipeline: Any, extractors: list[TableExtractor], retry: RetryPolicy) -> None:
+ROWS_PER_PACKAGE = 200_000
+"""Rows of a big streamed change set per dlt load package.
+
+dlt's parquet/ADBC load holds each load file whole (about 250 MiB per million rows), so a
+change set of millions of rows (every ``modified_at`` bumped) goes in several packages.
+Each commits on its own; the cursor is stored with the last, so a run that stops between
+them leaves a replica the next run's window re-reads and repairs.
+"""
+
+
+def run_dlt(
+    pipeline: Any,
+    extractors: list[TableExtractor],
+    retry: RetryPolicy,
+    before_package: Callable[[], None] | None = None,
+) -> None:
     """Extract, normalize and load the change sets through dlt (a pending load resumes).
+
+    Big change sets (`TableExtractor.chunked`) go in several load packages.
+
+    Args:
+        pipeline: The dlt pipeline.
+        extractors: The tables to load.
+        retry: Retry policy of the load step.
+        before_package: Called before each package (the run lock's check).
 
     Raises:
         PipelineError: The product's own error raised inside dlt, or the failed step.
 
     """
+    pending = extractors
+    while pending:
+        if before_package is not None:
+            before_package()
+        _run_package(pipeline, pending, retry)
+        pending = [e for e in extractors if e.chunked and not e.stream_done]
+
+
+def _run_package(pipeline: Any, extractors: list[TableExtractor], retry: RetryPolicy) -> None:
     from dlt.pipeline.exceptions import PipelineStepFailed
 
     source = kimai_source(extractors)

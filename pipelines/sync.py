@@ -145,8 +145,7 @@ def sync(
         else:
             finishing += bulk_loads(extractors, finisher)
             if _collect(pipeline, extractors):
-                check("the merge")
-                run_dlt(pipeline, extractors, settings.retry)
+                run_dlt(pipeline, extractors, settings.retry, lambda: check("the merge"))
             for future in finishing:
                 future.result()
             check("the change log's upkeep")

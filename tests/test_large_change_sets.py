@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines import changes, kimai, plan
+from pipelines import changes, kimai, load, plan
 from pipelines.demo.kimai_data import build_kimai
-from tests.conftest import kimai_exec, kimai_query, kimai_url, sync_now
+from tests.conftest import kimai_exec, kimai_query, kimai_url, pg_query, sync_now
 from tests.replica_check import assert_replica_equals_kimai
 
 LIMIT = 200
@@ -23,6 +23,7 @@ def small_limits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     monkeypatch.setattr(plan, "ROWS_AHEAD", LIMIT)
     monkeypatch.setattr(changes, "ROWS_AHEAD", LIMIT)
     monkeypatch.setattr(kimai, "BATCH_ROWS", 250)
+    monkeypatch.setattr(load, "ROWS_PER_PACKAGE", 700)
     batches: list[int] = []
     stream_rows = kimai.Kimai.stream_rows
 
@@ -60,10 +61,19 @@ def test_a_bump_of_every_timesheet_and_a_since_over_all_history_stream_in_batche
     assert len(small_limits) == 12 and max(small_limits) == 250  # streamed, in batches
     small_limits.clear()
 
+    atlas = env["ATLAS_DB_DATABASE"]
+
+    def packages() -> int:
+        return pg_query(atlas, "SELECT count(*) FROM kimai_replica._dlt_loads")[0][0]
+
+    before = packages()
     ts = _timesheets(sync_now())
     assert (ts.rows_read, ts.updated, ts.inserted, ts.deleted) == (3_000, changed, 0, 0)
     assert len(small_limits) == 12
-    assert_replica_equals_kimai(db, env["ATLAS_DB_DATABASE"])
+    # 3,000 changed rows in packages of at least 700 (whole 250-row batches): 4 + 1 more
+    # for the rest and the cursor
+    assert packages() - before == 5
+    assert_replica_equals_kimai(db, atlas)
 
     # the whole history again by --since: read in batches, and nothing differs any more
     small_limits.clear()
