@@ -83,6 +83,13 @@ class RunRecord:
     started_at: dt.datetime
 
 
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no passwd entry in some containers
+        return str(os.getuid())
+
+
 def detect_trigger(explicit: str | None = None) -> str:
     """``cli`` on a terminal, ``cron`` without one (schedulers), or what the caller says."""
     if explicit:
@@ -104,12 +111,24 @@ class Audit:
         for ddl in _DDL:
             self.replica.execute(ddl.format(runs=self.runs, table_runs=self.table_runs))
 
-    def start(self, command: str, trigger: str, options: dict[str, Any]) -> RunRecord:
-        """Record a run as started; runs left 'running' by a crash are marked 'crashed'."""
-        try:
-            user = getpass.getuser()
-        except Exception:  # no passwd entry in some containers
-            user = str(os.getuid())
+    def start(
+        self,
+        command: str,
+        trigger: str,
+        options: dict[str, Any],
+        started_by: str | None = None,
+    ) -> RunRecord:
+        """Record a run as started; runs left 'running' by a crash are marked 'crashed'.
+
+        Args:
+            command: The command's name (``run``, ``sync``, ``reconcile``...).
+            trigger: Who started it (``cli``, ``cron``, ``api``...).
+            options: The run's options, stored as JSON.
+            started_by: Who started it; the operating system user when omitted (the API
+                gives the name of the token that asked for the run).
+
+        """
+        user = started_by or _os_user()
         record = RunRecord(
             run_id=uuid.uuid4().hex,
             command=command,

@@ -36,6 +36,10 @@ class RunRequest:
     """dbt selection and full refresh of the transform."""
     dbt_dir: Path | None = None
     """Where dbt keeps its target and logs; a per-database temporary directory by default."""
+    started_by: str | None = None
+    """Recorded in the audit; the operating system user when None (the API: the token's name)."""
+    on_start: Callable[[str], None] | None = None
+    """Called with the run id once the audit row exists (the API answers with it)."""
 
 
 @dataclass
@@ -74,8 +78,15 @@ def execute(
                 options = {**asdict(request.options), "tables": request.tables}
                 if request.transform:
                     options["build"] = asdict(request.build)
-                record = audit.start(request.command, detect_trigger(request.trigger), options)
+                record = audit.start(
+                    request.command,
+                    detect_trigger(request.trigger),
+                    options,
+                    started_by=request.started_by,
+                )
                 outcome.run_id = record.run_id
+                if request.on_start is not None:
+                    request.on_start(record.run_id)
             if request.sync:
                 outcome.sync = sync(
                     settings,
