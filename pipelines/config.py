@@ -47,6 +47,8 @@ class Settings:
     """``DBT_PROJECT_DIR``: another dbt project than the one shipped with the product."""
     dbt_profiles_dir: Path | None = None
     """``DBT_PROFILES_DIR``: your own ``profiles.yml`` instead of ``profiles.example.yml``."""
+    api_tokens_file: Path | None = None
+    """``ATLAS_API_TOKENS_FILE``: the hashed tokens of the HTTP service (`pipelines.tokens`)."""
 
     @property
     def kimai_dialect(self) -> str:
@@ -309,4 +311,12 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         ),
         dbt_project_dir=_path(env, "DBT_PROJECT_DIR"),
         dbt_profiles_dir=_path(env, "DBT_PROFILES_DIR"),
+        api_tokens_file=_tokens_file(env),
     )
+
+
+def _tokens_file(env: Mapping[str, str]) -> Path | None:
+    path = _path(env, "ATLAS_API_TOKENS_FILE")
+    if path is not None and path.is_dir():
+        raise ConfigError(f"ATLAS_API_TOKENS_FILE must name a file, {path} is a directory")
+    return path
