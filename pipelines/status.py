@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -217,7 +218,7 @@ def render(status: Status) -> str:
     return "\n".join(lines)
 
 
-def _run_lines(last_outcome: str, duration_seconds: float, now: dt.datetime) -> list[str]:
+def _run_lines(last_outcome: str, duration_seconds: float, ended: dt.datetime) -> list[str]:
     return [
         "# HELP kimai_atlas_sync_last_run_success 1 if the last run succeeded.",
         "# TYPE kimai_atlas_sync_last_run_success gauge",
@@ -227,7 +228,7 @@ def _run_lines(last_outcome: str, duration_seconds: float, now: dt.datetime) -> 
         f"kimai_atlas_sync_last_run_duration_seconds {duration_seconds:.3f}",
         "# HELP kimai_atlas_sync_last_run_timestamp_seconds When the last run ended.",
         "# TYPE kimai_atlas_sync_last_run_timestamp_seconds gauge",
-        f"kimai_atlas_sync_last_run_timestamp_seconds {now.timestamp():.0f}",
+        f"kimai_atlas_sync_last_run_timestamp_seconds {ended.timestamp():.0f}",
         "# HELP kimai_atlas_sync_audit_readable 1 if the run could read the audit in Atlas DB"
         " (0: only the run's own gauges are current).",
         "# TYPE kimai_atlas_sync_audit_readable gauge",
@@ -245,12 +246,25 @@ def unreadable_metrics_text(last_outcome: str, duration_seconds: float) -> str:
     return "\n".join([*lines, "kimai_atlas_sync_audit_readable 0"]) + "\n"
 
 
-def prometheus_text(status: Status, last_outcome: str, duration_seconds: float) -> str:
-    """Metrics in the Prometheus text format, for node_exporter's textfile collector."""
+def prometheus_text(
+    status: Status,
+    last_outcome: str,
+    duration_seconds: float,
+    ended_at: dt.datetime | None = None,
+) -> str:
+    """Metrics in the Prometheus text format, for node_exporter's textfile collector.
+
+    Args:
+        status: What `collect` read.
+        last_outcome: ``success`` or anything else (the last run's outcome).
+        duration_seconds: The last run's wall time.
+        ended_at: When the last run ended; now when omitted (the run writing the file).
+
+    """
     published = status.build.served_published_at
     build_ok = status.build.last_status == "published"
     out = [
-        *_run_lines(last_outcome, duration_seconds, status.now),
+        *_run_lines(last_outcome, duration_seconds, ended_at or status.now),
         "kimai_atlas_sync_audit_readable 1",
         "# HELP kimai_atlas_sync_bi_build_published_timestamp_seconds When the build BI reads"
         " was published.",
@@ -291,6 +305,69 @@ def prometheus_text(status: Status, last_outcome: str, duration_seconds: float) 
             if value is not None:
                 out.append(f'kimai_atlas_sync_{metric}{{table="{t.table_name}"}} {value}')
     return "\n".join(out) + "\n"
+
+
+_RUN_COLUMNS = (
+    "run_id",
+    "command",
+    "trigger",
+    "started_by",
+    "host",
+    "pid",
+    "started_at",
+    "finished_at",
+    "status",
+    "exit_code",
+    "error",
+    "build_status",
+    "build_failures",
+    "published_at",
+    "options",
+)
+_TABLE_COLUMNS = (
+    "table_name",
+    "kimai_rows",
+    "replica_rows_before",
+    "replica_rows_after",
+    "rows_read",
+    "inserted",
+    "updated",
+    "deleted",
+    "seconds",
+    "reconciled",
+    "differences_found",
+    "differences_unrepaired",
+)
+
+
+def run_detail(settings: Settings, run_id: str) -> dict[str, Any] | None:
+    """One run's audit record with its per-table counts, JSON-ready; None if unknown."""
+    replica = open_replica(settings)
+    try:
+        if not replica.exists(RUNS):
+            return None
+        # an audit table from before builds were recorded lacks their columns
+        present = set(replica.table_columns(RUNS))
+        cols = [c for c in _RUN_COLUMNS if c in present]
+        rows = replica.query(
+            f"SELECT {', '.join(cols)} FROM {replica.qualified(RUNS)} WHERE run_id = %s",
+            (run_id,),
+        )
+        if not rows:
+            return None
+        record = dict(zip(cols, rows[0], strict=True))
+        run = {c: record.get(c) for c in _RUN_COLUMNS}
+        if run["options"]:
+            run["options"] = json.loads(run["options"])
+        tables = replica.query(
+            f"SELECT {', '.join(_TABLE_COLUMNS)} FROM {replica.qualified(TABLE_RUNS)}"
+            " WHERE run_id = %s ORDER BY table_name",
+            (run_id,),
+        )
+        run["tables"] = [dict(zip(_TABLE_COLUMNS, t, strict=True)) for t in tables]
+        return run
+    finally:
+        replica.close()
 
 
 def write_metrics(path: Path, text: str) -> None:
