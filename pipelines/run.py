@@ -455,6 +455,101 @@ def demo_command(
     _guarded(debug, demo)
 
 
+@app.command("serve")
+def serve_command(
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            metavar="ADDRESS",
+            help="Address to listen on (loopback unless --allow-remote).",
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", metavar="PORT", help="TCP port.", min=0, max=65535)
+    ] = 8000,
+    allow_remote: Annotated[
+        bool,
+        typer.Option(
+            "--allow-remote",
+            help="Allow a non-loopback --host (put a TLS proxy in front: tokens travel in"
+            " every request).",
+        ),
+    ] = False,
+    drain_seconds: Annotated[
+        float,
+        typer.Option(
+            "--drain-seconds",
+            metavar="SECONDS",
+            help="On SIGTERM, wait up to SECONDS for a running run before exiting.",
+            min=0,
+        ),
+    ] = 600.0,
+    log_format: LogFormatOpt = LogFormat.auto,
+    debug: Debug = False,
+) -> None:
+    """Serve the HTTP API: start runs, read their audit, status, metrics, a health page.
+
+    Needs ATLAS_API_TOKENS_FILE (see `token create`). Runs go through the same lock, audit
+    (trigger api, started by the token's name) and dbt build as on the command line. OpenAPI
+    docs at /docs.
+    """
+
+    def run() -> None:
+        from pipelines.config import load_settings
+        from pipelines.logs import configure
+        from pipelines.serve import serve
+
+        say = configure(log_format.value, debug)
+        serve(load_settings(), host, port, allow_remote, drain_seconds, say)
+
+    _guarded(debug, run)
+
+
+token_app = typer.Typer(
+    help="API tokens of `serve` (stored hashed in ATLAS_API_TOKENS_FILE).",
+    no_args_is_help=True,
+)
+app.add_typer(token_app, name="token")
+
+
+@token_app.command("create")
+def token_create_command(
+    name: Annotated[
+        str,
+        typer.Argument(
+            metavar="NAME",
+            help="Who uses it (recorded as started_by of its runs).",
+            show_default=False,
+        ),
+    ],
+    scope: Annotated[
+        list[str],
+        typer.Option(
+            "--scope",
+            metavar="SCOPE",
+            help="sync:execute, sync:read or metrics:read (repeatable).",
+            show_default=False,
+        ),
+    ],
+    debug: Debug = False,
+) -> None:
+    """Create a token: print it once, append its hash, name and scopes to the tokens file."""
+
+    def create() -> None:
+        from pipelines.config import load_settings
+        from pipelines.tokens import create
+
+        path = load_settings().api_tokens_file
+        if path is None:
+            raise ConfigError("ATLAS_API_TOKENS_FILE is not set: name the tokens file there")
+        token = create(path, name, scope)
+        print(token)
+        print(f"token {name!r} added to {path}; it is shown only now", file=sys.stderr)
+
+    _guarded(debug, create)
+
+
 @app.command("dbt", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def dbt_command(
     ctx: typer.Context,
