@@ -1,0 +1,457 @@
+"""The HTTP service, over real HTTP against a real uvicorn process and real databases.
+
+One synced stack (and one service) is shared by the tests of this file; each test leaves
+no run going. The expected metric names are listed here, independently of the product.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import _cli_process, kimai_exec, mariadb_connect, pg_query, run_cli
+from tests.replica_check import assert_replica_equals_kimai
+from tests.stack import Stack, make_stack
+
+pytestmark = pytest.mark.xdist_group("serve")
+
+REPLICA = "kimai_replica"
+TABLE_NAMES = (
+    "users",
+    "customers",
+    "projects",
+    "activities",
+    "tags",
+    "timesheets",
+    "timesheet_tags",
+)
+# the textfile's metric names (README, "Monitoring"), as Prometheus sample names
+TEXTFILE_METRICS = {
+    "kimai_atlas_sync_last_run_success",
+    "kimai_atlas_sync_last_run_duration_seconds",
+    "kimai_atlas_sync_last_run_timestamp_seconds",
+    "kimai_atlas_sync_audit_readable",
+    "kimai_atlas_sync_bi_build_published_timestamp_seconds",
+    "kimai_atlas_sync_last_build_success",
+    "kimai_atlas_sync_errors_total",
+    "kimai_atlas_sync_upserts_total",
+    "kimai_atlas_sync_lag_seconds",
+    "kimai_atlas_sync_replica_rows",
+    "kimai_atlas_sync_kimai_rows",
+}
+
+
+@dataclass
+class Service:
+    stack: Stack
+    env: dict[str, str]
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    admin: str  # sync:execute + sync:read
+    reader: str  # sync:read
+    scraper: str  # metrics:read
+
+    def client(self, token: str | None = None, basic: bool = False) -> httpx.Client:
+        headers = {}
+        if token is not None and basic:
+            pair = base64.b64encode(f"anyone:{token}".encode()).decode()
+            headers["Authorization"] = f"Basic {pair}"
+        elif token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(check: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _start_service(env: dict[str, str], log: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipelines.run", "serve", "--port", str(port), *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            **_cli_process(env, None, None),
+        )
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        assert proc.poll() is None, log.read_text()
+        try:
+            return httpx.get(f"{url}/healthz", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    _wait(up, "the service to answer", timeout=60)
+    return proc, url
+
+
+def _token(env: dict[str, str], name: str, *scopes: str) -> str:
+    args = [a for s in scopes for a in ("--scope", s)]
+    out = run_cli("token", "create", name, *args, env=env)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    tmp = tmp_path_factory.mktemp("serve")
+    with make_stack(tmp, timesheets=2_000, seed=17) as stack:
+        env = {**stack.env, "ATLAS_API_TOKENS_FILE": str(tmp / "tokens")}
+        admin = _token(env, "atlas-admin", "sync:execute", "sync:read")
+        reader = _token(env, "dashboard", "sync:read")
+        scraper = _token(env, "prometheus", "metrics:read")
+        log = tmp / "serve.log"
+        proc, url = _start_service(env, log)
+        try:
+            yield Service(stack, env, url, proc, log, admin, reader, scraper)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+
+
+def _run_finished(svc: Service, run_id: str, timeout: float = 300) -> dict[str, Any]:
+    with svc.client(svc.reader) as http:
+
+        def ended() -> dict[str, Any] | None:
+            record = http.get(f"/runs/{run_id}").json()
+            return record if record["status"] != "running" else None
+
+        return _wait(ended, f"run {run_id} to end", timeout)
+
+
+@contextmanager
+def _timesheets_held(kimai_db: str) -> Iterator[None]:
+    """Hold Kimai's timesheets: a run started meanwhile waits in its first read of them."""
+    blocker = mariadb_connect(kimai_db)
+    try:
+        with blocker.cursor() as cur:
+            cur.execute("LOCK TABLES kimai2_timesheet WRITE")
+        yield
+    finally:
+        with blocker.cursor() as cur:
+            cur.execute("UNLOCK TABLES")
+        blocker.close()
+
+
+def _status_of(svc: Service, run_id: str) -> str:
+    with svc.client(svc.reader) as http:
+        return http.get(f"/runs/{run_id}").json()["status"]
+
+
+# -- tokens and the refusals of `serve`, no database ----------------------------------------
+
+
+@pytest.mark.unit
+def test_a_token_is_stored_only_as_its_hash(tmp_path: Path) -> None:
+    from pipelines import tokens
+
+    path = tmp_path / "tokens"
+    made = tokens.create(path, "ops", ["sync:read", "metrics:read"])
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    text = path.read_text()
+    assert made not in text
+    assert hashlib.sha256(made.encode()).hexdigest() in text
+    assert len(base64.urlsafe_b64decode(made + "=")) == 32
+    [entry] = tokens.load(path)
+    assert (entry.name, entry.scopes) == ("ops", frozenset({"sync:read", "metrics:read"}))
+    assert tokens.find(tokens.load(path), made) == entry
+    assert tokens.find(tokens.load(path), made[:-1] + "x") is None
+    with pytest.raises(tokens.ConfigError, match="already"):
+        tokens.create(path, "ops", ["sync:read"])
+    with pytest.raises(tokens.ConfigError, match="unknown scope"):
+        tokens.create(path, "other", ["sync:everything"])
+    with pytest.raises(tokens.ConfigError, match="line 1"):
+        tokens.parse("ops sha256:abc sync:read")
+
+
+def test_serve_refuses_to_start_without_tokens_or_on_a_remote_address(tmp_path: Path) -> None:
+    env = {"ATLAS_SYNC_STATE_DIR": str(tmp_path / "state")}
+    unset = run_cli("serve", env=env, timeout=60)
+    assert unset.returncode == 2
+    assert unset.stderr.count("\n") == 1 and "ATLAS_API_TOKENS_FILE" in unset.stderr
+
+    env["ATLAS_API_TOKENS_FILE"] = str(tmp_path / "tokens")
+    missing = run_cli("serve", env=env, timeout=60)
+    assert missing.returncode == 2
+    assert missing.stderr.count("\n") == 1 and "no tokens file" in missing.stderr
+
+    out = run_cli("token", "create", "ops", "--scope", "sync:read", env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    printed = out.stdout.strip()
+    assert printed and printed not in (tmp_path / "tokens").read_text()
+    assert stat.S_IMODE((tmp_path / "tokens").stat().st_mode) == 0o600
+
+    remote = run_cli("serve", "--host", "0.0.0.0", env=env, timeout=60)
+    assert remote.returncode == 2
+    assert remote.stderr.count("\n") == 1 and "--allow-remote" in remote.stderr
+
+
+# -- the service --------------------------------------------------------------------------
+
+
+def test_the_auth_matrix(service: Service) -> None:
+    svc = service
+    with svc.client() as anonymous:
+        assert anonymous.get("/healthz").json() == {"ok": True}
+        for method, path in (("GET", "/status"), ("GET", "/metrics"), ("POST", "/sync")):
+            answer = anonymous.request(method, path)
+            assert answer.status_code == 401, (method, path)
+            assert answer.headers["www-authenticate"].startswith("Basic realm=")
+    for wrong in (svc.admin[:-2] + "xy", "not-a-token"):
+        for basic in (False, True):
+            with svc.client(wrong, basic=basic) as http:
+                assert http.get("/status").status_code == 401
+                assert http.post("/sync").status_code == 401
+    with svc.client(svc.reader) as http:
+        refused = http.post("/sync")
+        assert refused.status_code == 403 and "sync:execute" in refused.json()["detail"]
+        assert http.post("/reconcile").status_code == 403
+        assert http.get("/metrics").status_code == 403
+        assert http.get("/status").status_code == 200
+    with svc.client(svc.scraper, basic=True) as http:
+        assert http.get("/status").status_code == 403
+        assert http.get("/metrics").status_code == 200
+    for basic in (False, True):
+        with svc.client(svc.admin, basic=basic) as http:
+            assert http.get("/status").status_code == 200
+            assert http.get("/").status_code == 200
+            assert http.post("/sync/no_such_table").status_code == 404
+            assert http.get("/runs/no-such-run").status_code == 404
+            # a page of another site cannot make a logged-in browser start a run
+            cross = http.post("/sync", headers={"Origin": "http://elsewhere.example"})
+            assert cross.status_code == 403
+    with svc.client() as anonymous:
+        assert anonymous.get("/openapi.json").status_code == 200
+    log = svc.log.read_text()
+    for token in (svc.admin, svc.reader, svc.scraper):
+        assert token not in log
+
+
+def test_a_run_started_over_http_syncs_and_is_audited_as_api(service: Service) -> None:
+    svc, stack = service, service.stack
+    kimai_exec(
+        stack.kimai_db,
+        "UPDATE kimai2_timesheet SET description = 'changed for the API',"
+        " modified_at = UTC_TIMESTAMP() WHERE id <= 40",
+    )
+    with svc.client(svc.admin) as http:
+        started = http.post("/sync/timesheets")
+    assert started.status_code == 202, started.text
+    run_id = started.json()["run_id"]
+    record = _run_finished(svc, run_id)
+    assert record["status"] == "success", record
+    assert (record["exit_code"], record["error"]) == (0, None)
+    assert (record["trigger"], record["started_by"]) == ("api", "atlas-admin")
+    assert record["started_at"] and record["finished_at"]
+    assert record["build_status"] == "published"
+    [table] = record["tables"]
+    assert table["table_name"] == "timesheets" and table["updated"] >= 40
+    audit = pg_query(
+        stack.atlas_db,
+        f"SELECT command, trigger, started_by, status FROM {REPLICA}.sync_runs WHERE run_id = %s",
+        (run_id,),
+    )
+    assert audit == [("run", "api", "atlas-admin", "success")]
+    assert_replica_equals_kimai(stack.kimai_db, stack.atlas_db)
+
+    # /status is the JSON of `status --json`
+    with svc.client(svc.reader) as http:
+        served = http.get("/status").json()
+    cli = run_cli("status", "--json", env=svc.env, timeout=120)
+    printed = json.loads(cli.stdout)
+    assert served.keys() == printed.keys()
+    assert [r["run_id"] for r in served["runs"]] == [r["run_id"] for r in printed["runs"]]
+    assert served["runs"][0]["run_id"] == run_id
+    assert [t["table_name"] for t in served["tables"]] == [
+        t["table_name"] for t in printed["tables"]
+    ]
+
+
+def test_a_second_post_while_a_run_goes_is_refused_naming_the_holder(service: Service) -> None:
+    svc, stack = service, service.stack
+    with _timesheets_held(stack.kimai_db), svc.client(svc.admin) as http:
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda _: http.post("/sync"), range(2)))
+        codes = sorted(a.status_code for a in answers)
+        assert codes == [202, 409], [a.text for a in answers]
+        run_id = next(a for a in answers if a.status_code == 202).json()["run_id"]
+        refused = next(a for a in answers if a.status_code == 409).json()["detail"]
+        assert run_id in refused and "atlas-admin" in refused, refused
+        _wait(lambda: _status_of(svc, run_id) == "running", "the run's audit row")
+        # the service answers while the run waits on Kimai
+        t0 = time.monotonic()
+        assert http.get("/healthz").status_code == 200
+        assert time.monotonic() - t0 < 2
+        assert http.post("/reconcile").status_code == 409
+        assert http.post("/sync/projects").status_code == 409
+        # a run of the command line meets the same lock
+        cli = run_cli("sync", env=svc.env, timeout=120)
+        assert cli.returncode == 3 and "another run holds the lock" in cli.stderr
+    assert _run_finished(svc, run_id)["status"] == "success"
+
+
+def test_metrics_parse_and_have_the_textfile_names(service: Service) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with service.client(service.scraper, basic=True) as http:
+        answer = http.get("/metrics")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/plain")
+    samples = [s for f in text_string_to_metric_families(answer.text) for s in f.samples]
+    names = {s.name for s in samples}
+    assert not TEXTFILE_METRICS - names, TEXTFILE_METRICS - names
+    assert {s.name: s.value for s in samples}["kimai_atlas_sync_audit_readable"] == 1
+    lag = {s.labels["table"] for s in samples if s.name == "kimai_atlas_sync_lag_seconds"}
+    assert lag == set(TABLE_NAMES)
+
+
+def _chromium(tmp: Path) -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as DriverService
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",  # tests run as root in CI
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--window-size=1280,1100",
+        f"--user-data-dir={tmp / 'chromium-profile'}",
+    ):
+        options.add_argument(arg)
+    driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    return webdriver.Chrome(options=options, service=DriverService(executable_path=driver_path))
+
+
+def _login(driver: Any, token: str) -> None:
+    # Basic auth with the token as password, as a browser sends it after its login prompt
+    pair = base64.b64encode(f"browser:{token}".encode()).decode()
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd(
+        "Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {pair}"}}
+    )
+
+
+def test_the_health_page_in_chromium(service: Service, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    svc = service
+    driver = _chromium(tmp_path)
+    try:
+        _login(driver, svc.reader)
+        driver.get(svc.url + "/")
+        assert "Kimai" in driver.title
+        assert not driver.find_element(By.ID, "sync-now").is_enabled()
+
+        _login(driver, svc.admin)
+        driver.get(svc.url + "/")
+        rows = driver.find_elements(By.CSS_SELECTOR, "#tables tr[data-table]")
+        assert {r.get_attribute("data-table") for r in rows} == set(TABLE_NAMES)
+        before = {
+            r.get_attribute("data-run-id")
+            for r in driver.find_elements(By.CSS_SELECTOR, "tr.run-row")
+        }
+        chart = driver.find_element(By.CSS_SELECTOR, "svg#runs-chart")
+        assert len(chart.find_elements(By.CSS_SELECTOR, "rect.run")) == len(before)
+        audit_rows = pg_query(svc.stack.atlas_db, f"SELECT count(*) FROM {REPLICA}.sync_runs")
+
+        button = driver.find_element(By.ID, "sync-now")
+        assert button.is_enabled()
+        button.click()
+        WebDriverWait(driver, 60).until(
+            lambda d: (
+                "started" in d.find_element(By.ID, "sync-result").text
+                or "HTTP" in d.find_element(By.ID, "sync-result").text
+            )
+        )
+        message = driver.find_element(By.ID, "sync-result").text
+        assert message.startswith("run ") and message.endswith(" started"), message
+        run_id = message.split()[1]
+        # the page reloads itself and lists the new run
+        WebDriverWait(driver, 60).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, f'tr.run-row[data-run-id="{run_id}"]')
+        )
+        assert run_id not in before
+        after = pg_query(svc.stack.atlas_db, f"SELECT count(*) FROM {REPLICA}.sync_runs")
+        assert after[0][0] == audit_rows[0][0] + 1
+        record = _run_finished(svc, run_id)
+        assert (record["status"], record["started_by"]) == ("success", "atlas-admin")
+
+        driver.get(svc.url + "/")
+        chart = driver.find_element(By.CSS_SELECTOR, "svg#runs-chart")
+        assert len(chart.find_elements(By.CSS_SELECTOR, "rect.run")) == len(before) + 1
+        assert "BI reads the build published" in driver.find_element(By.ID, "served-build").text
+        shot = tmp_path / "health-page.png"
+        assert driver.save_screenshot(str(shot))
+        shutil.copyfile(shot, "/tmp/health-page.png")
+    finally:
+        driver.quit()
+
+
+def test_sigterm_waits_for_the_running_run(service: Service, tmp_path: Path) -> None:
+    svc, stack = service, service.stack
+    proc, url = _start_service(svc.env, tmp_path / "serve.log", "--drain-seconds", "300")
+    try:
+        with _timesheets_held(stack.kimai_db):
+            started = httpx.post(
+                f"{url}/sync", headers={"Authorization": f"Bearer {svc.admin}"}, timeout=60
+            )
+            assert started.status_code == 202, started.text
+            run_id = started.json()["run_id"]
+            _wait(lambda: _status_of(svc, run_id) == "running", "the run's audit row")
+            proc.send_signal(signal.SIGTERM)
+
+            def refused() -> bool:
+                try:
+                    httpx.get(f"{url}/healthz", timeout=2)
+                except httpx.TransportError:
+                    return True
+                return False
+
+            _wait(refused, "the service to stop accepting", timeout=30)
+            time.sleep(1.0)
+            assert proc.poll() is None, "the service did not wait for its run"
+            assert _status_of(svc, run_id) == "running"
+        code = proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # uvicorn re-raises the signal once shut down: a clean SIGTERM exit, or 0
+    assert code in (0, -signal.SIGTERM), (tmp_path / "serve.log").read_text()
+    record = _run_finished(svc, run_id, timeout=10)
+    assert record["status"] == "success", record
+    assert "waiting up to 300 s for run" in (tmp_path / "serve.log").read_text()
