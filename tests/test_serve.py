@@ -455,3 +455,37 @@ def test_sigterm_waits_for_the_running_run(service: Service, tmp_path: Path) -> 
     record = _run_finished(svc, run_id, timeout=10)
     assert record["status"] == "success", record
     assert "waiting up to 300 s for run" in (tmp_path / "serve.log").read_text()
+
+
+def test_a_service_killed_mid_run_leaves_it_crashed_and_the_next_run_repairs(
+    service: Service, tmp_path: Path
+) -> None:
+    svc, stack = service, service.stack
+    kimai_exec(
+        stack.kimai_db,
+        "UPDATE kimai2_timesheet SET description = 'before the kill',"
+        " modified_at = UTC_TIMESTAMP() WHERE id BETWEEN 100 AND 130",
+    )
+    proc, url = _start_service(svc.env, tmp_path / "serve.log")
+    try:
+        with _timesheets_held(stack.kimai_db):
+            started = httpx.post(
+                f"{url}/sync", headers={"Authorization": f"Bearer {svc.admin}"}, timeout=60
+            )
+            assert started.status_code == 202, started.text
+            killed = started.json()["run_id"]
+            _wait(lambda: _status_of(svc, killed) == "running", "the run's audit row")
+            proc.kill()
+            proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert _status_of(svc, killed) == "running"  # nothing recorded its end
+    with svc.client(svc.admin) as http:
+        # the lock died with the killed service: the next run starts at once
+        again = http.post("/reconcile")
+    assert again.status_code == 202, again.text
+    record = _run_finished(svc, again.json()["run_id"])
+    assert (record["command"], record["status"]) == ("reconcile", "success"), record
+    assert _status_of(svc, killed) == "crashed"
+    assert_replica_equals_kimai(stack.kimai_db, stack.atlas_db)
