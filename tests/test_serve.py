@@ -1,7 +1,9 @@
 """The HTTP service, over real HTTP against a real uvicorn process and real databases.
 
-One synced stack (and one service) is shared by the tests of this file; each test leaves
-no run going. The expected metric names are listed here, independently of the product.
+One synced stack (and one service) is shared by the tests of this file that run in the
+same process (an xdist worker builds its own), so each test stands alone whatever ran
+before it, and leaves no run going. The expected metric names are listed here,
+independently of the product.
 """
 
 from __future__ import annotations
@@ -29,8 +31,6 @@ import pytest
 from tests.conftest import _cli_process, kimai_exec, mariadb_connect, pg_query, run_cli
 from tests.replica_check import assert_replica_equals_kimai
 from tests.stack import Stack, make_stack
-
-pytestmark = pytest.mark.xdist_group("serve")
 
 REPLICA = "kimai_replica"
 TABLE_NAMES = (
