@@ -196,6 +196,19 @@ def test_a_token_is_stored_only_as_its_hash(tmp_path: Path) -> None:
         tokens.parse("ops sha256:abc sync:read")
 
 
+@pytest.mark.unit
+def test_the_tokens_file_setting(tmp_path: Path) -> None:
+    from pipelines.config import load_settings
+    from pipelines.errors import ConfigError
+
+    assert load_settings({}, dotenv=False).api_tokens_file is None
+    path = tmp_path / "tokens"
+    given = load_settings({"ATLAS_API_TOKENS_FILE": str(path)}, dotenv=False)
+    assert given.api_tokens_file == path
+    with pytest.raises(ConfigError, match="ATLAS_API_TOKENS_FILE"):
+        load_settings({"ATLAS_API_TOKENS_FILE": str(tmp_path)}, dotenv=False)
+
+
 def test_serve_refuses_to_start_without_tokens_or_on_a_remote_address(tmp_path: Path) -> None:
     env = {"ATLAS_SYNC_STATE_DIR": str(tmp_path / "state")}
     unset = run_cli("serve", env=env, timeout=60)
