@@ -54,9 +54,15 @@ class TableExtractor:
         self.synced_at = synced_at
         self.stats = stats
         self.say = say or (lambda _line: None)
-        # every row is written when there is nothing to compare with: a first load, a full
-        # refresh, or new Kimai columns the replica's rows do not hold yet
-        self.rewrite = options.full_refresh or plan.replica_count == 0 or bool(plan.new_columns)
+        # every row is written when there is nothing to compare with (a first load, a full
+        # refresh, new Kimai columns the replica's rows do not hold yet, or a cursor window
+        # holding most of the table)
+        self.rewrite = (
+            options.full_refresh
+            or plan.replica_count == 0
+            or bool(plan.new_columns)
+            or plan.window_is_most_of_table
+        )
         # ... and such whole-table writes stream straight into PostgreSQL
         self.bulk = bulk if self.rewrite else None
         self._written_keys: list[pa.Array] = []
@@ -224,7 +230,7 @@ class TableExtractor:
 
     def _pairs(self) -> Iterator[pa.Table]:
         if self.rewrite:
-            for batch in self.kimai.stream_rows(self.layout):
+            for batch in self.kimai.page_rows(self.layout):
                 self.stats.rows_read += batch.num_rows
                 yield from self._upserts(batch)
             return
@@ -250,7 +256,7 @@ class TableExtractor:
 
         if self.rewrite:
             # nothing to compare with: stream the whole table in bounded batches
-            for batch in self.kimai.stream_rows(self.layout):
+            for batch in self.kimai.page_rows(self.layout):
                 self.stats.rows_read += batch.num_rows
                 newest = max_cursor(newest, batch.column(cursor_col))
                 yield from self._upserts(batch)
@@ -280,7 +286,7 @@ class TableExtractor:
         if plan.window_rows is not None:
             window: Iterable[pa.Table] = [plan.window_rows]
         elif plan.window is not None and plan.window.reads_rows and plan.comparer is None:
-            window = self.kimai.stream_rows(layout, window_sql(layout, plan.window))
+            window = self.kimai.page_rows(layout, window_sql(layout, plan.window))
         else:
             window = []  # compared whole rows (reconcile) already, or no window
         seen = [pa.array([], pa.int64())]
@@ -315,6 +321,8 @@ class TableExtractor:
     def large(self) -> bool:
         """Whether the change set may be too big to compute ahead of dlt (it streams then)."""
         plan = self.plan
+        if self.rewrite:
+            return False  # the bulk path streams it, or dlt takes it whole (embedded demo)
         if plan.window is not None and plan.window.reads_rows and plan.window_rows is None:
             return plan.comparer is None  # the window did not fit: it streams
         keys = [k for k in (plan.missing, plan.differing, plan.orphans) if k is not None]

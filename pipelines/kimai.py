@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
@@ -202,8 +203,9 @@ class Kimai:
     def stream_rows(self, layout: TableLayout, where: str | None = None) -> Iterator[pa.Table]:
         """Stream the rows matching `where` in key order, in bounded batches.
 
-        A transient failure (Kimai restarting, a killed connection) resumes after the last
-        key received instead of starting the table over.
+        For a consumer that keeps up with Kimai (the bulk path's COPY): the stream has no
+        back-pressure (see `page_rows`). A transient failure (Kimai restarting, a killed
+        connection) resumes after the last key received instead of starting the table over.
         """
         import connectorx as cx
 
@@ -246,6 +248,34 @@ class Kimai:
                 )
                 time.sleep(delay)
 
+    def page_rows(self, layout: TableLayout, where: str | None = None) -> Iterator[pa.Table]:
+        """Read the rows matching `where` in key order, one page of `BATCH_ROWS` per query.
+
+        For consumers slower than Kimai (dlt's extract and load): connectorx's stream has
+        no back-pressure, so a stream read faster than it is used queues the rest of the
+        result in memory. Pages hold at most two pages at a time, the next one being read
+        while the caller works on the current one.
+        """
+        order = ", ".join(layout.quote(k) for k in layout.key)
+
+        def page(last: tuple[int, ...] | None) -> pa.Table:
+            resume = _after_key(layout, last) if last is not None else None
+            cond = " AND ".join(f"({c})" for c in (where, resume) if c) or None
+            sql = f"{layout.select_sql(cond)} ORDER BY {order} LIMIT {BATCH_ROWS}"
+            return conform(self._read(layout, "ordered pages", sql), layout.data_schema)
+
+        with ThreadPoolExecutor(1, thread_name_prefix="kimai-page") as reader:
+            ahead = reader.submit(page, None)
+            while True:
+                table = ahead.result()
+                if table.num_rows == BATCH_ROWS:
+                    last = tuple(int(table.column(k)[-1].as_py()) for k in layout.key)
+                    ahead = reader.submit(page, last)
+                if table.num_rows:
+                    yield table
+                if table.num_rows < BATCH_ROWS:
+                    return
+
     def read_rows(
         self, layout: TableLayout, where: str | None = None, purpose: Purpose = "whole table"
     ) -> pa.Table:
@@ -263,11 +293,10 @@ class Kimai:
         lo, hi = row.column("lo")[0].as_py(), row.column("hi")[0].as_py()
         return None if lo is None else (int(lo), int(hi))
 
-    def count_rows(self, layout: TableLayout) -> int:
-        """How many rows the table holds."""
-        table = self._read(
-            layout, "row count", f"SELECT COUNT(*) AS n FROM {layout.quote(layout.kimai_name)}"
-        )
+    def count_rows(self, layout: TableLayout, where: str | None = None) -> int:
+        """How many rows the table holds (those matching `where`, when given)."""
+        sql = f"SELECT COUNT(*) AS n FROM {layout.quote(layout.kimai_name)}"
+        table = self._read(layout, "row count", f"{sql} WHERE {where}" if where else sql)
         return int(table.column("n")[0].as_py())
 
     def read_key_ranges(self, layout: TableLayout, ranges: Sequence[tuple[int, int]]) -> pa.Table:
@@ -283,7 +312,7 @@ class Kimai:
 
         Returns:
             The rows, or None when more than `limit` match: the run then streams them
-            (`stream_rows`) instead of holding them.
+            (`page_rows`) instead of holding them.
 
         """
         sql = f"{layout.select_sql(window_sql(layout, window))} LIMIT {int(limit) + 1}"

@@ -21,7 +21,7 @@ import pyarrow as pa
 
 from pipelines.diff import keys_not_in, packed_keys, same_key_sets
 from pipelines.errors import MassDeleteRefused
-from pipelines.kimai import Kimai
+from pipelines.kimai import Kimai, window_sql
 from pipelines.layout import TableLayout
 from pipelines.rangediff import Comparison, RangeComparer
 from pipelines.replica import PostgresReplica, Replica
@@ -55,6 +55,8 @@ class TablePlan:
     """The cursor window of an ``incremental`` table."""
     window_rows: pa.Table | None = None
     """Kimai rows in the cursor window, when at most `ROWS_AHEAD` (else None: streamed)."""
+    window_count: int | None = None
+    """How many Kimai rows the cursor window holds, when more than `ROWS_AHEAD`."""
     differing: pa.Array | None = None
     """Keys whose rows differ (reconciling runs on MariaDB → PostgreSQL)."""
     comparer: RangeComparer | None = None
@@ -70,6 +72,18 @@ class TablePlan:
         if not self.replica_columns:
             return []
         return [n for n in self.layout.names if n not in self.replica_columns]
+
+    @property
+    def window_is_most_of_table(self) -> bool:
+        """Whether the cursor window holds so much of the table that a rewrite is cheaper.
+
+        A mass ``modified_at`` bump (a Kimai upgrade, a plugin) or ``--since`` over the whole
+        history: comparing and merging that many rows costs more time and memory than
+        rewriting the table the way a first load does (`REWRITE_SHARE`).
+        """
+        return self.window_count is not None and self.window_count >= max(
+            ROWS_AHEAD, REWRITE_SHARE * self.kimai_count
+        )
 
     @property
     def name(self) -> str:
@@ -119,6 +133,10 @@ A Kimai upgrade or plugin that bumps every timesheet's ``modified_at``, or a ``-
 over the whole history, would otherwise hold the whole table (twice: Kimai's rows and the
 replica's) in memory.
 """
+
+REWRITE_SHARE = 0.2
+"""A cursor window holding this share of a table (and over `ROWS_AHEAD` rows) rewrites it
+whole: merging runs at about a fifth of the bulk path's speed (docs/benchmark.md)."""
 
 PLAN_WORKERS = 4
 """Concurrent reads while planning (each a query on one of the two servers)."""
@@ -192,9 +210,7 @@ def plan_tables(
         def read_window(layout: TableLayout) -> None:
             window = windows.get(layout.spec.name)
             if layout.spec.name not in fingerprint and window is not None and window.reads_rows:
-                window_reads[layout.spec.name] = pool.submit(
-                    kimai.read_window, layout, window, ROWS_AHEAD
-                )
+                window_reads[layout.spec.name] = pool.submit(_read_window, kimai, layout, window)
 
         for layout in layouts:
             read_window(layout)
@@ -221,11 +237,23 @@ def plan_tables(
             if layout.spec.sync == "full":
                 plans.append(_from_rows(layout, results[0], results[1], **common))
             else:
-                window_rows = window_reads[name].result() if name in window_reads else None
+                rows, count = window_reads[name].result() if name in window_reads else (None, None)
                 plans.append(
-                    _from_comparison(layout, results[0], window_rows=window_rows, **common)
+                    _from_comparison(
+                        layout, results[0], window_rows=rows, window_count=count, **common
+                    )
                 )
     return plans
+
+
+def _read_window(
+    kimai: Kimai, layout: TableLayout, window: Window
+) -> tuple[pa.Table | None, int | None]:
+    """The window's rows when they fit in `ROWS_AHEAD`, else how many there are."""
+    rows = kimai.read_window(layout, window, ROWS_AHEAD)
+    if rows is not None:
+        return rows, None
+    return None, kimai.count_rows(layout, window_sql(layout, window))
 
 
 def check_mass_delete(

@@ -21,6 +21,7 @@ Purpose = Literal[
     "rows by key",
     "whole table",
     "ordered stream",
+    "ordered pages",
 ]
 
 _OPEN = "/* kimai-atlas: "

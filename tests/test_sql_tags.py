@@ -9,6 +9,7 @@ import connectorx
 import pymysql.cursors
 import pytest
 
+from pipelines import changes, plan
 from pipelines.demo.kimai_data import build_kimai
 from pipelines.sqltag import read_tag, tagged
 from tests.conftest import kimai_exec, kimai_url, sync_now
@@ -85,6 +86,11 @@ def test_every_query_of_every_kind_of_run_is_tagged(env, kimai_statements, monke
     sync_now(reconcile=True)  # range digests and row hashes
     monkeypatch.setenv("KIMAI_KEY_DIGESTS", "true")
     sync_now()  # key digests (range digests of keys)
+    # a window over the in-memory limit: counted, then read in pages
+    monkeypatch.setattr(plan, "ROWS_AHEAD", 20)
+    monkeypatch.setattr(changes, "ROWS_AHEAD", 20)
+    kimai_exec(db, "UPDATE kimai2_timesheet SET modified_at = UTC_TIMESTAMP() WHERE id % 40 = 0")
+    sync_now()
 
     purposes: set[str] = set()
     for sql in kimai_statements:
@@ -105,6 +111,8 @@ def test_every_query_of_every_kind_of_run_is_tagged(env, kimai_statements, monke
         "ping",
         "catalog",
         "ordered stream",
+        "ordered pages",
+        "row count",
         "key bounds",
         "key ranges",
         "range digests",
