@@ -23,6 +23,45 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_]*$")
 
 
+KIMAI_SSL_MODES = ("disabled", "required", "verify_ca", "verify_identity")
+"""MySQL's ``--ssl-mode`` values, which connectorx's reader takes as they are (not
+``preferred``: it falls back to plaintext, and PyMySQL cannot do it)."""
+
+_KIMAI_URL_PARAMS = {"charset", "ssl_mode", "ssl_ca"}
+
+
+@dataclass(frozen=True)
+class KimaiTLS:
+    """TLS to Kimai's server, one setting for both readers (PyMySQL and connectorx)."""
+
+    mode: str
+    """One of `KIMAI_SSL_MODES`."""
+    ca: Path | None = None
+    """Certificate authority file, for ``verify_ca`` and ``verify_identity``."""
+
+    @property
+    def required(self) -> bool:
+        """Whether a connection without TLS must fail (never fall back to plaintext)."""
+        return self.mode != "disabled"
+
+    def pymysql_args(self) -> dict[str, Any]:
+        """PyMySQL's ``connect`` arguments for this mode."""
+        if self.mode == "disabled":
+            return {"ssl_disabled": True}
+        verify = self.mode in {"verify_ca", "verify_identity"}
+        ssl: dict[str, Any] = {"check_hostname": self.mode == "verify_identity"}
+        if verify:
+            ssl["ca"] = str(self.ca)
+        return {"ssl": ssl}
+
+    def connectorx_query(self) -> dict[str, str]:
+        """The URL parameters of connectorx for this mode."""
+        query = {"ssl-mode": self.mode}
+        if self.ca is not None:
+            query["ssl-ca"] = str(self.ca)
+        return query
+
+
 @dataclass(frozen=True)
 class Settings:
     """Validated runtime settings. Build with `load_settings`."""
@@ -48,6 +87,8 @@ class Settings:
     dbt_profiles_dir: Path | None = None
     """``DBT_PROFILES_DIR``: your own ``profiles.yml`` instead of ``profiles.example.yml``."""
     api_tokens_file: Path | None = None
+    kimai_tls: KimaiTLS | None = None
+    """``KIMAI_DB_SSL_MODE`` / ``KIMAI_DB_SSL_CA`` (or ``ssl_mode`` / ``ssl_ca`` in the URL)."""
     """``ATLAS_API_TOKENS_FILE``: the hashed tokens of the HTTP service (`pipelines.tokens`)."""
 
     @property
@@ -61,8 +102,11 @@ class Settings:
         return self.atlas_url.get_backend_name()
 
     def kimai_connectorx_url(self) -> str:
-        """Kimai's URL in the form connectorx expects."""
-        return connectorx_url(self.kimai_url)
+        """Kimai's URL in the form connectorx expects (with its TLS parameters)."""
+        url = connectorx_url(self.kimai_url)
+        if self.kimai_tls is None:
+            return url
+        return f"{url}?{urlencode(self.kimai_tls.connectorx_query())}"
 
     def atlas_connectorx_url(self) -> str:
         """Atlas DB's URL in the form connectorx expects (PostgreSQL only)."""
@@ -219,8 +263,35 @@ def _kimai_url(env: Mapping[str, str]) -> URL:
     if backend == "mariadb" or backend == "mysql" and url.get_driver_name() != "pymysql":
         url = url.set(drivername="mysql+pymysql")
     if backend == "mysql" or backend == "mariadb":
-        url = url.update_query_dict({"charset": "utf8mb4"})
+        unknown = sorted(set(url.query) - _KIMAI_URL_PARAMS)
+        if unknown:
+            raise ConfigError(
+                f"KIMAI_DB_URL parameter {', '.join(unknown)} is not supported (both readers"
+                " take only charset, ssl_mode and ssl_ca)"
+            )
+        url = url.set(query={}).update_query_dict({"charset": "utf8mb4"})
     return url
+
+
+def _kimai_tls(env: Mapping[str, str]) -> KimaiTLS | None:
+    url = _url(env, "KIMAI_DB_URL")
+    query = dict(url.query) if url is not None else {}
+    mode = _env(env, "KIMAI_DB_SSL_MODE") or query.get("ssl_mode")
+    ca = _env(env, "KIMAI_DB_SSL_CA") or query.get("ssl_ca")
+    if mode is None and ca is None:
+        return None
+    if isinstance(mode, tuple) or isinstance(ca, tuple):
+        raise ConfigError("KIMAI_DB_URL gives ssl_mode or ssl_ca more than once")
+    mode = mode or "verify_ca"
+    if mode not in KIMAI_SSL_MODES:
+        raise ConfigError(
+            f"KIMAI_DB_SSL_MODE must be one of {', '.join(KIMAI_SSL_MODES)}, got {mode!r}"
+        )
+    if mode in {"verify_ca", "verify_identity"} and ca is None:
+        raise ConfigError(f"KIMAI_DB_SSL_MODE={mode} needs KIMAI_DB_SSL_CA (the CA file)")
+    if ca is not None and not Path(ca).expanduser().is_file():
+        raise ConfigError(f"KIMAI_DB_SSL_CA: no file at {ca}")
+    return KimaiTLS(mode, Path(ca).expanduser() if ca else None)
 
 
 def _atlas_url(env: Mapping[str, str]) -> URL:
@@ -312,6 +383,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         dbt_project_dir=_path(env, "DBT_PROJECT_DIR"),
         dbt_profiles_dir=_path(env, "DBT_PROFILES_DIR"),
         api_tokens_file=_tokens_file(env),
+        kimai_tls=_kimai_tls(env),
     )
 
 

@@ -31,6 +31,14 @@ _CONFIG_TEXT = (
     "command denied",
 )
 _MISSING_OBJECT = re.compile(r'(database|role|relation|schema) "[^"]*" does not exist')
+# TLS refused or unverifiable: retrying cannot help, and the driver's codes (MySQL's 2003
+# "can't connect") would call it transient
+_TLS_TEXT = (
+    "certificate verify failed",
+    "ssl is required",
+    "did not agree to tls",
+    "no encryption",
+)
 _TRANSIENT_TEXT = (
     "connection refused",
     "can't connect",
@@ -102,6 +110,9 @@ def classify(exc: BaseException) -> Kind:
         cur = cur.__cause__ or getattr(cur, "orig", None) or cur.__context__
         if not isinstance(cur, BaseException):
             cur = None
+    text = " ".join(f"{type(e).__name__}: {e}" for e in chain).lower()
+    if any(t in text for t in _TLS_TEXT):
+        return "failure"
     for e in chain:
         args = getattr(e, "args", ())
         if args and isinstance(args[0], int):
@@ -115,7 +126,6 @@ def classify(exc: BaseException) -> Kind:
                 return "config"
             if code in _PG_TRANSIENT or code.startswith(_PG_TRANSIENT_PREFIXES):
                 return "transient"
-    text = " ".join(f"{type(e).__name__}: {e}" for e in chain).lower()
     if any(t in text for t in _CONFIG_TEXT) or _MISSING_OBJECT.search(text):
         return "config"
     if any(t in text for t in _TRANSIENT_TEXT):

@@ -59,11 +59,15 @@ class Kimai:
         """SQLAlchemy engine for catalog and small queries."""
         if self._engine is None:
             args: dict[str, Any] = {}
+            tls = self.settings.kimai_tls
             if self.dialect == "mysql":
                 args = {"connect_timeout": 10, "read_timeout": 600}
+                args.update(tls.pymysql_args() if tls is not None else {})
             self._engine = sa.create_engine(
                 self.settings.kimai_url, connect_args=args, poolclass=sa.pool.NullPool
             )
+            if tls is not None and tls.required:
+                sa.event.listen(self._engine, "connect", _require_tls)
         return self._engine
 
     def close(self) -> None:
@@ -331,6 +335,21 @@ class Kimai:
             table = self.read_rows(layout, where, "rows by key")
             if table.num_rows:
                 yield table
+
+
+def _require_tls(dbapi_connection: Any, _record: Any) -> None:
+    """Refuse a PyMySQL connection that went on without TLS.
+
+    PyMySQL asked for TLS carries on in plaintext when the server does not offer it (or
+    something in between strips the offer); connectorx's reader refuses by itself.
+    """
+    import ssl
+
+    if not isinstance(getattr(dbapi_connection, "_sock", None), ssl.SSLSocket):
+        dbapi_connection.close()
+        raise DatabaseError(
+            "Kimai's server did not agree to TLS, and KIMAI_DB_SSL_MODE requires it"
+        )
 
 
 def window_sql(layout: TableLayout, window: Window) -> str:

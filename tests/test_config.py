@@ -153,3 +153,31 @@ def test_tls_parameters_reach_psycopg2_connectorx_adbc_and_the_dbt_profile():
         "verify-full",
         "/ca.pem",
     )
+
+
+def test_kimai_tls_reaches_both_readers_and_unsupported_parameters_are_refused(tmp_path: Path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    by_env = load_settings({"KIMAI_DB_SSL_MODE": "verify_identity", "KIMAI_DB_SSL_CA": str(ca)})
+    by_url = load_settings(
+        {"KIMAI_DB_URL": f"mysql://bi@db.example/k?ssl_mode=verify_identity&ssl_ca={ca}"}
+    )
+    for s in (by_env, by_url):
+        assert s.kimai_tls is not None
+        assert s.kimai_tls.pymysql_args() == {"ssl": {"check_hostname": True, "ca": str(ca)}}
+        assert s.kimai_connectorx_url().endswith(
+            f"?ssl-mode=verify_identity&ssl-ca={str(ca).replace('/', '%2F')}"
+        )
+        assert "ssl" not in s.kimai_url.render_as_string()  # not also given to SQLAlchemy
+    assert load_settings({"KIMAI_DB_SSL_MODE": "required"}).kimai_tls.pymysql_args() == {
+        "ssl": {"check_hostname": False}
+    }
+    assert load_settings({}).kimai_tls is None
+    for env, message in [
+        ({"KIMAI_DB_SSL_MODE": "preferred"}, "KIMAI_DB_SSL_MODE must be one of"),
+        ({"KIMAI_DB_SSL_MODE": "verify_ca"}, "needs KIMAI_DB_SSL_CA"),
+        ({"KIMAI_DB_SSL_CA": str(tmp_path / "missing.pem")}, "no file at"),
+        ({"KIMAI_DB_URL": "mysql://bi@db/k?ssl_key=/k.pem"}, "parameter ssl_key is not supported"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            load_settings(env)
