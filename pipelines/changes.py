@@ -301,11 +301,6 @@ class TableExtractor:
         for batch in self.kimai.read_by_keys(layout, wanted):
             yield batch, self.replica.read_by_keys(layout, packed_keys(batch, layout.key))
 
-    @property
-    def chunked(self) -> bool:
-        """Whether dlt loads this table's change set in several packages (`stream`)."""
-        return self.large and not self.streams_through_dlt
-
     def stream(self, state: dict[str, Any]) -> Iterator[pa.Table]:
         """The change set as one iterator that successive load packages share.
 
@@ -318,8 +313,11 @@ class TableExtractor:
         return self._stream
 
     @property
-    def large(self) -> bool:
-        """Whether the change set may be too big to compute ahead of dlt (it streams then)."""
+    def chunked(self) -> bool:
+        """Whether the change set is computed while dlt loads it, in packages (`stream`).
+
+        So it is when it may be too big to compute ahead of dlt.
+        """
         plan = self.plan
         if self.rewrite:
             return False  # the bulk path streams it, or dlt takes it whole (embedded demo)

@@ -11,7 +11,7 @@ import datetime as dt
 from html import escape
 from typing import Any
 
-from pipelines.status import Status
+from pipelines.status import Status, ago
 
 _COLOURS = {
     "success": "#2e7d32",
@@ -21,16 +21,6 @@ _COLOURS = {
 }
 CHART_WIDTH = 760
 CHART_HEIGHT = 140
-
-
-def _ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "never"
-    if seconds < 120:
-        return f"{seconds:.0f} s ago"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min ago"
-    return f"{seconds / 3600:.1f} h ago"
 
 
 def _when(value: dt.datetime | None) -> str:
@@ -112,7 +102,7 @@ def _tables(status: Status) -> str:
             )
         rows.append(
             f'<tr class="table{stale}" data-table="{escape(t.table_name)}">'
-            f"<td>{escape(t.table_name)}</td><td>{escape(_ago(t.lag_seconds))}</td>"
+            f"<td>{escape(t.table_name)}</td><td>{escape(ago(t.lag_seconds))}</td>"
             f'<td class="num{" differ" if differ else ""}">{_count(t.replica_rows)}</td>'
             f'<td class="num">{_count(t.kimai_rows)}</td><td>{escape(reconcile)}</td></tr>'
         )

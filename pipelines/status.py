@@ -161,17 +161,19 @@ def _build_health(replica: Replica, runs: str) -> BuildHealth:
     return health
 
 
+def ago(seconds: float | None) -> str:
+    """An age for people: ``45 s ago``, ``12 min ago``, ``3.5 h ago`` or ``never``."""
+    if seconds is None:
+        return "never"
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
 def render(status: Status) -> str:
     """Human-readable status report."""
-
-    def ago(seconds: float | None) -> str:
-        if seconds is None:
-            return "never"
-        if seconds < 120:
-            return f"{seconds:.0f} s ago"
-        if seconds < 7200:
-            return f"{seconds / 60:.0f} min ago"
-        return f"{seconds / 3600:.1f} h ago"
 
     def when(value: dt.datetime | None) -> str:
         return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"

@@ -231,7 +231,7 @@ def _plan(
 def _collect(pipeline: Any, extractors: list[TableExtractor], dry_run: bool = False) -> bool:
     """Compute every change set ahead of dlt; tell whether dlt has anything to do.
 
-    Large change sets (`TableExtractor.large`) are not held: dlt streams them, and a dry
+    Large change sets (`TableExtractor.chunked`) are not held: dlt streams them, and a dry
     run counts them without keeping the rows.
 
     Returns:
@@ -243,11 +243,11 @@ def _collect(pipeline: Any, extractors: list[TableExtractor], dry_run: bool = Fa
     work = False
     for e in extractors:
         stored = states.get(e.layout.spec.name, {})
-        if e.large and not e.streams_through_dlt and dry_run:
+        if e.chunked and dry_run:
             for _ in e.rows(copy.deepcopy(stored)):
                 pass  # counted, not kept: memory stays bounded
             continue
-        if e.streams_through_dlt or e.large:
+        if e.streams_through_dlt or e.chunked:
             work = True
             continue
         e.collect(copy.deepcopy(stored))

@@ -7,7 +7,6 @@ and marks it crashed.
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
@@ -23,6 +22,7 @@ from tests.conftest import (
     run_audit_row,
     run_cli,
     start_cli,
+    wait_for,
 )
 from tests.replica_check import assert_replica_equals_kimai
 
@@ -35,16 +35,6 @@ def synced(env):
     first = run_cli("sync", env=env)
     assert first.returncode == 0, first.stderr
     return env
-
-
-def _wait(check, what: str, timeout: float = 60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_run_whose_lock_session_is_killed_stops_before_writing(synced):
@@ -71,8 +61,8 @@ def test_a_run_whose_lock_session_is_killed_stops_before_writing(synced):
             )
             return rows[0][0] > 0
 
-        _wait(blocked_read, "the run to wait on Kimai's timesheets")
-        holder = _wait(
+        wait_for(blocked_read, "the run to wait on Kimai's timesheets")
+        holder = wait_for(
             lambda: pg_query(
                 atlas,
                 "SELECT pid FROM pg_stat_activity WHERE application_name LIKE %s",

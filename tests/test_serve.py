@@ -18,7 +18,7 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +28,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import _cli_process, kimai_exec, mariadb_connect, pg_query, run_cli
+from tests.conftest import (
+    _cli_process,
+    kimai_exec,
+    mariadb_connect,
+    pg_query,
+    run_cli,
+    wait_for,
+)
 from tests.replica_check import assert_replica_equals_kimai
 from tests.stack import Stack, make_stack
 
@@ -85,16 +92,6 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _wait(check: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _start_service(env: dict[str, str], log: Path, *args: str) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     with open(log, "ab") as out:
@@ -113,7 +110,7 @@ def _start_service(env: dict[str, str], log: Path, *args: str) -> tuple[subproce
         except httpx.TransportError:
             return False
 
-    _wait(up, "the service to answer", timeout=60)
+    wait_for(up, "the service to answer", timeout=60)
     return proc, url
 
 
@@ -148,7 +145,7 @@ def _run_finished(svc: Service, run_id: str, timeout: float = 300) -> dict[str, 
             record = http.get(f"/runs/{run_id}").json()
             return record if record["status"] != "running" else None
 
-        return _wait(ended, f"run {run_id} to end", timeout)
+        return wait_for(ended, f"run {run_id} to end", timeout)
 
 
 @contextmanager
@@ -322,7 +319,7 @@ def test_a_second_post_while_a_run_goes_is_refused_naming_the_holder(service: Se
         run_id = next(a for a in answers if a.status_code == 202).json()["run_id"]
         refused = next(a for a in answers if a.status_code == 409).json()["detail"]
         assert run_id in refused and "atlas-admin" in refused, refused
-        _wait(lambda: _status_of(svc, run_id) == "running", "the run's audit row")
+        wait_for(lambda: _status_of(svc, run_id) == "running", "the run's audit row", 120)
         # the service answers while the run waits on Kimai
         t0 = time.monotonic()
         assert http.get("/healthz").status_code == 200
@@ -435,17 +432,23 @@ def test_the_health_page_in_chromium(service: Service, tmp_path: Path) -> None:
         driver.quit()
 
 
+def _start_held_run(svc: Service, url: str) -> str:
+    """POST /sync while Kimai's timesheets are held; the run's id once its audit row exists."""
+    started = httpx.post(
+        f"{url}/sync", headers={"Authorization": f"Bearer {svc.admin}"}, timeout=60
+    )
+    assert started.status_code == 202, started.text
+    run_id = started.json()["run_id"]
+    wait_for(lambda: _status_of(svc, run_id) == "running", "the run's audit row", 120)
+    return run_id
+
+
 def test_sigterm_waits_for_the_running_run(service: Service, tmp_path: Path) -> None:
     svc, stack = service, service.stack
     proc, url = _start_service(svc.env, tmp_path / "serve.log", "--drain-seconds", "300")
     try:
         with _timesheets_held(stack.kimai_db):
-            started = httpx.post(
-                f"{url}/sync", headers={"Authorization": f"Bearer {svc.admin}"}, timeout=60
-            )
-            assert started.status_code == 202, started.text
-            run_id = started.json()["run_id"]
-            _wait(lambda: _status_of(svc, run_id) == "running", "the run's audit row")
+            run_id = _start_held_run(svc, url)
             proc.send_signal(signal.SIGTERM)
 
             def refused() -> bool:
@@ -455,7 +458,7 @@ def test_sigterm_waits_for_the_running_run(service: Service, tmp_path: Path) -> 
                     return True
                 return False
 
-            _wait(refused, "the service to stop accepting", timeout=30)
+            wait_for(refused, "the service to stop accepting", timeout=30)
             time.sleep(1.0)
             assert proc.poll() is None, "the service did not wait for its run"
             assert _status_of(svc, run_id) == "running"
@@ -482,12 +485,7 @@ def test_a_service_killed_mid_run_leaves_it_crashed_and_the_next_run_repairs(
     proc, url = _start_service(svc.env, tmp_path / "serve.log")
     try:
         with _timesheets_held(stack.kimai_db):
-            started = httpx.post(
-                f"{url}/sync", headers={"Authorization": f"Bearer {svc.admin}"}, timeout=60
-            )
-            assert started.status_code == 202, started.text
-            killed = started.json()["run_id"]
-            _wait(lambda: _status_of(svc, killed) == "running", "the run's audit row")
+            killed = _start_held_run(svc, url)
             proc.kill()
             proc.wait(timeout=30)
     finally:
