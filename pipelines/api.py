@@ -37,12 +37,7 @@ from pipelines.config import Settings
 from pipelines.errors import ConfigError, LockHeld, PipelineError
 from pipelines.registry import TABLES_BY_NAME
 from pipelines.runner import RunRequest
-from pipelines.status import (
-    collect,
-    prometheus_text,
-    run_detail,
-    unreadable_metrics_text,
-)
+from pipelines.status import audit_metrics_text, collect, run_detail
 from pipelines.types import SyncOptions
 from pipelines.worker import RunWorker
 
@@ -163,20 +158,6 @@ class _ParsedText(Collector):
 
     def collect(self) -> Iterator[Any]:
         yield from text_string_to_metric_families(self.text)
-
-
-def metrics_text(settings: Settings) -> str:
-    """The textfile's metrics, the last run being the newest ended run of the audit."""
-    try:
-        status = collect(settings)
-    except PipelineError:  # Atlas DB unreachable: say so, as the textfile does
-        return unreadable_metrics_text("unknown", 0.0)
-    ended = next((r for r in status.runs if r["status"] != "running"), None)
-    if ended is None:
-        return prometheus_text(status, "none", 0.0, dt.datetime.fromtimestamp(0, dt.UTC))
-    finished = ended["finished_at"]
-    seconds = (finished - ended["started_at"]).total_seconds() if finished else 0.0
-    return prometheus_text(status, ended["status"], seconds, finished or ended["started_at"])
 
 
 def create_app(
@@ -343,7 +324,7 @@ def create_app(
     def metrics(_token: Annotated[tokens.Token, Depends(metrics_scope)]) -> Response:
         """Prometheus exposition, with the metric names of the textfile (`--metrics-file`)."""
         registry = CollectorRegistry(auto_describe=False)
-        registry.register(_ParsedText(metrics_text(settings)))
+        registry.register(_ParsedText(audit_metrics_text(settings)))
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz")

@@ -24,6 +24,7 @@ from pipelines.errors import (
     EXIT_DATA_TEST_FAILED,
     EXIT_DATABASE,
     ConfigError,
+    LockHeld,
     PipelineError,
 )
 
@@ -232,6 +233,9 @@ def _run(
     try:
         result = execute(settings, request, say=say)
         outcome = "success"
+    except LockHeld:
+        outcome = "locked"  # did nothing: the holder writes the next run's outcome
+        raise
     finally:
         if metrics_file is not None:
             _write_metrics(settings, metrics_file, outcome, time.monotonic() - started)
@@ -251,11 +255,20 @@ def _run(
 
 
 def _write_metrics(settings: Any, path: Path, outcome: str, seconds: float) -> None:
-    from pipelines.status import collect, prometheus_text, unreadable_metrics_text, write_metrics
+    from pipelines.status import (
+        audit_metrics_text,
+        collect,
+        prometheus_text,
+        unreadable_metrics_text,
+        write_metrics,
+    )
 
     try:
         try:
-            text = prometheus_text(collect(settings), outcome, seconds)
+            if outcome == "locked":
+                text = audit_metrics_text(settings, lock_refused=True)
+            else:
+                text = prometheus_text(collect(settings), outcome, seconds)
         except Exception:  # Atlas DB unreachable: the run's own gauges must still be current
             text = unreadable_metrics_text(outcome, seconds)
         write_metrics(path, text)

@@ -12,6 +12,7 @@ from typing import Any
 
 from pipelines.audit import RUNS, TABLE_RUNS
 from pipelines.config import Settings
+from pipelines.errors import PipelineError
 from pipelines.registry import TABLES
 from pipelines.replica import Replica, open_replica
 
@@ -220,6 +221,20 @@ def render(status: Status) -> str:
     return "\n".join(lines)
 
 
+def _lock_lines(refused_at: dt.datetime | None) -> list[str]:
+    return [
+        "# HELP kimai_atlas_sync_lock_refused 1 if the newest start found another run holding"
+        " the run lock (it did nothing; the last-run gauges are the holder's predecessor's).",
+        "# TYPE kimai_atlas_sync_lock_refused gauge",
+        f"kimai_atlas_sync_lock_refused {0 if refused_at is None else 1}",
+        "# HELP kimai_atlas_sync_lock_refused_timestamp_seconds When that start was refused"
+        " (0: the newest start was not).",
+        "# TYPE kimai_atlas_sync_lock_refused_timestamp_seconds gauge",
+        "kimai_atlas_sync_lock_refused_timestamp_seconds"
+        f" {0 if refused_at is None else refused_at.timestamp():.0f}",
+    ]
+
+
 def _run_lines(last_outcome: str, duration_seconds: float, ended: dt.datetime) -> list[str]:
     return [
         "# HELP kimai_atlas_sync_last_run_success 1 if the last run succeeded.",
@@ -245,7 +260,34 @@ def unreadable_metrics_text(last_outcome: str, duration_seconds: float) -> str:
     """
     now = dt.datetime.now(dt.UTC)
     lines = _run_lines(last_outcome, duration_seconds, now)
-    return "\n".join([*lines, "kimai_atlas_sync_audit_readable 0"]) + "\n"
+    return "\n".join([*lines, "kimai_atlas_sync_audit_readable 0", *_lock_lines(None)]) + "\n"
+
+
+def audit_metrics_text(settings: Settings, lock_refused: bool = False) -> str:
+    """Metrics whose last run is the newest run of the audit that ended.
+
+    For readers other than the run itself: the HTTP service's ``/metrics``, and a start
+    refused because another run holds the lock (`lock_refused`), which did nothing of its
+    own to report.
+    """
+    refused_at = dt.datetime.now(dt.UTC) if lock_refused else None
+    try:
+        status = collect(settings)
+    except PipelineError:  # Atlas DB unreachable: say so, as the run's own file does
+        return unreadable_metrics_text("unknown", 0.0)
+    ended = next((r for r in status.runs if r["status"] != "running"), None)
+    if ended is None:
+        epoch = dt.datetime.fromtimestamp(0, dt.UTC)
+        return prometheus_text(status, "none", 0.0, epoch, lock_refused_at=refused_at)
+    finished = ended["finished_at"]
+    seconds = (finished - ended["started_at"]).total_seconds() if finished else 0.0
+    return prometheus_text(
+        status,
+        ended["status"],
+        seconds,
+        finished or ended["started_at"],
+        lock_refused_at=refused_at,
+    )
 
 
 def prometheus_text(
@@ -253,6 +295,7 @@ def prometheus_text(
     last_outcome: str,
     duration_seconds: float,
     ended_at: dt.datetime | None = None,
+    lock_refused_at: dt.datetime | None = None,
 ) -> str:
     """Metrics in the Prometheus text format, for node_exporter's textfile collector.
 
@@ -261,6 +304,7 @@ def prometheus_text(
         last_outcome: ``success`` or anything else (the last run's outcome).
         duration_seconds: The last run's wall time.
         ended_at: When the last run ended; now when omitted (the run writing the file).
+        lock_refused_at: When the newest start was refused for the lock held by another run.
 
     """
     published = status.build.served_published_at
@@ -268,6 +312,7 @@ def prometheus_text(
     out = [
         *_run_lines(last_outcome, duration_seconds, ended_at or status.now),
         "kimai_atlas_sync_audit_readable 1",
+        *_lock_lines(lock_refused_at),
         "# HELP kimai_atlas_sync_bi_build_published_timestamp_seconds When the build BI reads"
         " was published.",
         "# TYPE kimai_atlas_sync_bi_build_published_timestamp_seconds gauge",

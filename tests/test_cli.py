@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines.demo.kimai_data import build_kimai
 from tests.conftest import REPO, kimai_url, pg_connect, pg_query, run_cli
@@ -127,16 +128,27 @@ def test_a_second_run_exits_3_naming_the_holder_or_waits(synced):
         cur.execute(
             "SELECT pg_advisory_lock(hashtextextended('kimai-atlas-sync:kimai_replica', 0))"
         )
+    metrics = Path(env["ATLAS_SYNC_STATE_DIR"]).parent / "sync.prom"
     try:
         t0 = time.monotonic()
-        out = run_cli("sync", env=env)
+        out = run_cli("sync", "--metrics-file", str(metrics), env=env)
         assert out.returncode == 3
         assert "pid=4242 host=elsewhere" in out.stderr and "running since" in out.stderr
+        # its own metric; the last-run gauges stay those of the last run that ended (a success)
+        values = {
+            s.name: s.value
+            for family in text_string_to_metric_families(metrics.read_text())
+            for s in family.samples
+        }
+        assert values["kimai_atlas_sync_lock_refused"] == 1
+        assert values["kimai_atlas_sync_lock_refused_timestamp_seconds"] >= time.time() - 120
+        assert values["kimai_atlas_sync_last_run_success"] == 1
         waited = run_cli("sync", "--wait", "2", env=env)
         assert waited.returncode == 3 and time.monotonic() - t0 >= 2
     finally:
         conn.close()  # the lock dies with the session
-    assert run_cli("sync", "--wait", "5", env=env).returncode == 0
+    assert run_cli("sync", "--wait", "5", "--metrics-file", str(metrics), env=env).returncode == 0
+    assert "kimai_atlas_sync_lock_refused 0" in metrics.read_text()
 
 
 def test_tls_parameters_of_the_url_reach_every_connection(env):
