@@ -378,8 +378,11 @@ def test_failed_builds_leave_bi_on_the_last_good_build(tmp_path: Path) -> None:
         assert _bi_rows(stack) == counts
 
 
+KILLS = 6
+
+
 def test_killed_transforms_never_take_a_view_away(tmp_path: Path) -> None:
-    """SIGKILL `transform` at random points, 10 times: every vw_* stays queryable by the BI
+    """SIGKILL `transform` at random points, 6 times: every vw_* stays queryable by the BI
     role throughout, and BI reads either the old build or the complete new one."""
     role = f"bi_{uuid.uuid4().hex[:10]}"
     rng = random.Random(20261204)
@@ -393,7 +396,7 @@ def test_killed_transforms_never_take_a_view_away(tmp_path: Path) -> None:
         marked = project_copy(tmp_path / "b", marker="B")
         mid_build = 0
         with _bi_watch(stack) as errors:
-            for _ in range(10):
+            for _ in range(KILLS):
                 proc = _start_transform(stack, marked)
                 try:
                     proc.wait(timeout=rng.uniform(0.5, duration))
@@ -412,7 +415,7 @@ def test_killed_transforms_never_take_a_view_away(tmp_path: Path) -> None:
                     proc.communicate()
                 assert len(set(_served(stack).values())) == 1, _served(stack)
         assert errors == []
-        assert mid_build >= 5, f"only {mid_build} of 10 kills hit a build"
+        assert mid_build >= KILLS // 2, f"only {mid_build} of {KILLS} kills hit a build"
         done = transform(stack, DBT_PROJECT_DIR=str(marked))
         assert done.returncode == 0, done.stdout + done.stderr
         assert set(_served(stack).values()) == {"B"}

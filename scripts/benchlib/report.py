@@ -29,8 +29,8 @@ TITLES = {
     "fi1": "(fi1) second first build with table_incremental (the other copy; info)",
     "fis": "(fis) sync of the {facts} timesheet changes before (fi) (info)",
     "fi": "(fi) incremental facts refresh after {facts} changes (`transform`, table_incremental)",
-    "s": "(s) `sync --since` over the whole history (every timesheet re-read and compared; info)",
-    "m": "(m) run after a bump of every timesheet's `modified_at` (an upgrade migration; info)",
+    "s": "(s) `sync --since` over the whole history (the whole table: rewritten; info)",
+    "m": "(m) run after a bump of every `modified_at` (an upgrade migration: rewritten; info)",
 }
 ORDER = [
     "a",
