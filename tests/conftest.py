@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,13 @@ def mariadb_database() -> Iterator[str]:
 @pytest.fixture
 def pg_database() -> Iterator[str]:
     """An empty PostgreSQL database with a unique name, dropped afterwards."""
+    with throwaway_pg_database() as name:
+        yield name
+
+
+@contextmanager
+def throwaway_pg_database() -> Iterator[str]:
+    """Create an empty PostgreSQL database with a unique name; drop it on leaving."""
     name = f"atlas_t_{uuid.uuid4().hex[:12]}"
     conn = pg_connect()
     with conn.cursor() as cur:
@@ -167,6 +175,16 @@ def run_audit_row(atlas_db: str, pid: int, schema: str = "kimai_replica") -> tup
             return cur.fetchone()
     finally:
         conn.close()
+
+
+def first_sync(env: dict[str, str], seed: int, timesheets: int) -> dict[str, str]:
+    """Fill the test's Kimai (`build_kimai`) and run a first `sync` that must succeed."""
+    from pipelines.demo.kimai_data import build_kimai
+
+    build_kimai(kimai_url(env["KIMAI_DB_DATABASE"]), seed=seed, timesheets=timesheets)
+    first = run_cli("sync", env=env)
+    assert first.returncode == 0, first.stderr
+    return env
 
 
 def kimai_url(database: str) -> str:

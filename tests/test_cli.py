@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipelines.demo.kimai_data import build_kimai
-from tests.conftest import REPO, kimai_url, pg_connect, pg_query, run_cli
+from tests.conftest import REPO, first_sync, kimai_url, pg_connect, pg_query, run_cli
 
 COMMANDS = ["sync", "transform", "reconcile", "status", "demo"]
 
@@ -67,10 +67,7 @@ def _snapshot(pg_db: str, state_dir: Path) -> tuple:
 
 @pytest.fixture
 def synced(env):
-    build_kimai(kimai_url(env["KIMAI_DB_DATABASE"]), seed=3, timesheets=300)
-    first = run_cli("sync", env=env)
-    assert first.returncode == 0, first.stderr
-    return env
+    return first_sync(env, seed=3, timesheets=300)
 
 
 @pytest.mark.parametrize(

@@ -7,11 +7,10 @@ schema name; only their Atlas DB differs. Their runs go on at the same time.
 from __future__ import annotations
 
 import stat
-import uuid
 from pathlib import Path
 
 from pipelines.demo.kimai_data import build_kimai
-from tests.conftest import kimai_exec, kimai_url, pg_connect, pg_query, start_cli
+from tests.conftest import kimai_exec, kimai_url, pg_query, start_cli, throwaway_pg_database
 from tests.replica_check import assert_replica_equals_kimai
 
 
@@ -33,12 +32,7 @@ def _last_run(atlas: str) -> tuple:
 
 def test_two_deployments_run_at_once_without_sharing_state(env, tmp_path):
     db, production = env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"]
-    staging = f"atlas_t_{uuid.uuid4().hex[:12]}"
-    conn = pg_connect()
-    with conn.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{staging}"')
-    conn.close()
-    try:
+    with throwaway_pg_database() as staging:
         build_kimai(kimai_url(db), seed=12, timesheets=3_000)
         home = tmp_path / "home"
         home.mkdir()
@@ -63,8 +57,3 @@ def test_two_deployments_run_at_once_without_sharing_state(env, tmp_path):
         for path in work:
             assert stat.S_IMODE(path.stat().st_mode) == 0o700
             assert any(path.rglob("state.json"))  # dlt worked here
-    finally:
-        conn = pg_connect()
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{staging}" WITH (FORCE)')
-        conn.close()

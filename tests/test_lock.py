@@ -11,11 +11,10 @@ import uuid
 
 import pytest
 
-from pipelines.demo.kimai_data import build_kimai
 from tests.conftest import (
+    first_sync,
     kimai_exec,
     kimai_query,
-    kimai_url,
     mariadb_connect,
     pg_connect,
     pg_query,
@@ -31,10 +30,7 @@ REPLICA = "kimai_replica"
 
 @pytest.fixture
 def synced(env):
-    build_kimai(kimai_url(env["KIMAI_DB_DATABASE"]), seed=5, timesheets=2_000)
-    first = run_cli("sync", env=env)
-    assert first.returncode == 0, first.stderr
-    return env
+    return first_sync(env, seed=5, timesheets=2_000)
 
 
 def test_a_run_whose_lock_session_is_killed_stops_before_writing(synced):
