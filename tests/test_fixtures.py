@@ -1,7 +1,9 @@
 """The Kimai fixture: DDL against the spec, the generator, loading, and Kimai's actions.
 
-Expected schema values are copied from kimai-schema.md §2-§8, not derived from the DDL.
-Every test gets its own database (MariaDB ``kimai_fx_<hex>`` or an SQLite file).
+Expected schema values are written out here from what Kimai's migrations leave (for teams,
+membership, preferences and configuration: the migrations cited at EXPECTED_COLUMNS), not
+derived from the DDL. Every test gets its own database (MariaDB ``kimai_fx_<hex>`` or an
+SQLite file).
 """
 
 from __future__ import annotations
@@ -213,6 +215,33 @@ EXPECTED_COLUMNS = {
         col("supervisor_id", INT, null=True),
         col("signature_date", DT, null=True),
     ],
+    # Version20190730123324 (teamlead_id dropped by Version20210802174320), color from
+    # Version20210704111542
+    "teams": [
+        col("id", INT, auto=True),
+        col("name", "varchar(100)"),
+        col("color", "varchar(7)", null=True),
+    ],
+    # id and teamlead appended by Version20210802174318
+    "users_teams": [
+        col("user_id", INT),
+        col("team_id", INT),
+        col("id", INT, auto=True),
+        col("teamlead", TINY, default="0"),
+    ],
+    # Version20180701120000; user_id is nullable in the database
+    "user_preferences": [
+        col("id", INT, auto=True),
+        col("user_id", INT, null=True),
+        col("name", "varchar(50)"),
+        col("value", "varchar(255)", null=True),
+    ],
+    # Version20190321181243, value made TEXT by Version20220404150236
+    "configuration": [
+        col("id", INT, auto=True),
+        col("name", "varchar(100)"),
+        col("value", "text", null=True),
+    ],
 }
 
 # (column list, unique); PRIMARY included
@@ -259,6 +288,36 @@ EXPECTED_INDEXES = {
         (("confirmation_token",), True),
         (("supervisor_id",), False),
     },
+    "teams": {(("id",), True), (("name",), True)},
+    # both one-column FK indexes of the first primary key (user_id, team_id) remain
+    "users_teams": {
+        (("id",), True),
+        (("user_id", "team_id"), True),
+        (("user_id",), False),
+        (("team_id",), False),
+    },
+    "user_preferences": {(("id",), True), (("user_id", "name"), True), (("user_id",), False)},
+    "configuration": {(("id",), True), (("name",), True)},
+}
+
+# Kimai's literal key names with the default prefix, for the tables added with teams
+EXPECTED_KEY_NAMES = {
+    "teams": {"PRIMARY": ("id",), "UNIQ_3BEDDC7F5E237E06": ("name",)},
+    "users_teams": {
+        "PRIMARY": ("id",),
+        "UNIQ_B5E92CF8A76ED395296CD8AE": ("user_id", "team_id"),
+        "IDX_B5E92CF8A76ED395": ("user_id",),
+        "IDX_B5E92CF8296CD8AE": ("team_id",),
+        "FK_B5E92CF8A76ED395": ("user_id",),
+        "FK_B5E92CF8296CD8AE": ("team_id",),
+    },
+    "user_preferences": {
+        "PRIMARY": ("id",),
+        "UNIQ_8D08F631A76ED3955E237E06": ("user_id", "name"),
+        "IDX_8D08F631A76ED395": ("user_id",),
+        "FK_8D08F631A76ED395": ("user_id",),
+    },
+    "configuration": {"PRIMARY": ("id",), "UNIQ_1C5D63D85E237E06": ("name",)},
 }
 
 # (table, column, referenced table, referenced column, ON DELETE); the invoice template FK
@@ -272,11 +331,14 @@ EXPECTED_FKS = {
     ("projects", "customer_id", "customers", "id", "CASCADE"),
     ("activities", "project_id", "projects", "id", "CASCADE"),
     ("users", "supervisor_id", "users", "id", "SET NULL"),
+    ("users_teams", "user_id", "users", "id", "CASCADE"),
+    ("users_teams", "team_id", "teams", "id", "CASCADE"),
+    ("user_preferences", "user_id", "users", "id", "CASCADE"),
 }
 
 
 def schema_of(database: str, prefix: str) -> dict[str, Any]:
-    """Columns, indexes, FKs and table options of the seven tables, prefix stripped."""
+    """Columns, indexes, FKs and table options of the fixture's tables, prefix stripped."""
     columns: dict[str, list[tuple[Any, ...]]] = {}
     for table in kd.TABLES:
         columns[table] = query(
@@ -340,6 +402,26 @@ def test_ddl_matches_the_spec(built: tuple[str, kd.KimaiData]) -> None:
     assert text_collations == [("utf8mb4_unicode_ci",)]
 
 
+def test_key_names_are_kimais(built: tuple[str, kd.KimaiData]) -> None:
+    database, _data = built
+    for table, expected in EXPECTED_KEY_NAMES.items():
+        rows = query(
+            database,
+            "SELECT CONSTRAINT_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY ORDINAL_POSITION) "
+            "FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s "
+            "AND TABLE_NAME = %s GROUP BY CONSTRAINT_NAME",
+            (database, f"kimai2_{table}"),
+        )
+        rows += query(
+            database,
+            "SELECT INDEX_NAME, GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) "
+            "FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+            "GROUP BY INDEX_NAME",
+            (database, f"kimai2_{table}"),
+        )
+        assert {name: tuple(cols.split(",")) for name, cols in rows} == expected, table
+
+
 def test_fast_build_equals_create_schema_then_load(database: str) -> None:
     """Deferred indexes leave the same end state; two prefixes coexist in one database."""
     data = kd.generate(seed=7, timesheets=300)
@@ -377,14 +459,18 @@ def test_build_refuses_existing_tables(built: tuple[str, kd.KimaiData]) -> None:
         kd.build_kimai(mysql_url(database), timesheets=10)
 
 
+@pytest.mark.unit
 def test_ddl_statements_per_dialect() -> None:
     mysql = kd.ddl("mysql", "acme_")
-    assert len(mysql) == 7
+    assert len(mysql) == 11
     assert all("acme_" in s and "kimai2_" not in s for s in mysql)
     # with the default prefix the FK names are Kimai's own
     assert "CONSTRAINT `FK_4F60C6B18D93D649`" in kd.ddl("mysql")[5]
+    # another prefix renames the FKs (unique per database), not the indexes (per table)
+    assert "CONSTRAINT `FK_B5E92CF8A76ED395`" not in mysql[8]
+    assert "KEY `IDX_B5E92CF8A76ED395`" in mysql[8]
     sqlite = kd.ddl("sqlite", "acme_")
-    assert sum(s.startswith("CREATE TABLE") for s in sqlite) == 7
+    assert sum(s.startswith("CREATE TABLE") for s in sqlite) == 11
     with pytest.raises(ValueError):
         kd.ddl("mysql", "bad-prefix")
 
@@ -392,6 +478,7 @@ def test_ddl_statements_per_dialect() -> None:
 # -- generator ----------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_generator_is_deterministic() -> None:
     first, again = kd.generate(seed=5, timesheets=600), kd.generate(seed=5, timesheets=600)
     other = kd.generate(seed=6, timesheets=600)
@@ -405,6 +492,7 @@ def test_generator_is_deterministic() -> None:
     assert all(r[4] <= UTC_NOW for r in first.timesheets())
 
 
+@pytest.mark.unit
 def test_scale() -> None:
     big = kd.scale_for(1_000_000)
     assert 250 <= big.users <= 350
