@@ -8,6 +8,7 @@ SQLite file).
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections import Counter
@@ -645,6 +646,200 @@ def test_master_data_is_realistic(built: tuple[str, kd.KimaiData]) -> None:
     ids = {u["id"] for u in users}
     supervised = [u for u in users if u["supervisor_id"] is not None]
     assert supervised and all(u["supervisor_id"] in ids for u in supervised)
+
+
+def preferences_by_user(data: kd.KimaiData) -> dict[int, dict[str, str | None]]:
+    found: dict[int, dict[str, str | None]] = {}
+    for row in data.dicts("user_preferences"):
+        found.setdefault(row["user_id"], {})[row["name"]] = row["value"]
+    return found
+
+
+def people_of(data: kd.KimaiData) -> list[dict[str, Any]]:
+    """The users who are not the system account."""
+    return [u for u in data.dicts("users") if not u["system_account"]]
+
+
+def test_teams_are_realistic(built: tuple[str, kd.KimaiData]) -> None:
+    _database, data = built
+    teams = list(data.dicts("teams"))
+    members = list(data.dicts("users_teams"))
+    users = {u["id"]: u for u in data.dicts("users")}
+    people = people_of(data)
+    assert max(2, len(people) // 8) <= len(teams) <= len(people) // 5 + 1
+    assert len({t["name"].casefold() for t in teams}) == len(teams)
+    assert all(2 <= len(t["name"]) <= 100 and not set('<>"=') & set(t["name"]) for t in teams)
+    colors = [t["color"] for t in teams]
+    assert None in colors and all(re.match(r"^#[0-9a-f]{6}$", c) for c in colors if c)
+
+    # ids in insertion order; a team is created together with a teamlead, so its first
+    # membership is a teamlead's and teams appear in the order of their first memberships
+    assert [m["id"] for m in members] == list(range(1, len(members) + 1))
+    first = {}
+    for m in members:
+        first.setdefault(m["team_id"], m)
+    assert list(first) == [t["id"] for t in teams]
+    assert all(m["teamlead"] == 1 for m in first.values())
+    assert len({(m["user_id"], m["team_id"]) for m in members}) == len(members)
+    leads = Counter(m["team_id"] for m in members if m["teamlead"])
+    assert set(leads) == {t["id"] for t in teams} and set(leads.values()) <= {1, 2}
+    assert all(users[m["user_id"]]["enabled"] for m in members if m["teamlead"])
+    assert all(not users[m["user_id"]]["system_account"] for m in members)
+
+    per_person = Counter(m["user_id"] for m in members)
+    counts = Counter(per_person.get(u["id"], 0) for u in people)
+    assert counts[1] > len(people) / 2  # most people are in one team
+    assert counts[0] >= 1 and counts[2] >= 1
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("seed", "timesheets"), [(7, 20_000), (42, 1_000_000)])
+def test_teams_and_preferences_scale(seed: int, timesheets: int) -> None:
+    data = kd.generate(seed=seed, timesheets=timesheets)  # timesheets are not generated here
+    people = people_of(data)
+    assert len(people) // 8 <= len(data.teams) <= len(people) // 5 + 1
+    per_person = Counter(m[0] for m in data.users_teams)
+    counts = Counter(per_person.get(u["id"], 0) for u in people)
+    assert 0.08 <= counts[2] / len(people) <= 0.25
+    assert 1 <= counts[0] <= 0.1 * len(people)
+    prefs = preferences_by_user(data)
+    weekday = Counter(prefs.get(u["id"], {}).get("first_weekday") for u in people)
+    assert 0.05 <= weekday["sunday"] / len(people) <= 0.2
+    assert weekday["monday"] > 0 and weekday[None] > 0
+    contract = Counter(prefs.get(u["id"], {}).get("work_contract_type") for u in people)
+    assert 0.35 <= contract["day"] / len(people) <= 0.7
+    assert contract["none"] > 0 and contract[None] > 0
+    assert 0 < sum("timezone" not in prefs.get(u["id"], {}) for u in people) <= 0.15 * len(people)
+
+
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+PHP_NUMBER = re.compile(r"^-?\d+(\.\d*[1-9])?$")  # PHP drops a zero fraction: 25.0 -> "25"
+
+
+def significant_digits(text: str) -> int:
+    return len(text.lstrip("-").replace(".", "").lstrip("0").rstrip("0") or "0")
+
+
+def test_preferences_are_realistic(built: tuple[str, kd.KimaiData]) -> None:
+    _database, data = built
+    rows = list(data.dicts("user_preferences"))
+    users = {u["id"]: u for u in data.dicts("users")}
+    people = people_of(data)
+    prefs = preferences_by_user(data)
+    assert [r["id"] for r in rows] == list(range(1, len(rows) + 1))
+    assert len({(r["user_id"], r["name"]) for r in rows}) == len(rows)
+    assert set(prefs) == set(users)  # everyone has some
+    assert all(re.match(r"^[a-z_]{2,50}$", r["name"]) for r in rows)  # sanitised names
+    assert all(r["value"] is None or len(r["value"]) <= 255 for r in rows)
+
+    sheets = [dict(zip(kd.COLUMNS["timesheet"], t, strict=True)) for t in data.timesheets()]
+    by_user: dict[int, list[dict[str, Any]]] = {}
+    for t in sheets:
+        by_user.setdefault(t["user"], []).append(t)
+
+    # the zone a person's timesheets are mostly recorded in; a few people have none set
+    zoned = [u for u in people if "timezone" in prefs[u["id"]]]
+    assert 1 <= len(people) - len(zoned) <= 0.25 * len(people)
+    for u in zoned:
+        own = by_user.get(u["id"], [])
+        if len(own) >= 20:
+            usual = Counter(t["timezone"] for t in own).most_common(1)[0][0]
+            assert prefs[u["id"]]["timezone"] == usual, u["id"]
+    assert all(ZoneInfo(p["timezone"]) for p in prefs.values() if "timezone" in p)
+
+    weekday = Counter(prefs[u["id"]].get("first_weekday") for u in people)
+    assert set(weekday) == {"monday", "sunday", None}
+
+    # rates as PHP casts a float: at most 14 significant digits, no zero fraction; they are
+    # the rates the person's timesheets were computed with (hourly, or 1.5x on weekends)
+    rated = [u for u in people if "hourly_rate" in prefs[u["id"]]]
+    assert rated
+    for u in rated:
+        mine = prefs[u["id"]]
+        for name in ("hourly_rate", "internal_rate"):
+            value = mine[name]
+            assert value is None or (PHP_NUMBER.match(value) and significant_digits(value) <= 14)
+        rate = float(mine["hourly_rate"] or "nan")
+        hourly = [t["hourly_rate"] for t in by_user.get(u["id"], []) if t["hourly_rate"]]
+        if len(hourly) >= 20:
+            assert any(math.isclose(h, f * rate, rel_tol=1e-13) for h in hourly for f in (1, 1.5))
+    internal = [prefs[u["id"]]["internal_rate"] for u in rated]
+    assert None in internal and any(v is not None for v in internal)
+    assert "hourly_rate" not in prefs[next(u["id"] for u in users.values() if u["system_account"])]
+
+    # working-time contracts
+    kinds = Counter(prefs[u["id"]].get("work_contract_type") for u in people)
+    assert set(kinds) == {"day", "none", None}
+    assert 0.3 <= kinds["day"] / len(people) <= 0.75
+    without = [u for u in people if prefs[u["id"]].get("work_contract_type") is None]
+    assert all(not any(n.startswith("work_") for n in prefs[u["id"]]) for u in without)
+    days = ["monday", "tuesday", "wednesday", "thursday", "friday"]
+    day_people = [u for u in people if prefs[u["id"]].get("work_contract_type") == "day"]
+    weeks, weekend_rows, holidays = [], [], []
+    for u in day_people:
+        mine = prefs[u["id"]]
+        week = [int(mine[f"work_{d}"]) for d in days]  # digits only
+        assert all(0 <= s <= 86_400 for s in week) and sum(week) > 0
+        weeks.append(week)
+        weekend = [mine.get("work_saturday"), mine.get("work_sunday")]
+        assert weekend in (["0", "0"], [None, None])
+        weekend_rows.append(weekend[0] is not None)
+        assert re.match(r"^\d+(\.5)?$", mine["holidays"]) and 5 <= float(mine["holidays"]) <= 35
+        holidays.append(mine["holidays"])
+        assert mine.get("public_holiday_group") is None  # NULL (or absent) in core Kimai
+    assert [28800] * 5 in weeks and any(sum(w) < 5 * 28800 for w in weeks)
+    assert set(weekend_rows) == {True, False}
+    assert any(h.endswith(".5") for h in holidays)
+    holiday_groups = ["public_holiday_group" in prefs[u["id"]] for u in day_people]
+    assert set(holiday_groups) == {True, False}
+
+    started = [u for u in day_people if prefs[u["id"]].get("work_start_day")]
+    assert started
+    for u in started:
+        start = prefs[u["id"]]["work_start_day"]
+        assert DATE.match(start)
+        own = by_user.get(u["id"], [])
+        if own:  # the contract starts before or at the first booking
+            assert date.fromisoformat(start) <= min(t["start_time"] for t in own).date()
+    leavers = [u for u in people if not u["enabled"]]
+    ended = [u for u in people if prefs[u["id"]].get("work_last_day")]
+    assert ended and all(not u["enabled"] for u in ended)
+    for u in leavers:
+        if prefs[u["id"]].get("work_contract_type") == "day":
+            last = prefs[u["id"]]["work_last_day"]
+            assert DATE.match(last)
+            own = by_user.get(u["id"], [])
+            assert all(t["start_time"].date() <= date.fromisoformat(last) for t in own)
+            assert (prefs[u["id"]].get("work_start_day") or "") <= last
+    none_people = [u for u in people if prefs[u["id"]].get("work_contract_type") == "none"]
+    assert none_people
+
+
+SECRET_NAME = re.compile(r"password|private|api_key|token|secret", re.IGNORECASE)
+# settings that Kimai's settings screen saves (SystemConfigurationController)
+KIMAI_SETTINGS = {
+    "timesheet.mode", "timesheet.rules.allow_future_times", "timesheet.time_increment",
+    "timesheet.rules.lockdown_period_start", "defaults.customer.timezone",
+    "defaults.customer.country", "defaults.customer.currency", "theme.branding.company",
+    "theme.color_choices", "user.wizard", "defaults.customer.language",
+}  # fmt: skip
+
+
+def test_configuration_is_realistic(built: tuple[str, kd.KimaiData]) -> None:
+    _database, data = built
+    rows = list(data.dicts("configuration"))
+    ids = [r["id"] for r in rows]
+    assert ids == sorted(ids) and len({r["name"] for r in rows}) == len(rows)
+    settings = {r["name"]: r["value"] for r in rows}
+    year = settings["company.financial_year"]
+    assert DATE.match(year) and date.fromisoformat(year).month != 1
+    assert len(KIMAI_SETTINGS & set(settings)) >= 8
+    assert settings["timesheet.rules.allow_future_times"] in ("0", "1")
+    assert None in settings.values()  # a section saved with an empty field
+    assert max(len(v) for v in settings.values() if v) > 1024  # needs the TEXT column
+    secrets = {n for n, v in settings.items() if v and kd.SECRET_MARKER in v}
+    assert len(secrets) >= 2
+    assert secrets == {n for n in settings if SECRET_NAME.search(n)}
 
 
 # -- SQLite -----------------------------------------------------------------------------------
