@@ -1200,6 +1200,269 @@ def test_hard_deletes_cascade(kimai: tuple[sa.Connection, str]) -> None:
     assert not ka.delete_customer(conn, 1, prefix=prefix)
 
 
+@pytest.mark.unit
+def test_values_are_cast_like_php() -> None:
+    # what PHP 8 prints for (string) $value with the default precision of 14
+    assert [
+        kd.php_string(v)
+        for v in (256 / 3, 25.0, 27.5, 0.1 + 0.2, 1e13, 1e14, 1e-5, -0.0, True, False, 7, "x")
+    ] == [
+        "85.333333333333", "25", "27.5", "0.3", "10000000000000", "1.0E+14", "1.0E-5", "-0",
+        "1", "", "7", "x",
+    ]  # fmt: skip
+    # UserPreference::setValue: yes/no fields store 0 for false, '' and null, else 1
+    assert [ka.preference_value("daily_stats", v) for v in (False, "", None, "0", 0, True)] == [
+        "0", "0", "0", "1", "1", "1",
+    ]  # fmt: skip
+    assert ka.preference_value("daily.stats", "yes") == "1"  # the name is sanitised first
+    assert [ka.preference_value("timezone", v) for v in (None, False, 2.5)] == [None, "", "2.5"]
+    # Configuration::setValue: false is '0'
+    assert [ka.configuration_value(v) for v in (None, False, True, 15, 2.5)] == [
+        None, "0", "1", "15", "2.5",
+    ]  # fmt: skip
+
+
+def table_rows(
+    conn: sa.Connection, prefix: str, table: str, where: str = "1 = 1", **params: Any
+) -> list[dict[str, Any]]:
+    return fetch(conn, f"SELECT * FROM {prefix}{table} WHERE {where} ORDER BY id", **params)
+
+
+def max_id(conn: sa.Connection, prefix: str, table: str) -> int:
+    return fetch(conn, f"SELECT MAX(id) AS top FROM {prefix}{table}")[0]["top"] or 0
+
+
+def test_team_write_paths(kimai: tuple[sa.Connection, str]) -> None:
+    conn, prefix = kimai
+    people = fetch(conn, f"SELECT id FROM {prefix}users WHERE system_account = 0 ORDER BY id")
+    lead, member, third, outsider = (p["id"] for p in people[:4])
+    top = max_id(conn, prefix, "users_teams")
+
+    def membership(team: int) -> list[tuple[int, int, int]]:
+        rows = table_rows(conn, prefix, "users_teams", "team_id = :t", t=team)
+        return [(r["id"], r["user_id"], r["teamlead"]) for r in rows]
+
+    team = ka.create_team(
+        conn, "Tiger Team", teamleads=[lead], members=[member, lead], color="#ff8800", prefix=prefix
+    )
+    assert table_rows(conn, prefix, "teams", "id = :t", t=team) == [
+        {"id": team, "name": "Tiger Team", "color": "#ff8800"}
+    ]
+    assert membership(team) == [(top + 1, lead, 1), (top + 2, member, 0)]
+
+    # Kimai's validation refuses these before writing anything
+    teams_before = table_rows(conn, prefix, "teams")
+    refused: list[dict[str, Any]] = [
+        {"name": "tiger team", "teamleads": [lead]},  # the unique key ignores case
+        {"name": "Leaderless", "teamleads": []},
+        {"name": "a=b", "teamleads": [lead]},
+        {"name": "Red", "teamleads": [lead], "color": "red"},
+    ]
+    for arguments in refused:
+        with pytest.raises(ValueError):
+            ka.create_team(conn, prefix=prefix, **arguments)
+    with pytest.raises(LookupError):
+        ka.create_team(conn, "Ghosts", teamleads=[999_999], prefix=prefix)
+    assert table_rows(conn, prefix, "teams") == teams_before
+
+    # a new member; the same again is no change; promoting keeps the membership's id
+    assert ka.add_team_member(conn, team, third, prefix=prefix)
+    assert not ka.add_team_member(conn, team, third, prefix=prefix)
+    assert ka.add_team_member(conn, team, third, teamlead=True, prefix=prefix)
+    assert membership(team) == [(top + 1, lead, 1), (top + 2, member, 0), (top + 3, third, 1)]
+
+    # two teamleads: one may step down or leave, the last one may not
+    assert ka.set_teamlead(conn, team, lead, False, prefix=prefix)
+    assert not ka.set_teamlead(conn, team, lead, False, prefix=prefix)
+    with pytest.raises(ValueError):
+        ka.set_teamlead(conn, team, third, False, prefix=prefix)
+    with pytest.raises(ValueError):
+        ka.remove_team_member(conn, team, third, prefix=prefix)
+    with pytest.raises(LookupError):
+        ka.set_teamlead(conn, team, outsider, True, prefix=prefix)
+    assert ka.remove_team_member(conn, team, member, prefix=prefix)
+    assert not ka.remove_team_member(conn, team, member, prefix=prefix)
+    assert membership(team) == [(top + 1, lead, 0), (top + 3, third, 1)]
+
+    # deleting a team takes its memberships along, nobody else's
+    others = table_rows(conn, prefix, "users_teams", "team_id <> :t", t=team)
+    users_before = table_rows(conn, prefix, "users")
+    assert ka.delete_team(conn, team, prefix=prefix)
+    assert table_rows(conn, prefix, "teams", "id = :t", t=team) == []
+    assert membership(team) == []
+    assert table_rows(conn, prefix, "users_teams") == others
+    assert table_rows(conn, prefix, "users") == users_before
+    assert not ka.delete_team(conn, team, prefix=prefix)
+    generated = others[0]["team_id"]
+    assert ka.delete_team(conn, generated, prefix=prefix)
+    assert membership(generated) == []
+
+
+def test_user_preference_write_paths(kimai: tuple[sa.Connection, str]) -> None:
+    conn, prefix = kimai
+    uid = ka.create_user(conn, username="prefs.tester", now=T1, prefix=prefix)
+    top = max_id(conn, prefix, "user_preferences")
+
+    def stored() -> list[tuple[int, str, str | None]]:
+        rows = table_rows(conn, prefix, "user_preferences", "user_id = :u", u=uid)
+        return [(r["id"], r["name"], r["value"]) for r in rows]
+
+    written = ka.set_user_preferences(
+        conn,
+        uid,
+        {
+            "timezone": "Europe/Vienna",
+            "hourly_rate": 1000 / 3,  # PHP's (string) keeps 14 significant digits
+            "internal_rate": None,  # a NULL value is a row too
+            "work.contract-type": "day",  # dots and dashes become underscores
+            "holidays": 27.5,
+            "work_monday": 28800,
+            "daily_stats": False,  # yes/no preferences store 0 and 1 ...
+            "export_decimal": "0",  # ... and any other value than false/''/null is 1
+            "favorite_routes": False,  # without a yes/no field PHP casts false to ''
+        },
+        prefix=prefix,
+    )
+    assert written == 9
+    first = [
+        (top + 1, "timezone", "Europe/Vienna"),
+        (top + 2, "hourly_rate", "333.33333333333"),
+        (top + 3, "internal_rate", None),
+        (top + 4, "work_contract_type", "day"),
+        (top + 5, "holidays", "27.5"),
+        (top + 6, "work_monday", "28800"),
+        (top + 7, "daily_stats", "0"),
+        (top + 8, "export_decimal", "1"),
+        (top + 9, "favorite_routes", ""),
+    ]
+    assert stored() == first
+
+    # updates in place; unchanged values (NULL included) are not written
+    changes = {
+        "timezone": "Europe/Vienna",
+        "internal_rate": None,
+        "hourly_rate": 90.0,
+        "work_contract_type": "none",
+    }
+    assert ka.set_user_preferences(conn, uid, changes, prefix=prefix) == 2
+    assert stored() == [
+        *first[:1],
+        (top + 2, "hourly_rate", "90"),
+        first[2],
+        (top + 4, "work_contract_type", "none"),
+        *first[4:],
+    ]
+    assert not ka.set_user_preference(conn, uid, "holidays", 27.5, prefix=prefix)
+    assert ka.set_user_preference(conn, uid, "internal_rate", 45.5, prefix=prefix)
+    assert ka.set_user_preference(conn, uid, "internal_rate", None, prefix=prefix)
+    assert (top + 3, "internal_rate", None) in stored() and len(stored()) == 9
+    with pytest.raises(LookupError):
+        ka.set_user_preferences(conn, 999_999, {"timezone": "UTC"}, prefix=prefix)
+
+    # behind Kimai's back
+    assert ka.raw_sql_set_preference(conn, uid, "timezone", "Asia/Tokyo", prefix=prefix)
+    assert stored()[0] == (top + 1, "timezone", "Asia/Tokyo")
+    assert not ka.raw_sql_set_preference(conn, uid, "skin", "dark", prefix=prefix)
+    assert max_id(conn, prefix, "user_preferences") == top + 9
+
+
+def test_system_configuration_write_paths(kimai: tuple[sa.Connection, str]) -> None:
+    conn, prefix = kimai
+    before = {r["name"]: r for r in table_rows(conn, prefix, "configuration")}
+    top = max_id(conn, prefix, "configuration")
+    # the fixture's settings this test relies on
+    assert before["timesheet.time_increment"]["value"] == "15"
+    assert before["timesheet.rules.allow_zero_duration"]["value"] == "1"
+    assert before["theme.branding.logo"]["value"] is None
+    assert "calendar.weekends" not in before
+
+    section = {
+        "timesheet.mode": "duration_fixed_begin",  # update in place
+        "timesheet.time_increment": 15,  # same value: not written
+        "timesheet.rules.allow_zero_duration": False,  # booleans are '0'/'1'
+        "theme.branding.logo": None,  # NULL deletes the existing row
+        "calendar.weekends": True,  # a new row
+    }
+    assert ka.save_system_configuration(conn, section, prefix=prefix) == 4
+    after = {r["name"]: r for r in table_rows(conn, prefix, "configuration")}
+    expected = dict(before)
+    del expected["theme.branding.logo"]
+    expected["timesheet.mode"] = {**before["timesheet.mode"], "value": "duration_fixed_begin"}
+    name = "timesheet.rules.allow_zero_duration"
+    expected[name] = {**before[name], "value": "0"}
+    expected["calendar.weekends"] = {"id": top + 1, "name": "calendar.weekends", "value": "1"}
+    assert after == expected
+
+    # saving the empty field again inserts a NULL row; once more deletes it again
+    logo = {"theme.branding.logo": None}
+    assert ka.save_system_configuration(conn, logo, prefix=prefix) == 1
+    assert table_rows(conn, prefix, "configuration", "name = 'theme.branding.logo'") == [
+        {"id": top + 2, "name": "theme.branding.logo", "value": None}
+    ]
+    assert ka.save_system_configuration(conn, logo, prefix=prefix) == 1
+    assert table_rows(conn, prefix, "configuration", "name = 'theme.branding.logo'") == []
+    assert ka.save_system_configuration(conn, {"calendar.weekends": 1}, prefix=prefix) == 0
+
+    # behind Kimai's back
+    name = "company.financial_year"
+    assert ka.raw_sql_set_configuration(conn, name, "2021-07-01", prefix=prefix)
+    assert table_rows(conn, prefix, "configuration", "name = :n", n=name) == [
+        {**before[name], "value": "2021-07-01"}
+    ]
+    assert not ka.raw_sql_set_configuration(conn, "no.such.setting", "1", prefix=prefix)
+
+
+def owned(conn: sa.Connection, prefix: str, user_id: int) -> dict[str, int]:
+    counts = {}
+    for table, column in (("user_preferences", "user_id"), ("users_teams", "user_id")):
+        sql = f"SELECT COUNT(*) AS n FROM {prefix}{table} WHERE {column} = :u"
+        counts[table] = fetch(conn, sql, u=user_id)[0]["n"]
+    return counts
+
+
+def test_deleting_users_and_teams_cascades(kimai: tuple[sa.Connection, str]) -> None:
+    conn, prefix = kimai
+    candidates = [
+        r["user_id"]
+        for r in fetch(
+            conn,
+            f"SELECT DISTINCT m.user_id FROM {prefix}users_teams m "
+            f"JOIN {prefix}user_preferences p ON p.user_id = m.user_id ORDER BY m.user_id",
+        )
+    ]
+    assert len(candidates) >= 4
+    totals = {t: len(table_rows(conn, prefix, t)) for t in ("user_preferences", "users_teams")}
+
+    # Kimai's delete, plain and with a replacement for the timesheets: preferences and
+    # memberships go either way, the replacement's own stay as they were
+    gone, moved, heir, raw = candidates[:4]
+    heir_rows = [
+        table_rows(conn, prefix, t, "user_id = :u", u=heir)
+        for t in ("user_preferences", "users_teams")
+    ]
+    lost = {t: owned(conn, prefix, gone)[t] + owned(conn, prefix, moved)[t] for t in totals}
+    assert all(n > 0 for n in lost.values())
+    assert ka.delete_user(conn, gone, prefix=prefix)
+    assert ka.delete_user(conn, moved, move_to=heir, prefix=prefix)
+    assert owned(conn, prefix, gone) == owned(conn, prefix, moved) == dict.fromkeys(totals, 0)
+    assert [
+        table_rows(conn, prefix, t, "user_id = :u", u=heir)
+        for t in ("user_preferences", "users_teams")
+    ] == heir_rows
+    assert {t: len(table_rows(conn, prefix, t)) for t in totals} == {
+        t: totals[t] - lost[t] for t in totals
+    }
+
+    # a DELETE behind Kimai's back cascades just the same: it is the foreign keys
+    conn.execute(sa.text(f"DELETE FROM {prefix}users WHERE id = :u"), {"u": raw})
+    conn.commit()
+    assert owned(conn, prefix, raw) == dict.fromkeys(totals, 0)
+    team = fetch(conn, f"SELECT team_id FROM {prefix}users_teams ORDER BY id")[-1]["team_id"]
+    conn.execute(sa.text(f"DELETE FROM {prefix}teams WHERE id = :t"), {"t": team})
+    conn.commit()
+    assert table_rows(conn, prefix, "users_teams", "team_id = :t", t=team) == []
+
+
 # -- read-only login ----------------------------------------------------------------------------
 
 
@@ -1219,6 +1482,11 @@ def test_readonly_user_cannot_read_secrets(built: tuple[str, kd.KimaiData]) -> N
                 assert len(cur.fetchall()) == 20
                 cur.execute("SELECT COUNT(*) FROM kimai2_timesheet")
                 assert cur.fetchone() == (2000,)
+                # whole rows of the newer tables, secrets in configuration values included
+                for table in ("teams", "users_teams", "user_preferences", "configuration"):
+                    cur.execute(f"SELECT * FROM kimai2_{table} ORDER BY id")
+                    everything = query(database, f"SELECT * FROM kimai2_{table} ORDER BY id")
+                    assert list(cur.fetchall()) == everything and everything, table
                 for secret in ("password", "api_token", "totp_secret", "signature_date", "*"):
                     with pytest.raises(pymysql.err.OperationalError):
                         cur.execute(f"SELECT {secret} FROM kimai2_users")
