@@ -153,7 +153,8 @@ class Kimai:
         if not source:
             raise KimaiSchemaError(
                 f"Kimai table {name} not found (or not readable) in"
-                f" {self.settings.describe_kimai()}; check KIMAI_DB_DATABASE and KIMAI_TABLE_PREFIX"
+                f" {self.settings.describe_kimai()}; check KIMAI_DB_DATABASE, KIMAI_TABLE_PREFIX"
+                " and the login's SELECT grants"
             )
         mapper = map_mysql_column if self.dialect == "mysql" else map_sqlite_column
         allowed = spec.allowed_columns
@@ -176,6 +177,8 @@ class Kimai:
         )
         present = {c.name for c in columns}
         needed = set(spec.primary_key) | ({spec.cursor} if spec.cursor else set())
+        if spec.allowed_rows is not None:
+            needed.add(spec.allowed_rows.column)
         if missing := sorted(needed - present):
             raise KimaiSchemaError(f"Kimai table {name} lacks column(s) {', '.join(missing)}")
         return TableLayout(spec=spec, kimai_name=name, columns=columns, dialect=self.dialect)
@@ -292,14 +295,14 @@ class Kimai:
         row = self._read(
             layout,
             "key bounds",
-            f"SELECT MIN({k}) AS lo, MAX({k}) AS hi FROM {layout.quote(layout.kimai_name)}",
+            f"SELECT MIN({k}) AS lo, MAX({k}) AS hi FROM {layout.source_sql}",
         )
         lo, hi = row.column("lo")[0].as_py(), row.column("hi")[0].as_py()
         return None if lo is None else (int(lo), int(hi))
 
     def count_rows(self, layout: TableLayout, where: str | None = None) -> int:
         """How many rows the table holds (those matching `where`, when given)."""
-        sql = f"SELECT COUNT(*) AS n FROM {layout.quote(layout.kimai_name)}"
+        sql = f"SELECT COUNT(*) AS n FROM {layout.source_sql}"
         table = self._read(layout, "row count", f"{sql} WHERE {where}" if where else sql)
         return int(table.column("n")[0].as_py())
 

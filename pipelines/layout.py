@@ -79,6 +79,16 @@ def quote_ansi(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def sql_string(value: str) -> str:
+    """A string literal valid in MariaDB (any sql_mode), PostgreSQL, DuckDB and SQLite.
+
+    Only for the registry's own constants: refuses what would need escaping beyond quotes.
+    """
+    if "\\" in value or "\0" in value:
+        raise ValueError(f"not a plain string literal: {value!r}")
+    return "'" + value.replace("'", "''") + "'"
+
+
 def mysql_valid_date(quoted: str) -> str:
     """Expression reading a DATE/DATETIME column with zero dates (and zero parts) as NULL."""
     return f"IF(MONTH({quoted}) = 0 OR DAYOFMONTH({quoted}) = 0, NULL, {quoted})"
@@ -166,16 +176,37 @@ class TableLayout:
         """Quote an identifier in Kimai's dialect."""
         return quote_mysql(name) if self.dialect == "mysql" else quote_ansi(name)
 
+    @cached_property
+    def source_sql(self) -> str:
+        """What every query on Kimai reads the table from (the FROM item).
+
+        The table itself, or for a table with a row allow-list a derived table of the
+        allowed rows under the table's own name, so that no query (rows, keys, counts,
+        digests) can see another row. MariaDB merges it into the outer query: the table's
+        indexes still serve. Names compare as bytes: a name differing only in case (which
+        Kimai's case-insensitive collation would match) is not on the list.
+        """
+        table = self.quote(self.kimai_name)
+        rows = self.spec.allowed_rows
+        if rows is None:
+            return table
+        cols = ", ".join(self.quote(n) for n in self.names)
+        values = ", ".join(sql_string(v) for v in sorted(rows.values))
+        column = self.quote(rows.column)
+        if self.dialect == "mysql":
+            column = f"BINARY {column}"
+        return f"(SELECT {cols} FROM {table} WHERE {column} IN ({values})) AS {table}"
+
     def select_sql(self, where: str | None = None) -> str:
         """A SELECT of every replicated column (never the excluded ones)."""
         cols = ", ".join(c.select_sql for c in self.columns)
-        sql = f"SELECT {cols} FROM {self.quote(self.kimai_name)}"
+        sql = f"SELECT {cols} FROM {self.source_sql}"
         return f"{sql} WHERE {where}" if where else sql
 
     def key_select_sql(self) -> str:
         """A SELECT of the key columns only."""
         cols = ", ".join(self.quote(k) for k in self.key)
-        return f"SELECT {cols} FROM {self.quote(self.kimai_name)}"
+        return f"SELECT {cols} FROM {self.source_sql}"
 
     def dlt_columns(self) -> dict[str, dict[str, Any]]:
         """Column hints for dlt: types, keys; every non-key column nullable.

@@ -305,7 +305,7 @@ class RangeComparer:
         """Key ranges of the buckets that differed (``rows``: what `recheck` reads again)."""
         present = set(replica.table_columns(layout.spec.replica_table)) if self.digests else set()
         self.sides = (
-            Side(MARIADB, quote_mysql(layout.kimai_name), lambda _c: True, self._read_kimai),
+            Side(MARIADB, layout.source_sql, lambda _c: True, self._read_kimai),
             Side(
                 POSTGRES,
                 replica.qualified(layout.spec.replica_table),

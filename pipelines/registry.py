@@ -40,6 +40,20 @@ class Reference:
 
 
 @dataclass(frozen=True)
+class RowFilter:
+    """An allow-list of rows: only those whose `column` holds one of `values` leave Kimai.
+
+    For Kimai's key/value tables (user preferences, system configuration), where the
+    business-confidential and secret entries (rates, mail, LDAP and SAML settings, plugin
+    keys) are rows, not columns. Names are compared exactly (case and all), and the filter
+    is part of every query the product sends for the table, so other rows are never read.
+    """
+
+    column: str
+    values: frozenset[str]
+
+
+@dataclass(frozen=True)
 class TableSpec:
     """How one Kimai table is replicated.
 
@@ -54,7 +68,9 @@ class TableSpec:
         allowed_columns: When set, the only Kimai columns ever selected (an allow-list):
             a column Kimai adds later is not replicated, and each run warns about it once.
             None follows Kimai's columns (the other tables, whose new columns are data).
-        references: Foreign keys to other registry tables (kimai-schema.md).
+        references: Foreign keys to other registry tables.
+        allowed_rows: When set, the only rows ever read (`RowFilter`); a row leaving the
+            list is deleted from the replica like a row Kimai deleted.
 
     """
 
@@ -68,13 +84,14 @@ class TableSpec:
     allowed_columns: frozenset[str] | None = None
     references: tuple[Reference, ...] = ()
     bi_indexes: tuple[str, ...] = ()
+    allowed_rows: RowFilter | None = None
 
     def kimai_name(self, prefix: str) -> str:
         """Return the Kimai table name with `prefix` applied."""
         return f"{prefix}{self.kimai_table}"
 
 
-# kimai-schema.md §8: the users' columns that are replicated. Kimai has added security
+# The users' columns that are replicated. Kimai has added security
 # columns before (api_token, totp_secret, signature_date), so users are replicated by
 # allow-list: a new column stays in Kimai until someone adds it here.
 USER_COLUMNS = frozenset(
@@ -98,7 +115,7 @@ USER_COLUMNS = frozenset(
     }
 )
 
-# kimai-schema.md §8: secrets and security metadata, known and never selected (no warning).
+# Secrets and security metadata of Kimai's users table, known and never selected (no warning).
 USER_SECRET_COLUMNS = frozenset(
     {
         "password",
@@ -109,6 +126,33 @@ USER_SECRET_COLUMNS = frozenset(
         "signature_date",
     }
 )
+
+# The user preferences BI needs (Kimai 2.66: `App\Entity\UserPreference`, `App\Entity\User`,
+# `App\WorkingTime\Calculator\WorkingTimeCalculatorDay`): the zone and week start Kimai's
+# screens use, and the working-time contract. Never `hourly_rate`/`internal_rate` (business
+# confidential) or anything else a user or plugin stores there.
+USER_PREFERENCE_NAMES = frozenset(
+    {
+        "timezone",
+        "first_weekday",
+        "work_contract_type",
+        "work_monday",
+        "work_tuesday",
+        "work_wednesday",
+        "work_thursday",
+        "work_friday",
+        "work_saturday",
+        "work_sunday",
+        "holidays",
+        "public_holiday_group",
+        "work_start_day",
+        "work_last_day",
+    }
+)
+
+# System settings BI needs. Kimai keeps every setting changed from its default in this
+# table, mail, LDAP, SAML and plugin secrets included: only the listed names are read.
+CONFIGURATION_NAMES = frozenset({"company.financial_year"})
 
 TABLES: tuple[TableSpec, ...] = (
     TableSpec("customers", "customers", "replica_kimai_customers", ("id",), "full"),
@@ -159,6 +203,32 @@ TABLES: tuple[TableSpec, ...] = (
         ("timesheet_id", "tag_id"),
         "pairs",
         references=(Reference("timesheet_id", "timesheets"), Reference("tag_id", "tags")),
+    ),
+    TableSpec("teams", "teams", "replica_kimai_teams", ("id",), "full"),
+    TableSpec(
+        "users_teams",
+        "users_teams",
+        "replica_kimai_users_teams",
+        ("id",),
+        "full",
+        references=(Reference("user_id", "users"), Reference("team_id", "teams")),
+    ),
+    TableSpec(
+        "user_preferences",
+        "user_preferences",
+        "replica_kimai_user_preferences",
+        ("id",),
+        "full",
+        references=(Reference("user_id", "users"),),
+        allowed_rows=RowFilter("name", USER_PREFERENCE_NAMES),
+    ),
+    TableSpec(
+        "configuration",
+        "configuration",
+        "replica_kimai_configuration",
+        ("id",),
+        "full",
+        allowed_rows=RowFilter("name", CONFIGURATION_NAMES),
     ),
 )
 

@@ -13,6 +13,33 @@ from typing import Any
 from pipelines.registry import TABLES, TableSpec
 from tests.conftest import mariadb_connect, pg_connect
 
+# The rows of Kimai's key/value tables that may leave Kimai: the public contract's
+# allow-lists, written out here (not read from the product's registry). Names match exactly.
+ALLOWED_ROWS: dict[str, tuple[str, frozenset[str]]] = {
+    "user_preferences": (
+        "name",
+        frozenset(
+            {
+                "timezone",
+                "first_weekday",
+                "work_contract_type",
+                "work_monday",
+                "work_tuesday",
+                "work_wednesday",
+                "work_thursday",
+                "work_friday",
+                "work_saturday",
+                "work_sunday",
+                "holidays",
+                "public_holiday_group",
+                "work_start_day",
+                "work_last_day",
+            }
+        ),
+    ),
+    "configuration": ("name", frozenset({"company.financial_year"})),
+}
+
 
 def kimai_columns(kimai_db: str, table: str) -> list[tuple[str, str, str]]:
     """(name, data_type, column_type) of a Kimai table, in order."""
@@ -50,7 +77,7 @@ def _norm_replica(value: Any) -> Any:
 
 
 def kimai_rows(kimai_db: str, spec: TableSpec, prefix: str = "kimai2_") -> dict[tuple, tuple]:
-    """Kimai's rows of one table keyed by primary key, secrets left out."""
+    """Kimai's rows of one table keyed by primary key, secrets (columns and rows) left out."""
     table = spec.kimai_name(prefix)
     cols = [c for c in kimai_columns(kimai_db, table) if c[0] not in spec.excluded_columns]
     conn = mariadb_connect(kimai_db)
@@ -63,8 +90,11 @@ def kimai_rows(kimai_db: str, spec: TableSpec, prefix: str = "kimai2_") -> dict[
     names = [c[0] for c in cols]
     key_idx = [names.index(k) for k in spec.primary_key]
     out = {}
+    allowed = ALLOWED_ROWS.get(spec.name)
     for r in rows:
         values = tuple(_norm_kimai(v, c[1], c[2]) for v, c in zip(r, cols, strict=True))
+        if allowed is not None and values[names.index(allowed[0])] not in allowed[1]:
+            continue
         out[tuple(values[i] for i in key_idx)] = dict(zip(names, values, strict=True))
     return out
 

@@ -53,6 +53,10 @@ def test_the_log_holds_exactly_the_keys_kimai_changed(kimai, env):
                 "tags",
                 "timesheets",
                 "timesheet_tags",
+                "teams",
+                "users_teams",
+                "user_preferences",
+                "configuration",
             )
         },
     }
@@ -140,7 +144,7 @@ def test_a_full_refresh_logs_one_rewrite_per_table_and_no_keys(kimai, env):
         atlas, f"select table_name, change from {LOG} where change_id > %s order by 1", (start,)
     )
     tables = {"customers", "projects", "activities", "users", "tags", "timesheets"}
-    tables.add("timesheet_tags")
+    tables |= {"timesheet_tags", "teams", "users_teams", "user_preferences", "configuration"}
     assert sorted(rows) == sorted((t, "rewrite") for t in tables)
 
 

@@ -72,4 +72,4 @@ def test_sigkill_during_first_load_and_during_a_big_merge(env):
     assert done.returncode == 0, done.stderr
     assert_replica_equals_kimai(db, env["ATLAS_DB_DATABASE"])
     # and nothing is left pending: one more run changes nothing
-    assert [s.written for s in sync_now().tables] == [0] * 7
+    assert {s.table: s.written for s in sync_now().tables if s.written} == {}

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from pipelines.demo import kimai_actions as kimai_do
 from pipelines.demo.kimai_data import build_kimai
 from pipelines.registry import TABLES_BY_NAME
-from tests.conftest import kimai_url, pg_connect, run_cli, sync_now
+from tests.conftest import kimai_url, pg_connect, pg_query, run_cli, sync_now
 from tests.replica_check import assert_replica_equals_kimai
 
 NOW = "2026-11-21 09:00:00"
@@ -280,3 +280,64 @@ def test_reconcile_at_a_million_rows_reads_a_sliver_of_kimai(env):
     again = stats(sync_now("timesheets", reconcile=True), "timesheets")
     assert again.written == 0 and again.fingerprint.buckets_differing == 0
     engine.dispose()
+
+
+def test_teams_preferences_and_settings_follow_kimai(kimai, env):
+    """Deletes and silent changes in the four tables of teams and settings reach the replica
+    on the next scheduled run, as for the seven; a row that leaves the allow-list leaves the
+    replica, and one that is not on it never arrives."""
+    db, atlas = env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"]
+    team, user = one(
+        kimai,
+        "SELECT CONCAT(team_id, ',', user_id) FROM kimai2_users_teams WHERE NOT teamlead"
+        " ORDER BY id LIMIT 1",
+    ).split(",")
+    whole_team = one(kimai, "SELECT MAX(team_id) FROM kimai2_users_teams")
+    members = one(kimai, f"SELECT COUNT(*) FROM kimai2_users_teams WHERE team_id = {whole_team}")
+    zone_user = one(
+        kimai, "SELECT MIN(user_id) FROM kimai2_user_preferences WHERE name = 'timezone'"
+    )
+    contract_user = one(
+        kimai, "SELECT MIN(user_id) FROM kimai2_user_preferences WHERE name = 'work_monday'"
+    )
+
+    def change(conn: sa.Connection) -> None:
+        kimai_do.remove_team_member(conn, int(team), int(user))
+        kimai_do.delete_team(conn, whole_team)
+        # behind the app's back: a zone changed, a contract day renamed out of the list, a
+        # confidential preference and the financial year changed
+        kimai_do.raw_sql_set_preference(conn, zone_user, "timezone", "Pacific/Auckland")
+        conn.execute(
+            sa.text(
+                "UPDATE kimai2_user_preferences SET name = 'work_monday_old'"
+                " WHERE user_id = :u AND name = 'work_monday'"
+            ),
+            {"u": contract_user},
+        )
+        kimai_do.set_user_preference(conn, zone_user, "hourly_rate", "FIXTURESECRET-rate")
+        kimai_do.raw_sql_set_configuration(conn, "company.financial_year", "2019-07-01")
+        conn.commit()
+
+    apply(kimai, change)
+    result = sync_now()
+    assert stats(result, "users_teams").deleted == 1 + members
+    assert stats(result, "teams").deleted == 1
+    assert stats(result, "user_preferences").updated == 1
+    assert stats(result, "user_preferences").deleted == 1
+    assert stats(result, "configuration").updated == 1
+    assert_replica_equals_kimai(db, atlas)
+    assert pg_query(
+        atlas,
+        "select value from kimai_replica.replica_kimai_user_preferences"
+        " where user_id = %s and name = 'timezone'",
+        (zone_user,),
+    ) == [("Pacific/Auckland",)]
+    assert pg_query(
+        atlas,
+        "select count(*) from kimai_replica.replica_kimai_user_preferences"
+        " where value like %s or name not in ('timezone', 'first_weekday',"
+        " 'work_contract_type', 'work_monday', 'work_tuesday', 'work_wednesday',"
+        " 'work_thursday', 'work_friday', 'work_saturday', 'work_sunday', 'holidays',"
+        " 'public_holiday_group', 'work_start_day', 'work_last_day')",
+        ("%FIXTURESECRET%",),
+    ) == [(0,)]

@@ -48,6 +48,10 @@ TABLE_NAMES = (
     "tags",
     "timesheets",
     "timesheet_tags",
+    "teams",
+    "users_teams",
+    "user_preferences",
+    "configuration",
 )
 # the textfile's metric names (README, "Monitoring"), as Prometheus sample names
 TEXTFILE_METRICS = {

@@ -8,6 +8,10 @@
     ('tags', 'stg_kimai__tags'),
     ('timesheets', 'stg_kimai__timesheets'),
     ('timesheet_tags', 'stg_kimai__timesheet_tags'),
+    ('teams', 'stg_kimai__teams'),
+    ('users_teams', 'stg_kimai__team_memberships'),
+    ('user_preferences', 'stg_kimai__user_preferences'),
+    ('configuration', 'stg_kimai__system_settings'),
 ] %}
 
 {% for name, model in tables %}
