@@ -21,6 +21,7 @@ from pipelines.retry import RetryPolicy
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_]*$")
+_ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+/-]{0,63}\Z")
 
 
 KIMAI_SSL_MODES = ("disabled", "required", "verify_ca", "verify_identity")
@@ -79,6 +80,8 @@ class Settings:
     state_dir: Path | None
     timesheet_facts_materialization: str = "view"
     timesheet_facts_check: str = "auto"
+    report_timezone: str = "UTC"
+    """``ATLAS_REPORT_TIMEZONE``: the zone of the "viewer" of Kimai's screens (an IANA name)."""
     key_digests: bool = False
     pipeline_name: str = field(default="")
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -361,6 +364,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
             f"ATLAS_TIMESHEET_FACTS_CHECK must be auto, full or sample, got {facts_check!r}"
         )
     return Settings(
+        report_timezone=_time_zone(env, "ATLAS_REPORT_TIMEZONE", "UTC"),
         kimai_url=_kimai_url(env),
         kimai_table_prefix=prefix,
         atlas_url=_atlas_url(env),
@@ -385,6 +389,22 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         api_tokens_file=_tokens_file(env),
         kimai_tls=_kimai_tls(env),
     )
+
+
+def _time_zone(env: Mapping[str, str], name: str, default: str) -> str:
+    """An IANA time zone name that Python's zone database knows (Atlas DB is asked too)."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    value = _env(env, name, default) or default
+    if not _ZONE.match(value):
+        raise ConfigError(f"{name} must be an IANA time zone name (Europe/Berlin), got {value!r}")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"{name}: unknown time zone {value!r} (an IANA name such as Europe/Berlin)"
+        ) from None
+    return value
 
 
 def _tokens_file(env: Mapping[str, str]) -> Path | None:

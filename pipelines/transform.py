@@ -56,6 +56,7 @@ def dbt_env(settings: Settings) -> dict[str, str]:
         "ATLAS_BI_ROLE": settings.bi_role or "",
         "ATLAS_TIMESHEET_FACTS_MATERIALIZATION": settings.timesheet_facts_materialization,
         "ATLAS_TIMESHEET_FACTS_CHECK": settings.timesheet_facts_check,
+        "ATLAS_REPORT_TIMEZONE": settings.report_timezone,
     }
     if settings.atlas_dialect == "duckdb":
         env["ATLAS_DUCKDB_PATH"] = str(Path(url.database or "atlas.duckdb").resolve())
@@ -116,6 +117,16 @@ def _check_atlas(settings: Settings) -> None:
             found = replica.query("SELECT 1 FROM pg_roles WHERE rolname = %s", (settings.bi_role,))
             if not found:
                 raise ConfigError(f"ATLAS_BI_ROLE {settings.bi_role!r} does not exist in Atlas DB")
+        if settings.atlas_dialect == "postgresql":
+            # the views convert with the server's own zone database, which may be older
+            known = replica.query(
+                "SELECT 1 FROM pg_timezone_names WHERE name = %s", (settings.report_timezone,)
+            )
+            if not known:
+                raise ConfigError(
+                    f"ATLAS_REPORT_TIMEZONE {settings.report_timezone!r} is not a time zone"
+                    " Atlas DB's PostgreSQL knows (SELECT name FROM pg_timezone_names)"
+                )
     finally:
         replica.close()
 

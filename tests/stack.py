@@ -36,6 +36,21 @@ ANALYTICS = "bi_views"
 OVERLAY = "atlas_app"
 INTERNAL = f"{ANALYTICS}_internal"
 
+# the budget columns the contract asks of vw_projects, vw_customers and vw_activities
+BUDGET_COLUMNS = [
+    "budget",
+    "time_budget_seconds",
+    "is_monthly_budget",
+    "budget_used",
+    "time_budget_used_seconds",
+    "budget_burn_ratio",
+    "time_budget_burn_ratio",
+    "budget_open",
+    "time_budget_open_seconds",
+    "internal_cost",
+    "profit",
+]
+
 CONTRACT_COLUMNS = {
     "vw_timesheet_facts": [
         "timesheet_id",
@@ -61,6 +76,11 @@ CONTRACT_COLUMNS = {
         "project_status",
         "project_tags",
         "timesheet_tags",
+        "rate_amount",
+        "report_date",
+        "report_week_start_date",
+        "report_month_start_date",
+        "financial_year_start_date",
     ],
     "vw_projects": [
         "project_id",
@@ -81,6 +101,7 @@ CONTRACT_COLUMNS = {
         "time_budget_seconds",
         "hours_recorded",
         "billable_hours",
+        *BUDGET_COLUMNS,
     ],
     "vw_customers": [
         "customer_id",
@@ -91,6 +112,7 @@ CONTRACT_COLUMNS = {
         "hours_recorded",
         "billable_hours",
         "revenue",
+        *BUDGET_COLUMNS,
     ],
     "vw_timesheet_tags": [
         "timesheet_id",
@@ -114,6 +136,56 @@ CONTRACT_COLUMNS = {
         "lag_seconds",
         "last_reconciled_at",
         "differences_unrepaired",
+    ],
+    "vw_users": [
+        "user_id",
+        "user_name",
+        "username",
+        "is_enabled",
+        "is_system_account",
+        "timezone",
+        "team_names",
+        "work_contract_type",
+        "work_monday_seconds",
+        "work_tuesday_seconds",
+        "work_wednesday_seconds",
+        "work_thursday_seconds",
+        "work_friday_seconds",
+        "work_saturday_seconds",
+        "work_sunday_seconds",
+        "holidays_per_year",
+    ],
+    "vw_user_teams": ["user_id", "team_id", "team_name", "is_teamlead"],
+    "vw_activities": [
+        "activity_id",
+        "activity_name",
+        "project_id",
+        "is_visible",
+        "is_billable",
+        *BUDGET_COLUMNS,
+    ],
+    "vw_budget_months": [
+        "budget_scope",
+        "scope_id",
+        "report_month_start_date",
+        "currency",
+        "budget",
+        "time_budget_seconds",
+        "budget_used",
+        "time_budget_used_seconds",
+        "budget_burn_ratio",
+        "time_budget_burn_ratio",
+        "budget_open",
+        "time_budget_open_seconds",
+        "duration_seconds",
+        "internal_cost",
+    ],
+    "vw_user_days": [
+        "user_id",
+        "date_tz",
+        "expected_seconds",
+        "duration_seconds",
+        "billable_seconds",
     ],
 }
 

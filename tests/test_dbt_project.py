@@ -148,6 +148,8 @@ PRIMARY_KEYS = {
     ("vw_timesheet_facts", "timesheet_id"),
     ("vw_projects", "project_id"),
     ("vw_customers", "customer_id"),
+    ("vw_users", "user_id"),
+    ("vw_activities", "activity_id"),
 }
 FOREIGN_KEYS = {
     ("vw_timesheet_facts", "project_id"): ("vw_projects", "project_id"),
@@ -157,6 +159,15 @@ FOREIGN_KEYS = {
     ("vw_timesheet_tags", "project_id"): ("vw_projects", "project_id"),
     ("vw_timesheet_tags", "customer_id"): ("vw_customers", "customer_id"),
     ("vw_project_tags", "project_id"): ("vw_projects", "project_id"),
+    # every user_id and activity_id links to its dimension (issue "Kimai report parity")
+    ("vw_timesheet_facts", "user_id"): ("vw_users", "user_id"),
+    ("vw_timesheet_facts", "activity_id"): ("vw_activities", "activity_id"),
+    ("vw_timesheet_tags", "user_id"): ("vw_users", "user_id"),
+    ("vw_timesheet_tags", "activity_id"): ("vw_activities", "activity_id"),
+    ("vw_user_teams", "user_id"): ("vw_users", "user_id"),
+    ("vw_user_days", "user_id"): ("vw_users", "user_id"),
+    ("vw_activities", "project_id"): ("vw_projects", "project_id"),
+    ("vw_activities", "customer_id"): ("vw_customers", "customer_id"),
 }
 
 

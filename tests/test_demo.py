@@ -298,7 +298,7 @@ def test_demo_builds_everything_from_the_embedded_kimai(first_run: DemoRun) -> N
         "Hours by customer",
         "Billable share per user",
         "Top project tags",
-        "Projects over budget",
+        "Project budgets as Kimai counts them",
         "Prospective projects",
     ):
         assert section in out, section

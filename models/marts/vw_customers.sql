@@ -62,9 +62,21 @@ final as (
         customers.timezone,
         customers.is_visible,
         customers.is_billable,
+        ---------- budgets, as Kimai computes them (through the customer's projects)
         customers.budget,
         customers.budget_type,
         customers.time_budget_seconds,
+        {{ seconds_to_hours('customers.time_budget_seconds') }} as time_budget_hours,
+        {{ is_monthly_budget('customers.budget_type', 'customers.budget', 'customers.time_budget_seconds') }}
+            as is_monthly_budget,
+        {{ budget_figures(
+            'customers.budget',
+            'customers.time_budget_seconds',
+            'coalesce(work.revenue, 0)',
+            'coalesce(work.billable_seconds, 0)',
+            'coalesce(work.internal_cost, 0)',
+            'not ' ~ is_monthly_budget('customers.budget_type', 'customers.budget', 'customers.time_budget_seconds'),
+        ) }},
         coalesce(project_counts.project_count, 0) as project_count,
         coalesce(project_counts.visible_project_count, 0) as visible_project_count,
         coalesce(project_counts.prospective_project_count, 0) as prospective_project_count,
@@ -74,7 +86,6 @@ final as (
         {{ seconds_to_hours('coalesce(work.duration_seconds, 0)') }} as hours_recorded,
         {{ seconds_to_hours('coalesce(work.billable_seconds, 0)') }} as billable_hours,
         cast(coalesce(work.revenue, 0) as numeric(18, 4)) as revenue,
-        cast(coalesce(work.internal_cost, 0) as numeric(18, 4)) as internal_cost,
         customers.created_at,
         customers.synced_at
 

@@ -66,11 +66,21 @@ final as (
         money.money_collected,
         money.money_collected_source,
 
-        ---------- budgets
+        ---------- budgets, as Kimai computes them (closed billable work counts against them)
         projects.budget,
         projects.budget_type,
         projects.time_budget_seconds,
         {{ seconds_to_hours('projects.time_budget_seconds') }} as time_budget_hours,
+        {{ is_monthly_budget('projects.budget_type', 'projects.budget', 'projects.time_budget_seconds') }}
+            as is_monthly_budget,
+        {{ budget_figures(
+            'projects.budget',
+            'projects.time_budget_seconds',
+            'coalesce(totals.revenue, 0)',
+            'coalesce(totals.billable_seconds, 0)',
+            'coalesce(totals.internal_cost, 0)',
+            'not ' ~ is_monthly_budget('projects.budget_type', 'projects.budget', 'projects.time_budget_seconds'),
+        ) }},
 
         ---------- work recorded (finished timesheets; running timers counted apart)
         cast(coalesce(totals.timesheet_count, 0) as {{ dbt.type_bigint() }}) as timesheet_count,
@@ -79,21 +89,8 @@ final as (
         cast(coalesce(totals.hours_recorded, 0) as numeric(18, 6)) as hours_recorded,
         cast(coalesce(totals.billable_hours, 0) as numeric(18, 6)) as billable_hours,
         cast(coalesce(totals.revenue, 0) as numeric(18, 4)) as revenue,
-        cast(coalesce(totals.internal_cost, 0) as numeric(18, 4)) as internal_cost,
         totals.first_date_tz,
         totals.last_date_tz,
-
-        ---------- burn (lifetime budgets only; NULL for monthly or no budget)
-        case
-            when projects.budget_type is null and projects.budget > 0
-                then {{ decimal_ratio('coalesce(totals.revenue, 0)', 'projects.budget') }}
-        end as budget_burn_ratio,
-        case
-            when projects.budget_type is null and projects.time_budget_seconds > 0
-                then {{ decimal_ratio(
-                    'coalesce(totals.duration_seconds, 0)', 'projects.time_budget_seconds'
-                ) }}
-        end as time_budget_burn_ratio,
 
         ---------- timestamps (UTC)
         projects.ordered_at,

@@ -4,8 +4,11 @@
     table int_timesheet_facts_materialized, kept equal to it by every build. Either way
     Metabase sees the same relation, columns and grants. The columns are listed, so the
     view depends on these columns only (never on the table's bookkeeping columns).
+    The report-zone dates and the financial year are computed here, on read: they follow
+    ATLAS_REPORT_TIMEZONE and Kimai's financial-year setting without rewriting a stored row.
 -#}
 {%- set facts_model = timesheet_facts_model() -%}
+{%- set report_date = to_report_date('facts.started_at') -%}
 {{ config(post_hook=["{{ drop_legacy_facts_table(ref('" ~ facts_model ~ "').schema) }}"]) }}
 
 select
@@ -28,6 +31,11 @@ select
     date_tz,
     week_start_date,
     month_start_date,
+    {{ report_date }} as report_date,
+    cast({{ dbt.date_trunc('week', report_date) }} as date) as report_week_start_date,
+    cast({{ dbt.date_trunc('month', report_date) }} as date) as report_month_start_date,
+    {{ financial_year_start('date_tz', 'financial_year.start_month', 'financial_year.start_day') }}
+        as financial_year_start_date,
     duration_seconds,
     duration_hours,
     billable_seconds,
@@ -53,4 +61,5 @@ select
     modified_at,
     synced_at
 
-from {{ ref(facts_model) }}
+from {{ ref(facts_model) }} as facts
+cross join {{ ref('int_financial_year') }} as financial_year

@@ -544,12 +544,22 @@ def build_report(
             " GROUP BY ALL ORDER BY 2 DESC, 1 LIMIT 8",
             params,
         ).fetchall()
-        over_budget = conn.execute(
-            "SELECT project_name, customer_name, currency, budget, revenue, budget_burn_ratio,"
-            " time_budget_hours, hours_recorded, time_budget_burn_ratio"
-            f" FROM {s}.vw_projects WHERE budget_burn_ratio > 1 OR time_budget_burn_ratio > 1"
+        lifetime = conn.execute(
+            "SELECT project_name, currency, budget, budget_used, budget_burn_ratio,"
+            " time_budget_seconds, time_budget_used_seconds, time_budget_burn_ratio"
+            f" FROM {s}.vw_projects WHERE NOT is_monthly_budget"
+            " AND (budget > 0 OR time_budget_seconds > 0)"
             " ORDER BY greatest(coalesce(budget_burn_ratio, 0),"
-            " coalesce(time_budget_burn_ratio, 0)) DESC, project_name LIMIT 10"
+            " coalesce(time_budget_burn_ratio, 0)) DESC, project_name LIMIT 8"
+        ).fetchall()
+        monthly = conn.execute(
+            "SELECT scope_name, currency, budget, budget_used, budget_burn_ratio,"
+            " time_budget_seconds, time_budget_used_seconds, time_budget_burn_ratio"
+            f" FROM {s}.vw_budget_months WHERE budget_scope = 'project'"
+            " AND report_month_start_date = ?"
+            " ORDER BY greatest(coalesce(budget_burn_ratio, 0),"
+            " coalesce(time_budget_burn_ratio, 0)) DESC, scope_name LIMIT 5",
+            [month],
         ).fetchall()
         prospects = conn.execute(
             "SELECT project_name, coalesce(customer_name, '-'), coalesce(currency, '-'),"
@@ -586,22 +596,23 @@ def build_report(
     top_tags.rows = [(tag, _hours(h), str(n)) for tag, h, n in tags]
 
     budgets = ReportTable(
-        "Projects over budget (lifetime budgets; the 10 furthest over)",
-        ("project", "customer", "budget", "revenue", "money", "time budget", "hours", "time"),
+        f"Project budgets as Kimai counts them (billable work only; monthly budgets: {title})",
+        ("project", "budget", "money", "used", "%", "time", "used h", "% time"),
     )
-    for name, customer, cur, budget, revenue, burn, t_budget, hours, t_burn in over_budget:
-        budgets.rows.append(
-            (
-                name,
-                customer,
-                _money(budget, cur) if burn is not None else "-",
-                _money(revenue, cur),
-                f"{100 * burn:,.0f} %" if burn is not None else "-",
-                f"{_hours(t_budget)} h" if t_burn is not None else "-",
-                _hours(hours),
-                f"{100 * t_burn:,.0f} %" if t_burn is not None else "-",
+    for kind, rows in (("lifetime", lifetime), ("monthly", monthly)):
+        for name, cur, budget, used, burn, t_budget, t_used, t_burn in rows:
+            budgets.rows.append(
+                (
+                    name,
+                    kind,
+                    _money(budget, cur) if budget else "-",
+                    _money(used, cur) if budget else "-",
+                    f"{100 * burn:,.1f}" if burn is not None else "-",
+                    _hours(t_budget / 3600) if t_budget else "-",
+                    _hours(t_used / 3600) if t_budget else "-",
+                    f"{100 * t_burn:,.1f}" if t_burn is not None else "-",
+                )
             )
-        )
 
     prospective = ReportTable(
         "Prospective projects (in Atlas, not yet in Kimai)",

@@ -1,0 +1,72 @@
+-- One row per (budget scope, entity, report month) in which an entity whose budget is
+-- monthly has a record: the month is the one its start falls in, seen from the report
+-- zone (Kimai's axis B: ATLAS_REPORT_TIMEZONE stands for the viewer). Sums as Kimai's
+-- budget statistics: closed billable work counts against the budget, internal cost and
+-- duration over every closed record; running records only count as records.
+
+with
+
+scopes as (
+
+    select budget_scope, scope_id
+    from {{ ref('int_budget_scopes') }}
+    where is_monthly_budget
+
+),
+
+timesheets as (
+
+    select
+        timesheets.project_id,
+        timesheets.activity_id,
+        projects.customer_id,
+        cast({{ dbt.date_trunc('month', to_report_date('timesheets.started_at')) }} as date)
+            as report_month_start_date,
+        timesheets.is_running,
+        timesheets.duration_seconds,
+        timesheets.billable_seconds,
+        timesheets.revenue,
+        timesheets.internal_cost
+    from {{ ref('int_timesheets_valued') }} as timesheets
+    left join {{ ref('stg_kimai__projects') }} as projects
+        on timesheets.project_id = projects.project_id
+
+),
+
+scoped as (
+
+    select 'project' as budget_scope, project_id as scope_id, timesheets.*
+    from timesheets
+    where project_id in (select scope_id from scopes where budget_scope = 'project')
+
+    union all
+
+    select 'customer' as budget_scope, customer_id as scope_id, timesheets.*
+    from timesheets
+    where customer_id in (select scope_id from scopes where budget_scope = 'customer')
+
+    union all
+
+    select 'activity' as budget_scope, activity_id as scope_id, timesheets.*
+    from timesheets
+    where activity_id in (select scope_id from scopes where budget_scope = 'activity')
+
+),
+
+monthly as (
+
+    select
+        budget_scope,
+        scope_id,
+        report_month_start_date,
+        cast(count(*) as {{ dbt.type_bigint() }}) as timesheet_count,
+        cast(coalesce(sum(duration_seconds), 0) as {{ dbt.type_bigint() }}) as duration_seconds,
+        cast(coalesce(sum(billable_seconds), 0) as {{ dbt.type_bigint() }}) as billable_seconds,
+        cast(coalesce(sum(revenue), 0) as numeric(18, 4)) as revenue,
+        cast(coalesce(sum(internal_cost), 0) as numeric(18, 4)) as internal_cost
+    from scoped
+    group by budget_scope, scope_id, report_month_start_date
+
+)
+
+select * from monthly

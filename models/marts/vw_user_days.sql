@@ -1,0 +1,83 @@
+-- One row per (Kimai user, local day): every day from the user's first record through
+-- today in the user's zone (the report zone when the user has none), zero-filled, with the
+-- seconds the working-time contract expects that day against the recorded and billable
+-- seconds. Utilization = sum(billable_seconds) / sum(expected_seconds).
+
+with
+
+settings as (
+
+    select * from {{ ref('int_user_settings') }}
+
+),
+
+totals as (
+
+    select * from {{ ref('int_user_day_totals') }}
+
+),
+
+first_records as (
+
+    select user_id, min(date_tz) as first_date
+    from {{ ref('stg_kimai__timesheets') }}
+    group by user_id
+
+),
+
+days as (
+
+    select
+        first_records.user_id,
+        cast({{ day_series(
+            'first_records.first_date',
+            'cast(' ~ to_local_timestamp('current_timestamp', 'coalesce(settings.timezone, ' ~ report_timezone() ~ ')') ~ ' as date)',
+        ) }} as date) as date_tz
+    from first_records
+    inner join settings
+        on first_records.user_id = settings.user_id
+
+),
+
+final as (
+
+    select
+        days.user_id,
+        days.date_tz,
+        cast(
+            case
+                when settings.work_contract_type <> 'day' then 0
+                when settings.work_start_date > days.date_tz then 0
+                when settings.work_last_date < days.date_tz then 0
+                else case {{ iso_weekday('days.date_tz') }}
+                    when 1 then settings.work_monday_seconds
+                    when 2 then settings.work_tuesday_seconds
+                    when 3 then settings.work_wednesday_seconds
+                    when 4 then settings.work_thursday_seconds
+                    when 5 then settings.work_friday_seconds
+                    when 6 then settings.work_saturday_seconds
+                    else settings.work_sunday_seconds
+                end
+            end as {{ dbt.type_bigint() }}
+        ) as expected_seconds,
+        coalesce(totals.duration_seconds, 0) as duration_seconds,
+        coalesce(totals.billable_seconds, 0) as billable_seconds
+    from days
+    inner join settings
+        on days.user_id = settings.user_id
+    left join totals
+        on days.user_id = totals.user_id
+        and days.date_tz = totals.date_tz
+
+)
+
+select
+    user_id,
+    date_tz,
+    expected_seconds,
+    duration_seconds,
+    billable_seconds,
+    {{ seconds_to_hours('expected_seconds') }} as expected_hours,
+    {{ seconds_to_hours('duration_seconds') }} as duration_hours,
+    {{ seconds_to_hours('billable_seconds') }} as billable_hours
+from final
