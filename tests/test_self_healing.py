@@ -234,11 +234,16 @@ def test_guard_share_is_configurable(kimai, env):
 
 
 @pytest.mark.slow
-def test_reconcile_at_a_million_rows_reads_a_sliver_of_kimai(env):
-    """No differences: a fraction of a percent of the table's bytes; 1,000 silent changes:
-    exactly those rows repaired."""
+def test_reconcile_of_300k_rows_reads_a_sliver_of_kimai(env):
+    """300,000 timesheets, more than one of the sweep's key ranges: no differences, a
+    fraction of a percent of the table's bytes; 1,000 silent changes, exactly those rows
+    repaired.
+
+    Kimai sends a digest per bucket of key values, so the share of the table read does not
+    shrink or grow with the table; the benchmark measures it at 1,000,000 (README, (e0)).
+    """
     db = env["KIMAI_DB_DATABASE"]
-    build_kimai(kimai_url(db), seed=1, timesheets=1_000_000)
+    build_kimai(kimai_url(db), seed=1, timesheets=300_000)
     sync_now()
     engine = sa.create_engine(kimai_url(db))
     table_bytes = one(
