@@ -44,7 +44,10 @@ def _kill_mid_run(env: dict[str, str], seconds: float) -> bool:
         proc.kill()
         proc.communicate()
     row = run_audit_row(env["ATLAS_DB_DATABASE"], proc.pid)
-    return row is not None and row[1] is None
+    if row is None or row[1] is not None:
+        return False
+    assert row[0] == "running", row  # nothing else writes a killed run's row
+    return True
 
 
 def test_sigkill_during_first_load_and_during_a_big_merge(env):
@@ -73,3 +76,36 @@ def test_sigkill_during_first_load_and_during_a_big_merge(env):
     assert_replica_equals_kimai(db, env["ATLAS_DB_DATABASE"])
     # and nothing is left pending: one more run changes nothing
     assert {s.table: s.written for s in sync_now().tables if s.written} == {}
+
+
+KILLS = 8
+
+
+def test_sigkills_spread_over_runs_are_always_repaired(env):
+    """Kill 8 runs, each at a point of its own: from just after it recorded its start to
+    near its end; a clean run after each repairs everything."""
+    db = env["KIMAI_DB_DATABASE"]
+    build_kimai(kimai_url(db), seed=17, timesheets=30_000)
+    rng = random.Random(20261125)
+    started = time.monotonic()
+    sync_now()  # the first load
+    took = time.monotonic() - started
+    hits = 0
+    for round_no in range(KILLS):
+        conn = mariadb_connect(db)
+        with conn.cursor() as cur:  # something to do in every round: edits, inserts, deletes
+            cur.execute(
+                "UPDATE kimai2_timesheet SET description = CONCAT('round ', %s, ' ', id),"
+                " modified_at = UTC_TIMESTAMP() WHERE id %% 20 = %s",
+                (round_no, round_no),
+            )
+            cur.execute(f"DELETE FROM kimai2_timesheet WHERE id % 997 = {round_no}")
+        conn.close()
+        # one kill in each eighth of the time the last clean run took (a repair of the
+        # same kind of change set)
+        hits += _kill_mid_run(env, (round_no + rng.random()) / KILLS * took)
+        started = time.monotonic()
+        sync_now()  # the clean run, in-process
+        took = time.monotonic() - started
+        assert_replica_equals_kimai(db, env["ATLAS_DB_DATABASE"])
+    assert hits >= KILLS - 2, f"only {hits} of {KILLS} kills hit a run in progress"
