@@ -3,6 +3,13 @@
 -- zone (Kimai's axis B: ATLAS_REPORT_TIMEZONE stands for the viewer). Sums as Kimai's
 -- budget statistics: closed billable work counts against the budget, internal cost and
 -- duration over every closed record; running records only count as records.
+--
+-- A table, rebuilt by every build: finding each record's month converts every start, too
+-- much to repeat for each question on vw_budget_months (a second at 1M timesheets). One
+-- pass groups the records of monthly-budget entities by project, activity and month; the
+-- three scopes fold those groups.
+
+{{ config(materialized='table') }}
 
 with
 
@@ -14,7 +21,13 @@ scopes as (
 
 ),
 
-timesheets as (
+projects as (
+
+    select project_id, customer_id from {{ ref('stg_kimai__projects') }}
+
+),
+
+groups as (
 
     select
         timesheets.project_id,
@@ -22,33 +35,37 @@ timesheets as (
         projects.customer_id,
         cast({{ dbt.date_trunc('month', to_report_date('timesheets.started_at')) }} as date)
             as report_month_start_date,
-        timesheets.is_running,
-        timesheets.duration_seconds,
-        timesheets.billable_seconds,
-        timesheets.revenue,
-        timesheets.internal_cost
+        cast(count(*) as {{ dbt.type_bigint() }}) as timesheet_count,
+        sum(timesheets.duration_seconds) as duration_seconds,
+        sum(timesheets.billable_seconds) as billable_seconds,
+        sum(timesheets.revenue) as revenue,
+        sum(timesheets.internal_cost) as internal_cost
     from {{ ref('int_timesheets_valued') }} as timesheets
-    left join {{ ref('stg_kimai__projects') }} as projects
+    left join projects
         on timesheets.project_id = projects.project_id
+    where timesheets.project_id in (select scope_id from scopes where budget_scope = 'project')
+        or timesheets.activity_id in (select scope_id from scopes where budget_scope = 'activity')
+        or projects.customer_id in (select scope_id from scopes where budget_scope = 'customer')
+    group by 1, 2, 3, 4
 
 ),
 
 scoped as (
 
-    select 'project' as budget_scope, project_id as scope_id, timesheets.*
-    from timesheets
+    select 'project' as budget_scope, project_id as scope_id, groups.*
+    from groups
     where project_id in (select scope_id from scopes where budget_scope = 'project')
 
     union all
 
-    select 'customer' as budget_scope, customer_id as scope_id, timesheets.*
-    from timesheets
+    select 'customer' as budget_scope, customer_id as scope_id, groups.*
+    from groups
     where customer_id in (select scope_id from scopes where budget_scope = 'customer')
 
     union all
 
-    select 'activity' as budget_scope, activity_id as scope_id, timesheets.*
-    from timesheets
+    select 'activity' as budget_scope, activity_id as scope_id, groups.*
+    from groups
     where activity_id in (select scope_id from scopes where budget_scope = 'activity')
 
 ),
@@ -59,7 +76,7 @@ monthly as (
         budget_scope,
         scope_id,
         report_month_start_date,
-        cast(count(*) as {{ dbt.type_bigint() }}) as timesheet_count,
+        cast(sum(timesheet_count) as {{ dbt.type_bigint() }}) as timesheet_count,
         cast(coalesce(sum(duration_seconds), 0) as {{ dbt.type_bigint() }}) as duration_seconds,
         cast(coalesce(sum(billable_seconds), 0) as {{ dbt.type_bigint() }}) as billable_seconds,
         cast(coalesce(sum(revenue), 0) as numeric(18, 4)) as revenue,

@@ -24,9 +24,22 @@ projects as (
 
 ),
 
+-- the work on each activity, across every project that uses it
 totals as (
 
-    select * from {{ ref('int_activity_timesheet_totals') }}
+    select
+        activity_id,
+        cast(count(*) as {{ dbt.type_bigint() }}) as timesheet_count,
+        cast(sum(case when is_running then 1 else 0 end) as {{ dbt.type_bigint() }}) as running_timesheet_count,
+        cast(coalesce(sum(duration_seconds), 0) as {{ dbt.type_bigint() }}) as duration_seconds,
+        cast(coalesce(sum(billable_seconds), 0) as {{ dbt.type_bigint() }}) as billable_seconds,
+        cast(coalesce(sum(revenue), 0) as numeric(18, 4)) as revenue,
+        cast(coalesce(sum(internal_cost), 0) as numeric(18, 4)) as internal_cost,
+        min(date_tz) as first_date_tz,
+        max(date_tz) as last_date_tz
+
+    from {{ ref('int_timesheets_valued') }}
+    group by activity_id
 
 ),
 
