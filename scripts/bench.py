@@ -6,14 +6,16 @@ database and measures, in interleaved rounds (the order rotates every round):
 
   (a)  the reference raw pipe ``mariadb --batch --quick -e "SELECT <timesheet columns>" |
        psql -c "\copy … FROM STDIN"`` into a fresh, pre-created table;
-  (a7) the same pipe for all seven replicated tables (what (b) moves; informational);
+  (a7) the same pipe for every replicated table (what (b) moves; informational);
   (a7i) (a7) followed by the product's own CREATE INDEX / PRIMARY KEY statements (the
        reference of (b), which builds them too);
   (b)  ``python -m pipelines.run sync`` into an empty Atlas DB (ratio to (a) per round);
-  (c)  a no-change scheduled run (all seven tables, delete detection included);
+  (c)  a no-change scheduled run (every table, delete detection included);
   (d)  a run after 10k updates (modified_at bumped) + 1k inserts + 1k deletes;
   (e)  ``reconcile`` with no differences and with 1k silent differences;
-  (f)  ``transform`` (dbt build) in view mode, and the incremental facts refresh.
+  (f)  ``transform`` (dbt build) in view mode, and the incremental facts refresh;
+  (q)  Metabase-style questions on the views: this month's monthly budgets (qb), and
+       utilization per user over the last full month (qu).
 
 For every run: wall time, CPU time of the process tree (user+sys, from wait4), peak RSS of
 the largest single process, rows/s, and what Kimai did for it: rows examined (MariaDB

@@ -13,8 +13,8 @@ from tests.conftest import REPO
 # every row of the summary table: scenario id → how its row starts
 SCENARIO_ROWS = {
     "a": "| (a) raw pipe",
-    "a7": "| (a7) raw pipe, all seven tables (",
-    "a7i": "| (a7i) raw pipe, all seven tables, then",
+    "a7": "| (a7) raw pipe, every replicated table (",
+    "a7i": "| (a7i) raw pipe, every replicated table, then",
     "b": "| (b) initial full load",
     "c": "| (c) no-change scheduled run",
     "c2": "| (c2) no-change run right after (d)",
@@ -24,11 +24,21 @@ SCENARIO_ROWS = {
     "e1": "| (e1) `reconcile`,",
     "f0": "| (f0) first `transform`",
     "fv": "| (fv) `transform` (dbt build), view mode",
+    "qb": "| (qb) Metabase question: `vw_budget_months`",
+    "qu": "| (qu) Metabase question: `vw_user_days`",
     "fi0": "| (fi0) first build with table_incremental",
     "fis": "| (fis) sync of the",
     "fi": "| (fi) incremental facts refresh",
 }
-TARGET_ROWS = ("| (b) initial full load", "| (c) ", "| (d) ", "| (e0) ", "| (fi) incremental")
+TARGET_ROWS = (
+    "| (b) initial full load",
+    "| (c) ",
+    "| (d) ",
+    "| (e0) ",
+    "| (fi) incremental",
+    "| (qb) ",
+    "| (qu) ",
+)
 
 
 @pytest.mark.slow

@@ -25,12 +25,14 @@ from typing import Any
 from benchlib.capture import classify_sql
 from benchlib.common import (
     BASE_CHANGES,
+    BI_QUESTIONS,
     CONTRACT_PREFIXES,
     FACTS_CHANGES,
     MIB,
     PRODUCT,
     REPLICA,
     REPO,
+    REPORT_ZONE,
     TAGS,
     TS,
     USER_PREFIX,
@@ -599,6 +601,7 @@ class Bench:
             ATLAS_DB_PASSWORD="",
             ATLAS_DB_DATABASE=atlas_db,
             ATLAS_SYNC_STATE_DIR=str(self.work / f"state-{atlas_db}"),
+            ATLAS_REPORT_TIMEZONE=REPORT_ZONE,
         )
         env.update(extra or {})
         return env
@@ -647,6 +650,14 @@ class Bench:
             sample.check = "ok"
         if sample.rc != 0:
             sample.check = f"FAILED exit {sample.rc}"
+        return sample
+
+    def question(self, scenario: str, round_: str, atlas_db: str, sql: str) -> Sample:
+        """Time one BI question on the views: psql, a new connection, the whole result."""
+        cmd = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres"]
+        cmd += ["-d", atlas_db, "-o", "/dev/null", "-c", sql]
+        sample = self.measure(scenario, round_, cmd, env=self.base_env())
+        sample.check = "ok" if sample.rc == 0 else f"FAILED exit {sample.rc}"
         return sample
 
     def _read_audit(self, sample: Sample, db: str) -> None:
@@ -801,6 +812,9 @@ class Bench:
 
         def run_fv() -> None:
             step(self.product("fv", round_, atlas, ["transform"], profile=profile))
+            # Metabase's questions on the views the build made (view mode)
+            for scenario, sql in BI_QUESTIONS.items():
+                step(self.question(scenario, round_, atlas, sql))
 
         group = {"c": run_c, "e": run_e, "fv": run_fv}
         order = rotate(["c", "e", "fv"], index)
