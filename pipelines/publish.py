@@ -101,6 +101,8 @@ def build(
     in_place = settings.atlas_dialect == "duckdb"
     suffix = "" if in_place else BUILD_SUFFIX
     select = [a for s in request.select for a in ("--select", s)]
+    if not in_place:
+        clear_shadow_views(settings)
     if request.select and not in_place:
         # the shadow schemas hold the previous build (or a failed one): every model the
         # selection leaves out is brought up to date there first, so what is published is
@@ -116,6 +118,51 @@ def build(
         return result
     result.published_at = swap(settings, shadow_schemas(tdir), on_publish)
     return result
+
+
+def clear_shadow_views(settings: Settings) -> int:
+    """Drop every view of the shadow schemas before dbt builds into them; tables stay.
+
+    dbt replaces an existing view by renaming it and dropping the old one with CASCADE,
+    which drops the views that depend on it. Two of its threads doing that at once for
+    views with dependents in common lock the same catalog rows in opposite orders, and
+    PostgreSQL aborts one of them ("deadlock detected"): a failed build for nothing. In
+    shadow schemas without views dbt only creates them. Every build recreates every view
+    (the models a selection leaves out are run first), and tables (the incremental facts,
+    the budget usage) keep their rows, from which an incremental model continues.
+
+    Returns:
+        How many views were dropped.
+
+    Raises:
+        DatabaseError: Atlas DB could not be reached or refused.
+
+    """
+    import psycopg2
+
+    analytics = settings.analytics_schema
+    custom = analytics.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%")
+    try:
+        conn = psycopg2.connect(**settings.atlas_connect_args("kimai-atlas-sync publish"))
+    except psycopg2.Error as exc:
+        raise database_failure("cannot connect to Atlas DB to prepare the build", exc) from exc
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            cur.execute(
+                "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)"
+                " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE c.relkind = 'v' AND (n.nspname = %s OR n.nspname LIKE %s)",
+                (analytics + BUILD_SUFFIX, f"{custom}\\_%\\{BUILD_SUFFIX}"),
+            )
+            views = [r[0] for r in cur.fetchall()]
+            if views:
+                cur.execute(f"DROP VIEW IF EXISTS {', '.join(views)} CASCADE")
+    except psycopg2.Error as exc:
+        raise database_failure("preparing the build's schemas failed", exc) from exc
+    finally:
+        conn.close()
+    return len(views)
 
 
 def swap(
