@@ -32,6 +32,50 @@ REPO = Path(__file__).resolve().parent.parent
 _CONTRACT_PREFIXES = ("KIMAI_", "ATLAS_", "DBT_")
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the tests that share a module's expensive fixture on one xdist worker.
+
+    With `--dist loadgroup` (scripts/test), tests of one group go to one worker. A test's
+    group is its `xdist_group` marker, if any, and otherwise the module- or session-scoped
+    fixtures of its own module it uses (a built stack, a demo run): they are then built
+    once instead of once on every worker that happens to run one of those tests, while
+    the module's other tests still spread over the workers.
+
+    pytest-xdist marks a group by a suffix on the node id (``…@group``), set through an
+    attribute pytest 9 no longer reads (its node ids became structured), so the suffix is
+    applied here.
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        groups = {
+            str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+            for m in item.iter_markers("xdist_group")
+        } or _shared_fixtures(item)
+        if not groups or "@" in item.nodeid:
+            continue
+        suffixed = f"{item.nodeid}@{'_'.join(sorted(groups))}"
+        try:
+            from _pytest.nodeid import NodeId
+        except ImportError:  # pytest 8: node ids are plain strings
+            item._nodeid = suffixed  # type: ignore[attr-defined]
+        else:
+            item._id = NodeId.parse(suffixed)  # type: ignore[attr-defined]
+
+
+def _shared_fixtures(item: pytest.Item) -> set[str]:
+    """Module- or session-scoped fixtures defined in the item's own module that it uses."""
+    module = item.nodeid.split("::")[0]
+    info = getattr(item, "_fixtureinfo", None)
+    shared = set()
+    for name, definitions in info.name2fixturedefs.items() if info else ():
+        definition = definitions[-1]
+        if definition.scope in ("module", "session") and definition.baseid == module:
+            shared.add(f"{Path(module).stem}.{name}")
+    return shared
+
+
 @pytest.fixture
 def mariadb_database() -> Iterator[str]:
     """An empty MariaDB database with a unique name, dropped afterwards."""

@@ -76,7 +76,7 @@ def query(database: str, sql: str, args: Any = None) -> list[tuple[Any, ...]]:
         return list(cur.fetchall())
 
 
-# -- the schema, as kimai-schema.md states it ------------------------------------------------
+# -- the schema, as Kimai 2.66's migrations leave it ------------------------------------------
 
 NO_DEFAULT = object()
 

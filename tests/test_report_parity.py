@@ -106,6 +106,8 @@ def _write_kimai(db: str) -> dict[str, int]:
         activity("A-ended", "P-ended")
         activity("A-hidden", "P-hidden-customer")
         activity("A-nobudget", "P-month-no-budget")
+        project("P-dormant", "C-eur")
+        activity("A-dormant", "P-dormant")
 
         def user(key: str, **columns: object) -> None:
             ids[key] = kimai_do.create_user(conn, username=key, now=NOW, **columns)
@@ -390,6 +392,16 @@ def _write_kimai(db: str) -> dict[str, int]:
             "A-nobudget",
             d(2026, 4, 8, 8, 0),
             d(2026, 4, 8, 9, 0),
+            BERLIN,
+        )
+        # more than a year ago: the project is inactive
+        work(
+            "dormant",
+            "u-berlin",
+            "P-dormant",
+            "A-dormant",
+            d(2024, 6, 3, 8, 0),
+            d(2024, 6, 3, 9, 0),
             BERLIN,
         )
         # the monthly budgets in the month containing today, and the year before
@@ -905,6 +917,36 @@ def test_project_overview_stable_columns(parity: Parity) -> None:
     assert_money({r[0]: r[3] for r in rows}, {r[0]: r[3] for r in actual}, "not invoiced")
     # the running record's day is the project's last record
     assert {r[0]: r[4] for r in actual}[parity.ids["P-alltime"]] == date(2027, 2, 1)
+
+
+def test_inactive_projects(parity: Parity) -> None:
+    """PC8, the inactive list: visible projects of visible customers, started and not ended,
+    without a record starting in the last year (Kimai's default cutoff)."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    cutoff = (now - timedelta(days=365)).strftime("%Y-%m-%d %H:%M:%S")
+    now_utc = now.strftime("%Y-%m-%d %H:%M:%S")
+    expected = kimai(
+        parity,
+        "SELECT p.id FROM kimai2_projects p JOIN kimai2_customers c ON c.id = p.customer_id"
+        " WHERE p.visible AND c.visible AND (p.start IS NULL OR p.start <= %s)"
+        " AND (p.`end` IS NULL OR p.`end` >= %s) AND NOT EXISTS (SELECT 1 FROM kimai2_timesheet t"
+        " WHERE t.project_id = p.id AND t.start_time >= %s)",
+        (now_utc, now_utc, cutoff),
+    )
+    actual = views(
+        parity,
+        "select p.project_id from {bi}.vw_projects p"
+        " join {bi}.vw_customers c on c.customer_id = p.customer_id"
+        " where p.is_visible and c.is_visible and (p.starts_at is null or p.starts_at <= %s)"
+        " and (p.ends_at is null or p.ends_at >= %s) and not exists (select 1"
+        " from {bi}.vw_timesheet_facts f where f.project_id = p.project_id"
+        " and f.started_at >= %s)",
+        (now_utc + "+00", now_utc + "+00", cutoff + "+00"),
+    )
+    assert {r[0] for r in actual} == {r[0] for r in expected}
+    # a project whose last record is of 2024 is inactive, one with work this year is not
+    assert parity.ids["P-dormant"] in {r[0] for r in actual}
+    assert parity.ids["P-month-no-budget"] not in {r[0] for r in actual}
 
 
 def test_project_details_breakdowns(parity: Parity) -> None:

@@ -1,5 +1,5 @@
 """Every silent change in Kimai reaches the replica, applied exactly as Kimai applies it
-(kimai-schema.md §9, §11), and a wrong Kimai cannot wipe the replica."""
+(bulk updates, cascades, deletes with a replacement), and a wrong Kimai cannot wipe the replica."""
 
 from __future__ import annotations
 

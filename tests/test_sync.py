@@ -161,7 +161,7 @@ def test_a_row_edited_behind_the_cursor_is_picked_up_by_since(kimai, env):
     assert_replica_equals_kimai(kimai, env["ATLAS_DB_DATABASE"], [TABLES_BY_NAME["timesheets"]])
 
 
-# kimai-schema.md §8, written out here (not the product's lists): never in Atlas DB
+# Kimai's secret and security columns, written out here (not the product's lists): never in Atlas DB
 SECRET_COLUMNS = {
     "password",
     "api_token",
