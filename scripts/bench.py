@@ -60,7 +60,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the databases it created")
     p.add_argument("--smoke", action="store_true",
                    help="quick run of every scenario for CI: 20k timesheets, 1 round, "
-                        "the Kimai-impact study without its index A/B")  # fmt: skip
+                        "no (fi1), the Kimai-impact study without its index A/B")  # fmt: skip
     p.add_argument("--seed", type=int, default=42, help="generator seed (default 42)")
     p.add_argument("--no-impact", dest="impact", action="store_false",
                    help="skip the Kimai-impact study (statements, EXPLAIN, index A/B)")  # fmt: skip
