@@ -24,7 +24,7 @@ from pipelines.config import Settings
 from pipelines.dberrors import database_failure
 from pipelines.errors import PipelineError
 from pipelines.layout import TableLayout, index_ddl, primary_key_ddl, quote_ansi
-from pipelines.registry import SYNCED_AT
+from pipelines.registry import DATA_ISSUES, SYNCED_AT
 
 QUEUE_BATCHES = 2
 """Batches buffered between the Kimai reader and the COPY writer."""
@@ -48,6 +48,7 @@ def replica_table_ddl(qualified_table: str, layout: TableLayout) -> str:
         + (" NOT NULL" if c.name in layout.key else "")
         for c in layout.columns
     ]
+    cols.append(f"{quote_ansi(DATA_ISSUES)} varchar")
     cols.append(f"{quote_ansi(SYNCED_AT)} timestamp with time zone")
     return f"CREATE TABLE IF NOT EXISTS {qualified_table} (\n  " + ",\n  ".join(cols) + "\n)"
 
@@ -57,11 +58,12 @@ def missing_columns_ddl(
 ) -> list[str]:
     """ALTER TABLE statements adding the layout's columns an existing table lacks."""
     have = set(existing)
+    wanted = [(c.name, c.data_type) for c in layout.columns] + [(DATA_ISSUES, "text")]
     return [
         f"ALTER TABLE {qualified_table} ADD COLUMN IF NOT EXISTS"
-        f" {quote_ansi(c.name)} {_PG_TYPES[c.data_type]}"
-        for c in layout.columns
-        if c.name not in have
+        f" {quote_ansi(name)} {_PG_TYPES[data_type]}"
+        for name, data_type in wanted
+        if name not in have
     ]
 
 

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from pipelines.bulk import BulkLoader
 from pipelines.diff import changed_rows, keys_not_in, packed_keys, unpack_keys
 from pipelines.kimai import BATCH_ROWS, Kimai, window_sql
-from pipelines.layout import TableLayout
+from pipelines.layout import TableLayout, conform
 from pipelines.plan import ROWS_AHEAD, TablePlan
 from pipelines.registry import SYNCED_AT
 from pipelines.replica import Replica
@@ -128,7 +128,7 @@ class TableExtractor:
 
         """
         started = time.monotonic()
-        mode = self.layout.spec.sync
+        mode = self.layout.sync
         if self.bulk is not None:
             # the COPY ran before dlt's extract (`bulk_load`); only the cursor is left to store
             if self._bulk_cursor is not None:
@@ -235,7 +235,7 @@ class TableExtractor:
                 yield from self._upserts(batch)
             return
         # every column is key: the key diff is the whole comparison, no row read needed
-        rows = unpack_keys(self.plan.missing, self.layout.key).cast(self.layout.data_schema)
+        rows = conform(unpack_keys(self.plan.missing, self.layout.key), self.layout.data_schema)
         yield from self._upserts(rows)
 
     def _full(self) -> Iterator[pa.Table]:
@@ -333,7 +333,7 @@ class TableExtractor:
         1e-4), so keys that still differ by hash are compared exactly before they count.
         """
         if self.plan.comparer is None:
-            if not (self.options.reconcile and self.layout.spec.sync == "incremental"):
+            if not (self.options.reconcile and self.layout.sync == "incremental"):
                 return 0
             # embedded databases: compare the whole (small) table again
             kimai_rows = self.kimai.read_rows(self.layout)

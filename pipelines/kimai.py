@@ -98,8 +98,14 @@ class Kimai:
 
     # -- catalog ---------------------------------------------------------------------------
 
-    def _source_columns(self, tables: Sequence[str]) -> dict[str, list[SourceColumn]]:
-        """Catalog columns of `tables`, in Kimai's order, over one connection."""
+    def _source_columns(
+        self, tables: Sequence[str]
+    ) -> tuple[dict[str, list[SourceColumn]], dict[str, list[frozenset[str]]] | None]:
+        """Catalog columns of `tables` and their unique indexes, over one connection.
+
+        Columns come in Kimai's order; each unique index (the primary key included) as its
+        set of columns (None for SQLite, whose embedded schema is the product's own).
+        """
         out: dict[str, list[SourceColumn]] = {t: [] for t in tables}
         with self.engine.connect() as conn:
             if self.dialect == "mysql":
@@ -118,14 +124,36 @@ class Kimai:
                 ).fetchall()
                 for r in rows:
                     out[r[0]].append(SourceColumn(r[1], r[2].lower(), r[3].lower(), r[4] == "YES"))
-                return out
+                return out, self._unique_keys(conn, tables)
             for table in tables:
                 pragma = conn.execute(sa.text(f'PRAGMA table_info("{table}")')).fetchall()
                 out[table] = [
                     SourceColumn(r[1], (r[2] or "").lower(), (r[2] or "").lower(), not r[3])
                     for r in pragma
                 ]
-            return out
+            return out, None
+
+    @staticmethod
+    def _unique_keys(conn: sa.Connection, tables: Sequence[str]) -> dict[str, list[frozenset[str]]]:
+        """Column sets of the unique indexes (the primary key included) of `tables`."""
+        rows = conn.execute(
+            sa.text(
+                tagged(
+                    "catalog",
+                    "",
+                    "SELECT table_name, index_name, column_name FROM information_schema.statistics"
+                    " WHERE table_schema = DATABASE() AND table_name IN :t AND non_unique = 0",
+                )
+            ).bindparams(sa.bindparam("t", expanding=True)),
+            {"t": list(tables)},
+        ).fetchall()
+        indexes: dict[tuple[str, str], set[str]] = {}
+        for table, index, column in rows:
+            indexes.setdefault((table, index), set()).add(column)
+        out: dict[str, list[frozenset[str]]] = {t: [] for t in tables}
+        for (table, _index), columns in indexes.items():
+            out[table].append(frozenset(columns))
+        return out
 
     def layouts(self, specs: Sequence[TableSpec]) -> list[TableLayout]:
         """Reflect registry tables into their replica layouts (one catalog query).
@@ -141,15 +169,23 @@ class Kimai:
             )
         except sa.exc.SQLAlchemyError as exc:
             raise database_failure("cannot read Kimai's catalog", exc) from exc
+        columns, unique = found
         return [
-            self._layout(spec, name, found[name]) for spec, name in zip(specs, names, strict=True)
+            self._layout(spec, name, columns[name], None if unique is None else unique[name])
+            for spec, name in zip(specs, names, strict=True)
         ]
 
     def layout(self, spec: TableSpec) -> TableLayout:
         """Reflect one registry table into its replica layout (see `layouts`)."""
         return self.layouts([spec])[0]
 
-    def _layout(self, spec: TableSpec, name: str, source: list[SourceColumn]) -> TableLayout:
+    def _layout(
+        self,
+        spec: TableSpec,
+        name: str,
+        source: list[SourceColumn],
+        unique: list[frozenset[str]] | None,
+    ) -> TableLayout:
         if not source:
             raise KimaiSchemaError(
                 f"Kimai table {name} not found (or not readable) in"
@@ -181,7 +217,18 @@ class Kimai:
             needed.add(spec.allowed_rows.column)
         if missing := sorted(needed - present):
             raise KimaiSchemaError(f"Kimai table {name} lacks column(s) {', '.join(missing)}")
-        return TableLayout(spec=spec, kimai_name=name, columns=columns, dialect=self.dialect)
+        # a unique index on (a subset of) the key columns makes the key unique
+        key_unique = unique is None or any(cols <= set(spec.primary_key) for cols in unique)
+        if not key_unique:
+            log.warning(
+                "Kimai table %s has no unique index on its key (%s): it is read grouped by"
+                " the key, and rows with copies are listed in vw_data_issues (duplicate_key)",
+                name,
+                ", ".join(spec.primary_key),
+            )
+        return TableLayout(
+            spec=spec, kimai_name=name, columns=columns, dialect=self.dialect, key_unique=key_unique
+        )
 
     # -- bulk reads ------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.registry import SYNCED_AT, TableSpec
+from pipelines.registry import DATA_ISSUES, SYNCED_AT, TableSpec
 
 DataType = Literal["bigint", "bool", "double", "timestamp", "date", "text"]
 
@@ -54,14 +54,32 @@ class SourceColumn:
     nullable: bool
 
 
+TEXT_MAX_CHARS = 1_000_000
+"""Longest text replicated (rule ``oversized_text``). Kimai's TEXT columns hold at most
+65,535 bytes; only its LONGTEXT columns (invoice texts) can exceed this, and a value over
+MariaDB's ``max_allowed_packet`` (16 MiB by default) could not be read at all."""
+
+REPLACEMENT_CHARACTER = "\ufffd"
+"""What a NUL character in Kimai's text becomes (rule ``nul_in_text``): PostgreSQL text
+cannot hold NUL."""
+
+DataRule = Literal["nul_in_text", "oversized_text", "invalid_date", "duplicate_key"]
+"""The rules a Kimai value is replicated under when it cannot be copied as it is."""
+
+COPIES = "_copies"
+"""Column of a table read grouped by its key: how many Kimai rows carry the key."""
+
+
 @dataclass(frozen=True)
 class ReplicaColumn:
     """How one Kimai column is read and stored."""
 
     name: str
     data_type: DataType
-    select_sql: str
-    """Expression in Kimai's SQL dialect, aliased to the column name."""
+    value_sql: str
+    """Expression in Kimai's SQL dialect reading the column under the data rules."""
+    issue_sql: tuple[str, ...] = ()
+    """Expressions in Kimai's dialect, each NULL or one `data issue entry` of the column."""
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -90,33 +108,64 @@ def sql_string(value: str) -> str:
 
 
 def mysql_valid_date(quoted: str) -> str:
-    """Expression reading a DATE/DATETIME column with zero dates (and zero parts) as NULL."""
-    return f"IF(MONTH({quoted}) = 0 OR DAYOFMONTH({quoted}) = 0, NULL, {quoted})"
+    """Expression reading a DATE/DATETIME column with invalid dates as NULL (``invalid_date``).
+
+    MariaDB keeps zero dates and zero parts outside strict modes, and any day 1-31 of any
+    month under ``ALLOW_INVALID_DATES`` (``2023-02-30``); no reader can represent those
+    (connectorx aborts on them). Date arithmetic yields NULL for exactly these values.
+    """
+    return f"DATE_ADD({quoted}, INTERVAL 0 DAY)"
+
+
+def _issue(rule: DataRule, column: str, condition: str, raw: str = "''") -> str:
+    """A data issue entry ``rule|column|raw`` when `condition` holds, else NULL."""
+    return f"IF({condition}, CONCAT('{rule}|{column}|', {raw}), NULL)"
 
 
 def map_mysql_column(col: SourceColumn) -> ReplicaColumn:
     """Map a MySQL/MariaDB column to its replica type and select expression.
 
-    DOUBLE stays a double (exact, no decimal round trip); ``TINYINT(1)`` is Kimai's boolean;
-    zero dates, which MariaDB accepts outside strict date modes and no reader can represent,
-    are read as NULL.
+    DOUBLE stays a double (exact, no decimal round trip); ``TINYINT(1)`` is Kimai's boolean.
+    Values no replica can hold are read under a data rule, each with its issue entry:
+    invalid dates as NULL (the raw text recorded), text over `TEXT_MAX_CHARS` cut to that
+    length (the original length recorded), NUL characters as U+FFFD.
     """
     q = quote_mysql(col.name)
     base = col.data_type
     if base == "tinyint" and col.column_type.startswith("tinyint(1)"):
-        return ReplicaColumn(col.name, "bool", f"{q} AS {q}")
+        return ReplicaColumn(col.name, "bool", q)
     if base in _MYSQL_INTEGERS:
-        return ReplicaColumn(col.name, "bigint", f"{q} AS {q}")
+        return ReplicaColumn(col.name, "bigint", q)
     if base in _MYSQL_FLOATS:
-        return ReplicaColumn(col.name, "double", f"{q} AS {q}")
-    if base in {"datetime", "timestamp"}:
-        return ReplicaColumn(col.name, "timestamp", f"{mysql_valid_date(q)} AS {q}")
-    if base == "date":
-        return ReplicaColumn(col.name, "date", f"{mysql_valid_date(q)} AS {q}")
+        return ReplicaColumn(col.name, "double", q)
+    if base in {"datetime", "timestamp", "date"}:
+        # NOT NULL date columns answer IS NULL for a zero date: test the text instead
+        invalid = f"CAST({q} AS CHAR) IS NOT NULL AND {mysql_valid_date(q)} IS NULL"
+        return ReplicaColumn(
+            col.name,
+            "date" if base == "date" else "timestamp",
+            mysql_valid_date(q),
+            (_issue("invalid_date", col.name, invalid, f"CAST({q} AS CHAR)"),),
+        )
     if base in _MYSQL_TEXTS:
-        return ReplicaColumn(col.name, "text", f"{q} AS {q}")
+        nul = "CHAR(0 USING utf8mb4)"
+        value = f"REPLACE(LEFT({q}, {TEXT_MAX_CHARS}), {nul}, _utf8mb4 X'EFBFBD')"
+        return ReplicaColumn(
+            col.name,
+            "text",
+            value,
+            (
+                _issue("nul_in_text", col.name, f"INSTR({q}, {nul}) > 0"),
+                _issue(
+                    "oversized_text",
+                    col.name,
+                    f"CHAR_LENGTH({q}) > {TEXT_MAX_CHARS}",
+                    f"CHAR_LENGTH({q})",
+                ),
+            ),
+        )
     # DECIMAL, TIME, BIT, binary types: exact text is the only lossless common form.
-    return ReplicaColumn(col.name, "text", f"CAST({q} AS CHAR) AS {q}")
+    return ReplicaColumn(col.name, "text", f"CAST({q} AS CHAR)")
 
 
 def map_sqlite_column(col: SourceColumn) -> ReplicaColumn:
@@ -135,7 +184,7 @@ def map_sqlite_column(col: SourceColumn) -> ReplicaColumn:
         data_type = "date"
     else:
         data_type = "text"
-    return ReplicaColumn(col.name, data_type, f"{q} AS {q}")
+    return ReplicaColumn(col.name, data_type, q)
 
 
 @dataclass(frozen=True)
@@ -147,11 +196,25 @@ class TableLayout:
     columns: tuple[ReplicaColumn, ...]
     dialect: str
     """Kimai's dialect: ``mysql`` or ``sqlite``."""
+    key_unique: bool = True
+    """Whether Kimai enforces the key (a unique index). Kimai's schema always does; a
+    damaged one may not, and the table is then read grouped by its key (``duplicate_key``)."""
 
     @property
     def key(self) -> tuple[str, ...]:
         """Primary key columns."""
         return self.spec.primary_key
+
+    @property
+    def sync(self) -> str:
+        """How the table is synced: the registry's mode, with one exception.
+
+        A table of pairs whose key Kimai does not enforce is compared whole: its rows
+        carry issues, which a comparison of key sets would not see.
+        """
+        if self.spec.sync == "pairs" and not self.key_unique:
+            return "full"
+        return self.spec.sync
 
     @cached_property
     def names(self) -> list[str]:
@@ -160,17 +223,17 @@ class TableLayout:
 
     @cached_property
     def arrow_schema(self) -> pa.Schema:
-        """Schema of the rows handed to dlt: Kimai's columns plus ``synced_at``."""
-        fields = [
-            pa.field(c.name, c.arrow_type, nullable=c.name not in self.key) for c in self.columns
-        ]
-        fields.append(pa.field(SYNCED_AT, ARROW_TYPES["timestamp"]))
-        return pa.schema(fields)
+        """Schema of the rows handed to dlt: `data_schema` plus ``synced_at``."""
+        return self.data_schema.append(pa.field(SYNCED_AT, ARROW_TYPES["timestamp"]))
 
     @cached_property
     def data_schema(self) -> pa.Schema:
-        """Schema of Kimai's columns only (what is compared)."""
-        return pa.schema([self.arrow_schema.field(n) for n in self.names])
+        """Schema of what is read and compared: Kimai's columns and ``data_issues``."""
+        fields = [
+            pa.field(c.name, c.arrow_type, nullable=c.name not in self.key) for c in self.columns
+        ]
+        fields.append(pa.field(DATA_ISSUES, ARROW_TYPES["text"]))
+        return pa.schema(fields)
 
     def quote(self, name: str) -> str:
         """Quote an identifier in Kimai's dialect."""
@@ -184,23 +247,51 @@ class TableLayout:
         allowed rows under the table's own name, so that no query (rows, keys, counts,
         digests) can see another row. MariaDB merges it into the outer query: the table's
         indexes still serve. Names compare as bytes: a name differing only in case (which
-        Kimai's case-insensitive collation would match) is not on the list.
+        Kimai's case-insensitive collation would match) is not on the list. A table whose
+        key Kimai does not enforce is read grouped by the key: one row per key, the
+        greatest value of each other column, and the number of copies.
         """
         table = self.quote(self.kimai_name)
         rows = self.spec.allowed_rows
-        if rows is None:
-            return table
-        cols = ", ".join(self.quote(n) for n in self.names)
-        values = ", ".join(sql_string(v) for v in sorted(rows.values))
-        column = self.quote(rows.column)
-        if self.dialect == "mysql":
-            column = f"BINARY {column}"
-        return f"(SELECT {cols} FROM {table} WHERE {column} IN ({values})) AS {table}"
+        source = table
+        if rows is not None:
+            cols = ", ".join(self.quote(n) for n in self.names)
+            values = ", ".join(sql_string(v) for v in sorted(rows.values))
+            column = self.quote(rows.column)
+            if self.dialect == "mysql":
+                column = f"BINARY {column}"
+            source = f"(SELECT {cols} FROM {table} WHERE {column} IN ({values})) AS {table}"
+        if self.key_unique:
+            return source
+        keys = ", ".join(self.quote(k) for k in self.key)
+        values = [
+            f"MAX({self.quote(n)}) AS {self.quote(n)}" for n in self.names if n not in self.key
+        ]
+        cols = ", ".join([keys, *values, f"COUNT(*) AS {self.quote(COPIES)}"])
+        return f"(SELECT {cols} FROM {source} GROUP BY {keys}) AS {table}"
+
+    @cached_property
+    def issues_sql(self) -> str:
+        """MariaDB expression of the row's ``data_issues``.
+
+        Its issue entries, one per line, or NULL.
+        """
+        entries = [sql for c in self.columns for sql in c.issue_sql]
+        if not self.key_unique:
+            key = ",".join(self.key)
+            copies = self.quote(COPIES)
+            entries.append(f"IF({copies} > 1, CONCAT('duplicate_key|{key}|', {copies}), NULL)")
+        if not entries:
+            return "CAST(NULL AS CHAR)"
+        return f"NULLIF(CONCAT_WS(CHAR(10), {', '.join(entries)}), '')"
 
     def select_sql(self, where: str | None = None) -> str:
-        """A SELECT of every replicated column (never the excluded ones)."""
-        cols = ", ".join(c.select_sql for c in self.columns)
-        sql = f"SELECT {cols} FROM {self.source_sql}"
+        """A SELECT of every replicated column (never the excluded ones) and the issues."""
+        cols = [f"{c.value_sql} AS {self.quote(c.name)}" for c in self.columns]
+        if self.dialect == "mysql":
+            # the embedded SQLite Kimai is the product's own: read as it is (no issues)
+            cols.append(f"{self.issues_sql} AS {self.quote(DATA_ISSUES)}")
+        sql = f"SELECT {', '.join(cols)} FROM {self.source_sql}"
         return f"{sql} WHERE {where}" if where else sql
 
     def key_select_sql(self) -> str:
@@ -222,6 +313,7 @@ class TableLayout:
             if c.data_type == "timestamp":
                 hint["timezone"] = True
             hints[c.name] = hint
+        hints[DATA_ISSUES] = {"name": DATA_ISSUES, "data_type": "text", "nullable": True}
         hints[SYNCED_AT] = {
             "name": SYNCED_AT,
             "data_type": "timestamp",
@@ -269,8 +361,8 @@ def index_ddl(schema: str, layout: TableLayout) -> dict[str, str]:
 
     The unique key (made the PRIMARY KEY by `primary_key_ddl`); the cursor, if the table has
     one; every foreign-key column that no key index already leads with (the orphan check
-    and joins look rows up by them); the registry's BI columns; and ``synced_at``
-    (housekeeping and freshness queries).
+    and joins look rows up by them); the registry's BI columns; ``synced_at``
+    (housekeeping and freshness queries); and the rows with data issues (a partial index).
     """
     table = layout.spec.replica_table
     qualified = f"{quote_ansi(schema)}.{quote_ansi(table)}"
@@ -289,6 +381,11 @@ def index_ddl(schema: str, layout: TableLayout) -> dict[str, str]:
         ddl[name] = (
             f"CREATE INDEX IF NOT EXISTS {quote_ansi(name)} ON {qualified} ({quote_ansi(column)})"
         )
+    # BI lists the rows read under a data rule: few, found without a scan of the table
+    ddl[f"{table}_{DATA_ISSUES}"] = (
+        f"CREATE INDEX IF NOT EXISTS {quote_ansi(f'{table}_{DATA_ISSUES}')} ON {qualified}"
+        f" ({keys}) WHERE {quote_ansi(DATA_ISSUES)} IS NOT NULL"
+    )
     return ddl
 
 

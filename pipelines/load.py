@@ -187,7 +187,7 @@ def bulk_loads(extractors: list[TableExtractor], finisher: ThreadPoolExecutor) -
     if not bulk:
         return []
     # biggest first, so the long table starts at once and the small ones fill in beside it
-    bulk.sort(key=lambda e: e.layout.spec.sync != "incremental")
+    bulk.sort(key=lambda e: e.layout.sync != "incremental")
     bulk[0].bulk.ensure_schemas()
     finishing = []
     with ThreadPoolExecutor(max_workers=BULK_WORKERS, thread_name_prefix="bulk") as pool:

@@ -188,9 +188,9 @@ def plan_tables(
                 comparers[name] = RangeComparer(kimai, replica, layout, "rows", digests=True)
                 reads[name] = (pool.submit(comparers[name].compare),)
                 continue
-            if name in empty and layout.spec.sync != "full":
+            if name in empty and layout.sync != "full":
                 reads[name] = (pool.submit(Comparison),)
-            elif layout.spec.sync == "full":
+            elif layout.sync == "full":
                 reads[name] = (
                     pool.submit(kimai.read_rows, layout),
                     pool.submit(replica.read_rows, layout),
@@ -234,7 +234,7 @@ def plan_tables(
             if name in fingerprint:
                 plans.append(_from_comparison(layout, results[0], comparers[name], **common))
                 continue
-            if layout.spec.sync == "full":
+            if layout.sync == "full":
                 plans.append(_from_rows(layout, results[0], results[1], **common))
             else:
                 rows, count = window_reads[name].result() if name in window_reads else (None, None)

@@ -45,7 +45,6 @@ from pipelines.kimai import Kimai
 from pipelines.layout import (
     ReplicaColumn,
     TableLayout,
-    mysql_valid_date,
     quote_ansi,
     quote_mysql,
     ranges_sql,
@@ -144,13 +143,14 @@ class Dialect:
 
 
 def _mysql_text(col: ReplicaColumn) -> str:
-    q = quote_mysql(col.name)
+    # the value as replicated, data rules applied: a row read under a rule hashes equal
+    q = col.value_sql
     if col.data_type == "bool":
         value = f"IF({q} <> 0, '1', '0')"
     elif col.data_type == "timestamp":
-        value = f"DATE_FORMAT({mysql_valid_date(q)}, '%Y-%m-%d %H:%i:%s')"
+        value = f"DATE_FORMAT({q}, '%Y-%m-%d %H:%i:%s')"
     elif col.data_type == "date":
-        value = f"DATE_FORMAT({mysql_valid_date(q)}, '%Y-%m-%d')"
+        value = f"DATE_FORMAT({q}, '%Y-%m-%d')"
     else:
         value = f"CAST({q} AS CHAR)"
     return f"COALESCE(CONCAT(CHAR_LENGTH({value}), ':', {value}), 'N')"

@@ -24,6 +24,12 @@ Every mode also compares the full key sets and deletes what Kimai no longer has.
 SYNCED_AT = "synced_at"
 """Replica column: when the row was last written by a sync (UTC)."""
 
+DATA_ISSUES = "data_issues"
+"""Replica column: the data rules the row was read under (NULL: copied as it is).
+
+One line per issue, ``rule|column|raw`` (see `pipelines.layout`); BI lists them in
+``vw_data_issues``."""
+
 
 @dataclass(frozen=True)
 class Reference:

@@ -30,7 +30,7 @@ from pipelines.layout import (
     quote_ansi,
     ranges_sql,
 )
-from pipelines.registry import TableSpec
+from pipelines.registry import DATA_ISSUES, TableSpec
 from pipelines.retry import with_retries
 from pipelines.window import as_utc
 
@@ -120,7 +120,7 @@ class Replica(ABC):
 
     def _select(self, layout: TableLayout, where: str | None = None) -> str:
         present = set(self.table_columns(layout.spec.replica_table))
-        cols = ", ".join(quote_ansi(n) for n in layout.names if n in present)
+        cols = ", ".join(quote_ansi(n) for n in layout.data_schema.names if n in present)
         sql = f"SELECT {cols} FROM {self.qualified(layout.spec.replica_table)}"
         return f"{sql} WHERE {where}" if where else sql
 
@@ -306,9 +306,18 @@ class PostgresReplica(Replica):
         orphan check and joins to the parents the foreign-key ones; BI's date filters the
         timesheets' begin and end; housekeeping `synced_at`. One catalog query finds what
         is missing, so a run whose indexes exist pays one round trip; an existing replica
-        gets new indexes and keys this way, once, without a reload.
+        gets new indexes and keys this way, once, without a reload, and the ``data_issues``
+        column if it was made before that existed (BI reads it from every replica table).
         """
         tables = {layout.spec.replica_table for layout in layouts}
+        with_issues = {
+            r[0]
+            for r in self.query(
+                "SELECT table_name FROM information_schema.columns"
+                " WHERE table_schema = %s AND table_name = ANY(%s) AND column_name = %s",
+                (self.schema, sorted(tables), DATA_ISSUES),
+            )
+        }
         found = self.query(
             "SELECT c.relname, i.relname, x.indisprimary FROM pg_index x"
             " JOIN pg_class c ON c.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid"
@@ -323,6 +332,11 @@ class PostgresReplica(Replica):
             table = layout.spec.replica_table
             if table not in existing and not self.exists(table):
                 continue
+            if table not in with_issues:
+                self.execute(
+                    f"ALTER TABLE {self.qualified(table)}"
+                    f" ADD COLUMN IF NOT EXISTS {quote_ansi(DATA_ISSUES)} varchar"
+                )
             for name, ddl in index_ddl(self.schema, layout).items():
                 if name not in indexes:
                     self.execute(ddl)

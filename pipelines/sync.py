@@ -176,7 +176,7 @@ def _plan(
 ) -> list[TablePlan]:
     has_rows = {layout.spec.name: replica.has_rows(layout.spec.replica_table) for layout in layouts}
 
-    incremental = [layout for layout in layouts if layout.spec.sync == "incremental"]
+    incremental = [layout for layout in layouts if layout.sync == "incremental"]
 
     def windows(stored: dict[str, dict[str, Any]]) -> dict[str, Window]:
         return {
@@ -201,7 +201,7 @@ def _plan(
         for layout in layouts
         if options.reconcile
         and not options.full_refresh
-        and layout.spec.sync == "incremental"
+        and layout.sync == "incremental"
         and len(layout.key) == 1
         and has_rows[layout.spec.name]
         and capable

@@ -13,6 +13,9 @@ from typing import Any
 from pipelines.registry import TABLES, TableSpec
 from tests.conftest import mariadb_connect, pg_connect
 
+TEXT_MAX_CHARS = 1_000_000
+"""Longest text the replica holds (docs/models.md, "Bad data in Kimai")."""
+
 # The rows of Kimai's key/value tables that may leave Kimai: the public contract's
 # allow-lists, written out here (not read from the product's registry). Names match exactly.
 ALLOWED_ROWS: dict[str, tuple[str, frozenset[str]]] = {
@@ -67,6 +70,9 @@ def _norm_kimai(value: Any, data_type: str, column_type: str) -> Any:
         return value.replace(tzinfo=dt.UTC)
     if data_type == "date" and isinstance(value, str):
         return None
+    if isinstance(value, str):
+        # the documented text rules: cut at a million characters, NUL as U+FFFD
+        return value[:TEXT_MAX_CHARS].replace("\0", "\ufffd")
     return value
 
 

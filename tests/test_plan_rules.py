@@ -138,28 +138,28 @@ def test_a_resumed_stream_starts_after_the_last_key_in_key_order() -> None:
 
 
 @pytest.mark.parametrize(
-    ("data_type", "column_type", "replica_type", "select"),
+    ("data_type", "column_type", "replica_type", "value"),
     [
-        ("tinyint", "tinyint(1)", "bool", "`c` AS `c`"),
-        ("tinyint", "tinyint(4)", "bigint", "`c` AS `c`"),
-        ("int", "int(10) unsigned", "bigint", "`c` AS `c`"),
-        ("double", "double", "double", "`c` AS `c`"),
+        ("tinyint", "tinyint(1)", "bool", "`c`"),
+        ("tinyint", "tinyint(4)", "bigint", "`c`"),
+        ("int", "int(10) unsigned", "bigint", "`c`"),
+        ("double", "double", "double", "`c`"),
+        ("datetime", "datetime", "timestamp", "DATE_ADD(`c`, INTERVAL 0 DAY)"),
+        ("date", "date", "date", "DATE_ADD(`c`, INTERVAL 0 DAY)"),
         (
-            "datetime",
-            "datetime",
-            "timestamp",
-            "IF(MONTH(`c`) = 0 OR DAYOFMONTH(`c`) = 0, NULL, `c`) AS `c`",
+            "varchar",
+            "varchar(150)",
+            "text",
+            "REPLACE(LEFT(`c`, 1000000), CHAR(0 USING utf8mb4), _utf8mb4 X'EFBFBD')",
         ),
-        ("date", "date", "date", "IF(MONTH(`c`) = 0 OR DAYOFMONTH(`c`) = 0, NULL, `c`) AS `c`"),
-        ("varchar", "varchar(150)", "text", "`c` AS `c`"),
-        ("decimal", "decimal(10,2)", "text", "CAST(`c` AS CHAR) AS `c`"),
+        ("decimal", "decimal(10,2)", "text", "CAST(`c` AS CHAR)"),
     ],
 )
 def test_mysql_types_map_to_exact_replica_types(
-    data_type: str, column_type: str, replica_type: str, select: str
+    data_type: str, column_type: str, replica_type: str, value: str
 ) -> None:
     column = map_mysql_column(SourceColumn("c", data_type, column_type, True))
-    assert (column.data_type, column.select_sql) == (replica_type, select)
+    assert (column.data_type, column.value_sql) == (replica_type, value)
 
 
 def test_differing_buckets_are_clipped_to_the_range_and_include_one_sided_buckets() -> None:
