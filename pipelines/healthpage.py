@@ -211,6 +211,12 @@ def render(status: Status, token_name: str, can_execute: bool, nonce: str) -> st
             ' title="this token lacks the sync:execute scope">Sync now</button>'
         )
     stale = f'<p class="bad">STALE: {escape(", ".join(status.stale))}</p>' if status.stale else ""
+    if status.data_issues:
+        counts = ", ".join(f"{t} {n}" for t, n in status.data_issues.items())
+        stale += (
+            f'<p class="bad" id="data-issues">Data issues in Kimai: {escape(counts)}'
+            " (rows listed in vw_data_issues; the views count them as Kimai does)</p>"
+        )
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         "<title>Kimai → Atlas DB sync</title>"

@@ -13,6 +13,7 @@ from typing import Any
 from pipelines.audit import RUNS, TABLE_RUNS
 from pipelines.config import Settings
 from pipelines.errors import PipelineError
+from pipelines.layout import quote_ansi
 from pipelines.registry import TABLES
 from pipelines.replica import Replica, open_replica
 
@@ -55,6 +56,8 @@ class Status:
     upserts_total: dict[str, int] = field(default_factory=dict)
     errors_total: int = 0
     build: BuildHealth = field(default_factory=BuildHealth)
+    data_issues: dict[str, int] | None = None
+    """Rows of vw_data_issues per table (None: the view is not built yet)."""
 
     def as_json(self) -> dict[str, Any]:
         """JSON-ready dict (timestamps as ISO strings)."""
@@ -70,6 +73,7 @@ class Status:
             "runs": [{k: conv(v) for k, v in r.items()} for r in self.runs],
             "upserts_total": self.upserts_total,
             "errors_total": self.errors_total,
+            "data_issues": self.data_issues,
         }
 
 
@@ -83,7 +87,9 @@ def collect(settings: Settings, last_runs: int = 10, max_lag_seconds: float = 36
     """Read the audit tables (and live replica counts) into a `Status`."""
     replica = open_replica(settings)
     try:
-        return _collect(replica, last_runs, max_lag_seconds)
+        status = _collect(replica, last_runs, max_lag_seconds)
+        status.data_issues = data_issue_counts(replica, settings.analytics_schema)
+        return status
     finally:
         replica.close()
 
@@ -139,6 +145,20 @@ def _collect(replica: Replica, last_runs: int, max_lag_seconds: float) -> Status
             status.stale.append(spec.name)
         status.tables.append(health)
     return status
+
+
+def data_issue_counts(replica: Replica, analytics_schema: str) -> dict[str, int] | None:
+    """Rows of the served vw_data_issues per table; None when it is not built yet."""
+    found = replica.query(
+        "SELECT count(*) FROM information_schema.tables"
+        " WHERE table_schema = %s AND table_name = 'vw_data_issues'",
+        (analytics_schema,),
+    )
+    if not found[0][0]:
+        return None
+    view = f"{quote_ansi(analytics_schema)}.vw_data_issues"
+    rows = replica.query(f"SELECT table_name, count(*) FROM {view} GROUP BY table_name")
+    return {str(name): int(n) for name, n in sorted(rows)}
 
 
 def _build_health(replica: Replica, runs: str) -> BuildHealth:
@@ -216,6 +236,9 @@ def render(status: Status) -> str:
             f"{when(_utc(r['started_at']))}  {r['command']:<9} {r['trigger']:<6}"
             f" {r['status']}{took}{error}"
         )
+    if status.data_issues:
+        counts = ", ".join(f"{t} {n}" for t, n in status.data_issues.items())
+        lines += ["", f"DATA ISSUES in Kimai (vw_data_issues): {counts}"]
     if status.stale:
         lines += ["", f"STALE: {', '.join(status.stale)}"]
     return "\n".join(lines)

@@ -136,6 +136,15 @@ CONTRACT_COLUMNS = {
         "lag_seconds",
         "last_reconciled_at",
         "differences_unrepaired",
+        "data_issue_rows",
+    ],
+    "vw_data_issues": [
+        "table_name",
+        "row_key",
+        "column_name",
+        "rule",
+        "raw_value",
+        "first_seen_at",
     ],
     "vw_users": [
         "user_id",

@@ -18,6 +18,14 @@ served_build as (
 
 ),
 
+data_issues as (
+
+    select table_name, count(*) as data_issue_rows
+    from {{ ref('int_data_issues') }}
+    group by table_name
+
+),
+
 last_build as (
 
     select run_id, ended_at, build_status, build_failures
@@ -50,7 +58,8 @@ final as (
         served_build.run_id as served_build_run_id,
         last_build.build_status as last_build_status,
         last_build.ended_at as last_build_ended_at,
-        last_build.build_failures as last_build_failures
+        last_build.build_failures as last_build_failures,
+        coalesce(data_issues.data_issue_rows, 0) as data_issue_rows
 
     from counts
     left join latest
@@ -59,6 +68,8 @@ final as (
         on true
     left join last_build
         on true
+    left join data_issues
+        on counts.table_name = data_issues.table_name
 
 )
 
