@@ -562,7 +562,13 @@ def create_app(
     )
     async def sync_table(
         token: Execute,
-        table: Annotated[str, PathParam(description=f"One of: {', '.join(TABLES_BY_NAME)}")],
+        table: Annotated[
+            str,
+            PathParam(
+                description=f"One of: {', '.join(TABLES_BY_NAME)}",
+                openapi_examples={"timesheets": {"value": "timesheets"}},
+            ),
+        ],
         body: TableSyncBody | None = None,
     ) -> JSONResponse:
         """Sync one table, then dbt build."""

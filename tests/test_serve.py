@@ -849,3 +849,59 @@ def test_the_tokens_file_fails_closed(guarded: Guarded) -> None:
     assert "usable again" in log
     for token in (guarded.admin, guarded.reader, newcomer):
         assert token not in log
+
+
+@SHARED_STACK
+def test_fuzzing_the_openapi_schema(service: Service, guarded: Guarded, tmp_path: Path) -> None:
+    """Requests generated from the schema get documented answers, never a 5xx.
+
+    Schemathesis derives valid and invalid requests (paths, queries, bodies) from
+    /openapi.json and checks every answer against it: a documented status code, content
+    type and body. It sends a token that holds every scope, so the requests reach the
+    handlers (and read the stack's Atlas DB), while the test holds the run lock as another
+    run would: a well-formed POST answers 409 and starts nothing, so the fuzz cannot set off
+    a sync and dbt build per example on a 2-core machine; a malformed one still meets the
+    body's validation (422).
+    """
+    started = pg_query(service.stack.atlas_db, f"SELECT count(*) FROM {REPLICA}.sync_runs")
+    checks = (
+        "not_a_server_error,status_code_conformance,content_type_conformance,"
+        "response_headers_conformance,response_schema_conformance"
+    )
+    with _lock_held(service):
+        fuzz = subprocess.run(
+            [
+                str(Path(sys.executable).with_name("schemathesis")),
+                "run",
+                f"{guarded.url}/openapi.json",
+                "--header",
+                f"Authorization: Bearer {guarded.admin}",
+                "--checks",
+                checks,
+                "--phases",
+                "examples,coverage,fuzzing",
+                "--max-examples",
+                "15",
+                "--seed",
+                "26",
+                "--workers",
+                "1",
+                "--request-timeout",
+                "30",
+                "--output-sanitize",
+                "true",
+                "--report",
+                "junit",
+                "--report-dir",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            **_cli_process({}, None, tmp_path),
+        )
+    summary = fuzz.stdout[fuzz.stdout.rfind("=== SUMMARY") :] if "SUMMARY" in fuzz.stdout else ""
+    print(summary or fuzz.stdout[-3000:])
+    assert fuzz.returncode == 0, fuzz.stdout[-6000:] + fuzz.stderr[-2000:]
+    assert pg_query(service.stack.atlas_db, f"SELECT count(*) FROM {REPLICA}.sync_runs") == started
+    assert guarded.admin not in fuzz.stdout
