@@ -517,7 +517,9 @@ def create_app(
         try:
             run_id = await asyncio.wrap_future(started)
         except LockHeld as exc:  # a run elsewhere (the scheduled job): the lock names it
-            return JSONResponse({"detail": str(exc)}, status_code=409)
+            # without its database role and address: only the log shows those
+            LOG.warning("%s", exc)
+            return JSONResponse({"detail": exc.public}, status_code=409)
         except PipelineError as exc:
             # the message may name Atlas's user, host, port and database: the log has it
             LOG.error("a run could not start: %s", exc)
