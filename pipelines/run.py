@@ -27,6 +27,7 @@ from pipelines.errors import (
     LockHeld,
     PipelineError,
 )
+from pipelines.serve import LIMIT_CONCURRENCY
 
 if TYPE_CHECKING:
     from pipelines.publish import BuildRequest
@@ -514,7 +515,7 @@ def serve_command(
             help="Open connections (and requests) at once; past N the service answers 503.",
             min=1,
         ),
-    ] = 32,
+    ] = LIMIT_CONCURRENCY,
     log_format: LogFormatOpt = LogFormat.auto,
     debug: Debug = False,
 ) -> None:

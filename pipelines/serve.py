@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from pipelines.config import Settings
 from pipelines.errors import ConfigError
+
+if TYPE_CHECKING:  # the command line imports this module; settings load only when serving
+    from pipelines.config import Settings
 
 
 def is_loopback(host: str) -> bool:
@@ -24,7 +27,7 @@ def is_loopback(host: str) -> bool:
 
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
-"""Always allowed in the Host header: a page of another site cannot send them (its own name)."""
+"""Always allowed in the Host header: a DNS-rebinding page sends its own name, never these."""
 
 LIMIT_CONCURRENCY = 32
 """Default of ``serve --limit-concurrency``: open connections before uvicorn answers 503."""
