@@ -1,8 +1,8 @@
 """The HTTP service, over real HTTP against a real uvicorn process and real databases.
 
-One synced stack (and one service) is shared by the tests of this file that run in the
-same process (an xdist worker builds its own), so each test stands alone whatever ran
-before it, and leaves no run going. The expected metric names are listed here,
+One synced stack (and one service, plus a second one for the settings that fail closed)
+is shared by the tests of this file that run in the same process (an xdist worker builds
+its own), so each test stands alone whatever ran before it, and leaves no run going. The expected metric names are listed here,
 independently of the product.
 """
 
@@ -560,6 +560,7 @@ def test_a_service_killed_mid_run_leaves_it_crashed_and_the_next_run_repairs(
 SHARED_STACK = pytest.mark.xdist_group("test_serve.service")
 EXTRA_HOST = "sync.example.org"
 LIMIT = 4
+DOCS = ("/docs", "/redoc", "/openapi.json")
 
 
 @dataclass
@@ -759,9 +760,6 @@ def test_host_names_redirects_and_bad_parameters_tell_nothing(service: Service) 
     with svc.client(svc.admin) as http:
         for path in DOCS:
             assert http.get(path).status_code == 404, path
-
-
-DOCS = ("/docs", "/redoc", "/openapi.json")
 
 
 @SHARED_STACK
