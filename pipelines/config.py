@@ -22,6 +22,8 @@ from pipelines.retry import RetryPolicy
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_]*$")
 _ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+/-]{0,63}\Z")
+# a DNS name or an IP address (IPv6 without brackets), as a Host header names it
+_HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9.:-]{0,252}[a-z0-9])?\Z")
 
 
 KIMAI_SSL_MODES = ("disabled", "required", "verify_ca", "verify_identity")
@@ -93,6 +95,8 @@ class Settings:
     kimai_tls: KimaiTLS | None = None
     """``KIMAI_DB_SSL_MODE`` / ``KIMAI_DB_SSL_CA`` (or ``ssl_mode`` / ``ssl_ca`` in the URL)."""
     """``ATLAS_API_TOKENS_FILE``: the hashed tokens of the HTTP service (`pipelines.tokens`)."""
+    api_allowed_hosts: tuple[str, ...] = ()
+    """``ATLAS_API_ALLOWED_HOSTS``: more names the service answers to (its ``Host`` header)."""
 
     @property
     def kimai_dialect(self) -> str:
@@ -387,6 +391,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         dbt_project_dir=_path(env, "DBT_PROJECT_DIR"),
         dbt_profiles_dir=_path(env, "DBT_PROFILES_DIR"),
         api_tokens_file=_tokens_file(env),
+        api_allowed_hosts=_host_names(env, "ATLAS_API_ALLOWED_HOSTS"),
         kimai_tls=_kimai_tls(env),
     )
 
@@ -412,3 +417,21 @@ def _tokens_file(env: Mapping[str, str]) -> Path | None:
     if path is not None and path.is_dir():
         raise ConfigError(f"ATLAS_API_TOKENS_FILE must name a file, {path} is a directory")
     return path
+
+
+def _host_names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated host names, lower case, without a port."""
+    names = []
+    for raw in (_env(env, name) or "").split(","):
+        value = raw.strip().lower().removesuffix(".")
+        if not value:
+            continue
+        if value.startswith("[") and value.endswith("]"):
+            value = value[1:-1]  # an IPv6 address as a URL writes it
+        if not _HOST_NAME.match(value):
+            raise ConfigError(
+                f"{name} holds host names separated by commas (no port, no scheme),"
+                f" got {raw.strip()!r}"
+            )
+        names.append(value)
+    return tuple(names)

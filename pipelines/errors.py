@@ -32,6 +32,11 @@ class LockHeld(PipelineError):
 
     exit_code = EXIT_LOCKED
 
+    def __init__(self, message: str, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public = public or message
+        """The message without the holder's database role and address (for HTTP answers)."""
+
 
 class LockLost(PipelineError):
     """The run lock's session ended while the run was going (exit 4: it wrote nothing more)."""

@@ -130,7 +130,11 @@ def _advisory_lock(settings: Settings, wait_seconds: float) -> Iterator[HeldLock
                 if cur.fetchone()[0]:
                     break
                 if time.monotonic() >= deadline:
-                    raise LockHeld(f"another run holds the lock: {_pg_holder(cur, key)}")
+                    holder, public = _pg_holder(cur, key)
+                    raise LockHeld(
+                        f"another run holds the lock: {holder}",
+                        public=f"another run holds the lock: {public}",
+                    )
                 time.sleep(POLL_SECONDS)
         held = True
         yield HeldLock(conn, key)
@@ -152,7 +156,8 @@ def _unlock(conn: Any, key: str) -> None:
         pass  # the session is gone (server restarted), and the lock with it
 
 
-def _pg_holder(cur: Any, key: str) -> str:
+def _pg_holder(cur: Any, key: str) -> tuple[str, str]:
+    """Who holds the lock: in full, and without its database role and client address."""
     cur.execute(
         "SELECT a.application_name, a.usename, a.client_addr, a.backend_start, l.pid"
         f" FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid WHERE {_SAME_KEY}",
@@ -160,16 +165,18 @@ def _pg_holder(cur: Any, key: str) -> str:
     )
     row = cur.fetchone()
     if row is None:
-        return "(it has just finished; try again)"
+        gone = "(it has just finished; try again)"
+        return gone, gone
     name, role, addr, since, pid = row
     # another role's session shows only some columns unless this role has pg_read_all_stats
     parts = [name or f"backend pid {pid}"]
+    public = list(parts)
     if role:
         parts.append(f"role {role}")
     if addr:
         parts.append(f"from {addr}")
     when = f"running since {since:%Y-%m-%d %H:%M:%S %Z}" if since else "start time not visible"
-    return f"{', '.join(parts)}, {when}"
+    return f"{', '.join(parts)}, {when}", f"{', '.join(public)}, {when}"
 
 
 @contextmanager

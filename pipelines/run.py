@@ -27,6 +27,7 @@ from pipelines.errors import (
     LockHeld,
     PipelineError,
 )
+from pipelines.serve import LIMIT_CONCURRENCY
 
 if TYPE_CHECKING:
     from pipelines.publish import BuildRequest
@@ -498,14 +499,32 @@ def serve_command(
             min=0,
         ),
     ] = 600.0,
+    docs: Annotated[
+        bool,
+        typer.Option(
+            "--docs",
+            help="Serve the OpenAPI schema and its pages (/openapi.json, /docs, /redoc),"
+            " readable without a token; off by default.",
+        ),
+    ] = False,
+    limit_concurrency: Annotated[
+        int,
+        typer.Option(
+            "--limit-concurrency",
+            metavar="N",
+            help="Open connections (and requests) at once; past N the service answers 503.",
+            min=1,
+        ),
+    ] = LIMIT_CONCURRENCY,
     log_format: LogFormatOpt = LogFormat.auto,
     debug: Debug = False,
 ) -> None:
     """Serve the HTTP API: start runs, read their audit, status, metrics, a health page.
 
     Needs ATLAS_API_TOKENS_FILE (see `token create`). Runs go through the same lock, audit
-    (trigger api, started by the token's name) and dbt build as on the command line. OpenAPI
-    docs at /docs.
+    (trigger api, started by the token's name) and dbt build as on the command line. The
+    Host header must name loopback, --host or one of ATLAS_API_ALLOWED_HOSTS. OpenAPI docs
+    only with --docs.
     """
 
     def run() -> None:
@@ -514,7 +533,16 @@ def serve_command(
         from pipelines.serve import serve
 
         say = configure(log_format.value, debug)
-        serve(load_settings(), host, port, allow_remote, drain_seconds, say)
+        serve(
+            load_settings(),
+            host,
+            port,
+            allow_remote,
+            drain_seconds,
+            say,
+            docs=docs,
+            limit_concurrency=limit_concurrency,
+        )
 
     _guarded(debug, run)
 

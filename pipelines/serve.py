@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from pipelines.config import Settings
 from pipelines.errors import ConfigError
+
+if TYPE_CHECKING:  # the command line imports this module; settings load only when serving
+    from pipelines.config import Settings
 
 
 def is_loopback(host: str) -> bool:
@@ -23,6 +26,26 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: it may resolve to any interface
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+"""Always allowed in the Host header: a DNS-rebinding page sends its own name, never these."""
+
+LIMIT_CONCURRENCY = 32
+"""Default of ``serve --limit-concurrency``: open connections before uvicorn answers 503."""
+
+
+def allowed_hosts(host: str, extra: tuple[str, ...]) -> frozenset[str]:
+    """The names the service answers to: loopback, the address it binds, and `extra`.
+
+    A wildcard bind (``0.0.0.0``, ``::``) names no host: behind a proxy, list the names
+    clients use in ATLAS_API_ALLOWED_HOSTS.
+    """
+    names = set(LOOPBACK_NAMES) | set(extra)
+    bound = host.strip("[]").lower()
+    if bound not in ("0.0.0.0", "::", ""):
+        names.add(bound)
+    return frozenset(names)
+
+
 def serve(
     settings: Settings,
     host: str,
@@ -30,12 +53,24 @@ def serve(
     allow_remote: bool,
     drain_seconds: float,
     say: Callable[[str], None],
+    docs: bool = False,
+    limit_concurrency: int = LIMIT_CONCURRENCY,
 ) -> None:
     """Run the HTTP service until it is told to stop.
 
+    Args:
+        settings: Runtime settings (the tokens file, the allowed host names).
+        host: The address to listen on.
+        port: The TCP port.
+        allow_remote: Allow a non-loopback `host`.
+        drain_seconds: On SIGTERM, how long to wait for a running run.
+        say: Progress lines of the runs.
+        docs: Serve /openapi.json, /docs and /redoc.
+        limit_concurrency: Connections (and requests) at once before uvicorn answers 503.
+
     Raises:
-        ConfigError: No tokens file, a malformed one, or a non-loopback address without
-            `allow_remote` (exit 2, before anything listens).
+        ConfigError: No tokens file, an unusable one (`pipelines.tokens.load`), or a
+            non-loopback address without `allow_remote` (exit 2, before anything listens).
 
     """
     if settings.api_tokens_file is None:
@@ -53,8 +88,15 @@ def serve(
     from pipelines.api import TokenStore, create_app
     from pipelines.worker import RunWorker
 
-    store = TokenStore(settings.api_tokens_file)  # ConfigError when missing or malformed
-    app = create_app(settings, store, RunWorker(settings, say), drain_seconds)
+    store = TokenStore(settings.api_tokens_file)  # ConfigError when unusable
+    app = create_app(
+        settings,
+        store,
+        RunWorker(settings, say),
+        drain_seconds,
+        allowed_hosts=allowed_hosts(host, settings.api_allowed_hosts),
+        docs=docs,
+    )
     config = uvicorn.Config(
         app,
         host=host,
@@ -63,5 +105,8 @@ def serve(
         # no proxy headers: the service is meant for loopback or behind a proxy you trust
         proxy_headers=False,
         server_header=False,
+        # past this many connections uvicorn answers 503 at once: a flood of clients cannot
+        # exhaust the thread pool that the endpoints reading Atlas DB run on
+        limit_concurrency=limit_concurrency,
     )
     uvicorn.Server(config).run()

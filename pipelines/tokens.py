@@ -13,6 +13,7 @@ import hmac
 import os
 import re
 import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,14 +68,19 @@ def parse(text: str, source: str = "the tokens file") -> list[Token]:
 
 
 def load(path: Path) -> list[Token]:
-    """Read the tokens file at `path`.
+    """Read the tokens file at `path`, refusing one that others could have written.
+
+    A file another user owns, or that its group or others may write, could hold a line
+    nobody meant to grant: it is refused as a whole rather than trusted.
 
     Raises:
-        ConfigError: It is missing, unreadable or malformed.
+        ConfigError: It is missing, unreadable, not a regular file, not owned by this
+            process's user, writable by group or others, or malformed.
 
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        # one descriptor for the checks and the read: the file checked is the file read
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         raise ConfigError(
             f"no tokens file at {path} (ATLAS_API_TOKENS_FILE): create a token with"
@@ -82,6 +88,24 @@ def load(path: Path) -> list[Token]:
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read the tokens file {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        st = os.fstat(handle.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"the tokens file {path} is not a regular file")
+        if st.st_uid != os.geteuid():
+            raise ConfigError(
+                f"the tokens file {path} is owned by uid {st.st_uid}, not by the service's"
+                f" user (uid {os.geteuid()}): chown it"
+            )
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise ConfigError(
+                f"the tokens file {path} is writable by group or others"
+                f" (mode {stat.S_IMODE(st.st_mode):04o}): chmod 600 it"
+            )
+        try:
+            text = handle.read().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the tokens file {path}: {exc}") from None
     return parse(text, str(path))
 
 

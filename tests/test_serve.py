@@ -1,8 +1,8 @@
 """The HTTP service, over real HTTP against a real uvicorn process and real databases.
 
-One synced stack (and one service) is shared by the tests of this file that run in the
-same process (an xdist worker builds its own), so each test stands alone whatever ran
-before it, and leaves no run going. The expected metric names are listed here,
+One synced stack (and one service, plus a second one for the settings that fail closed)
+is shared by the tests of this file that run in the same process (an xdist worker builds
+its own), so each test stands alone whatever ran before it, and leaves no run going. The expected metric names are listed here,
 independently of the product.
 """
 
@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import select
 import shutil
 import signal
 import socket
@@ -210,6 +212,33 @@ def test_the_tokens_file_setting(tmp_path: Path) -> None:
         load_settings({"ATLAS_API_TOKENS_FILE": str(tmp_path)}, dotenv=False)
 
 
+@pytest.mark.unit
+def test_the_host_names_the_service_answers_to() -> None:
+    from pipelines.api import host_name
+    from pipelines.config import load_settings
+    from pipelines.errors import ConfigError
+    from pipelines.serve import allowed_hosts
+
+    assert host_name("Sync.Example.org:8000") == "sync.example.org"
+    assert host_name("sync.example.org.") == "sync.example.org"
+    assert host_name("[::1]:8000") == "::1"
+    assert host_name("[::1]") == "::1"
+    assert host_name("::1") is None  # an IPv6 address is bracketed in a Host header
+    assert host_name("") is None and host_name(None) is None
+    loopback = {"localhost", "127.0.0.1", "::1"}
+    assert allowed_hosts("127.0.0.1", ()) == loopback
+    assert allowed_hosts("0.0.0.0", ("a.example",)) == loopback | {"a.example"}
+    assert allowed_hosts("[::]", ()) == loopback
+    assert allowed_hosts("10.1.2.3", ()) == loopback | {"10.1.2.3"}
+    names = load_settings(
+        {"ATLAS_API_ALLOWED_HOSTS": " Sync.Example.org., [2001:db8::1] ,,intranet"}, dotenv=False
+    ).api_allowed_hosts
+    assert names == ("sync.example.org", "2001:db8::1", "intranet")
+    for wrong in ("https://sync.example.org", "sync.example.org/x", "a b", "*.example.org"):
+        with pytest.raises(ConfigError, match="ATLAS_API_ALLOWED_HOSTS"):
+            load_settings({"ATLAS_API_ALLOWED_HOSTS": wrong}, dotenv=False)
+
+
 def test_serve_refuses_to_start_without_tokens_or_on_a_remote_address(tmp_path: Path) -> None:
     env = {"ATLAS_SYNC_STATE_DIR": str(tmp_path / "state")}
     unset = run_cli("serve", env=env, timeout=60)
@@ -230,6 +259,27 @@ def test_serve_refuses_to_start_without_tokens_or_on_a_remote_address(tmp_path: 
     remote = run_cli("serve", "--host", "0.0.0.0", env=env, timeout=60)
     assert remote.returncode == 2
     assert remote.stderr.count("\n") == 1 and "--allow-remote" in remote.stderr
+
+    # a tokens file that cannot be trusted: no start, one line naming what is wrong
+    tokens = tmp_path / "tokens"
+    good = tokens.read_text()
+    bad = [("chmod", 0o666, "writable by group or others"), ("chmod", 0o620, "mode 0620")]
+    bad.append(("line", "ops sha256:abc sync:read\n", "line 2"))
+    if os.geteuid() == 0:  # only root can give a file away
+        bad.append(("chown", 65534, "owned by uid 65534"))
+    for kind, value, said in bad:
+        if kind == "chmod":
+            tokens.chmod(value)
+        elif kind == "line":
+            tokens.write_text(good + value)
+        else:
+            os.chown(tokens, value, value)
+        refused = run_cli("serve", env=env, timeout=60)
+        assert refused.returncode == 2, (kind, refused.stderr)
+        assert refused.stderr.count("\n") == 1 and said in refused.stderr, refused.stderr
+        tokens.write_text(good)
+        tokens.chmod(0o600)
+        os.chown(tokens, os.geteuid(), os.getegid())
 
 
 # -- the service --------------------------------------------------------------------------
@@ -262,12 +312,10 @@ def test_the_auth_matrix(service: Service) -> None:
             assert http.get("/status").status_code == 200
             assert http.get("/").status_code == 200
             assert http.post("/sync/no_such_table").status_code == 404
-            assert http.get("/runs/no-such-run").status_code == 404
+            assert http.get("/runs/" + "0" * 32).status_code == 404
             # a page of another site cannot make a logged-in browser start a run
             cross = http.post("/sync", headers={"Origin": "http://elsewhere.example"})
             assert cross.status_code == 403
-    with svc.client() as anonymous:
-        assert anonymous.get("/openapi.json").status_code == 200
     log = svc.log.read_text()
     for token in (svc.admin, svc.reader, svc.scraper):
         assert token not in log
@@ -504,3 +552,358 @@ def test_a_service_killed_mid_run_leaves_it_crashed_and_the_next_run_repairs(
     assert (record["command"], record["status"]) == ("reconcile", "success"), record
     assert _status_of(svc, killed) == "crashed"
     assert_replica_equals_kimai(stack.kimai_db, stack.atlas_db)
+
+
+# -- failing closed ----------------------------------------------------------------------
+
+# the tests of the second service share the first one's stack: one group, one worker
+SHARED_STACK = pytest.mark.xdist_group("test_serve.service")
+EXTRA_HOST = "sync.example.org"
+LIMIT = 4
+DOCS = ("/docs", "/redoc", "/openapi.json")
+
+
+@dataclass
+class Guarded:
+    """A second service on the same stack: --docs, a small --limit-concurrency, its own tokens."""
+
+    url: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    tokens: Path
+    admin: str
+    reader: str
+
+
+@pytest.fixture(scope="module")
+def guarded(service: Service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Guarded]:
+    tmp = tmp_path_factory.mktemp("guarded")
+    env = {
+        **service.env,
+        "ATLAS_API_TOKENS_FILE": str(tmp / "tokens"),
+        "ATLAS_API_ALLOWED_HOSTS": f"{EXTRA_HOST.upper()}.",
+    }
+    admin = _token(env, "guard-admin", "sync:execute", "sync:read", "metrics:read")
+    reader = _token(env, "guard-reader", "sync:read")
+    log = tmp / "serve.log"
+    proc, url = _start_service(env, log, "--docs", "--limit-concurrency", str(LIMIT))
+    try:
+        yield Guarded(url, proc, log, tmp / "tokens", admin, reader)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+@contextmanager
+def _lock_held(svc: Service) -> Iterator[None]:
+    """Hold the run lock as another run would: a POST that reaches its handler answers 409."""
+    from pipelines.config import load_settings
+    from pipelines.lock import run_lock
+
+    with run_lock(load_settings(svc.env, dotenv=False)):
+        yield
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def _upload(url: str, path: str, headers: dict[str, str], size: int, chunked: bool) -> int:
+    """POST `size` bytes as fast as the service takes them; its answer's status code.
+
+    A raw socket: the answer may come (and the connection close) long before the body is
+    sent, which an HTTP client would report as a failed write instead of the answer.
+    """
+    netloc = url.split("//", 1)[1]
+    host, port = netloc.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)), timeout=60)
+    head = [f"POST {path} HTTP/1.1", f"Host: {netloc}", *(f"{k}: {v}" for k, v in headers.items())]
+    head.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {size}")
+    block = b"{" * 65536
+    try:
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
+        sent = 0
+        while sent < size:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if readable:  # answered already
+                break
+            sock.sendall(b"%x\r\n%b\r\n" % (len(block), block) if chunked else block)
+            sent += len(block)
+        else:
+            if chunked:
+                sock.sendall(b"0\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the service closed the connection: its answer is in the receive buffer
+    answer = b""
+    try:
+        while b"\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    finally:
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 "), answer
+    return int(answer.split()[1])
+
+
+def test_the_token_is_checked_before_the_body_is_read(service: Service) -> None:
+    svc = service
+    with svc.client() as anonymous:
+        bad = anonymous.post(
+            "/sync", content=b"{not json", headers={"Content-Type": "application/json"}
+        )
+        assert bad.status_code == 401, bad.text  # not 422: the body was never parsed
+        assert anonymous.get("/healthz").status_code == 200
+    before = _rss_kib(svc.proc.pid)
+    json_type = {"Content-Type": "application/json"}
+    bearer = {**json_type, "Authorization": f"Bearer {svc.admin}"}
+    big = 100 * 1024 * 1024
+    answers = [
+        _upload(svc.url, "/sync", json_type, big, chunked=False),
+        _upload(svc.url, "/sync", json_type, big, chunked=True),
+        _upload(svc.url, "/sync", bearer, big, chunked=False),
+        _upload(svc.url, "/sync", bearer, big, chunked=True),
+    ]
+    after = _rss_kib(svc.proc.pid)
+    print(f"service RSS before {before} KiB, after four 100 MB POSTs {after} KiB")
+    assert answers == [401, 401, 413, 413]
+    assert after - before < 5 * 1024, (before, after)
+    # just past the cap, with a token: refused before the body reaches the application
+    with svc.client(svc.admin) as http:
+        over = http.post("/sync", content=b" " * (8 * 1024 + 1), headers=json_type)
+        assert over.status_code == 413, over.text
+        assert http.get("/healthz").status_code == 200
+
+
+def test_a_post_needs_json_from_the_same_site(service: Service) -> None:
+    svc = service
+    # the lock is held: a POST that passes every check reaches its handler and gets 409
+    with _lock_held(svc), svc.client(svc.admin) as http:
+        # an HTML form with no fields, posted by another site's page without an Origin
+        # header (older browsers): it used to start a run
+        form_type = {"Content-Type": "application/x-www-form-urlencoded"}
+        empty_form = http.post("/sync", headers=form_type)
+        assert empty_form.status_code == 415, empty_form.text
+        form = http.post("/sync", content=b"a=b", headers=form_type)
+        assert form.status_code == 415, form.text
+        text = http.post("/reconcile", content=b"{}", headers={"Content-Type": "text/plain"})
+        assert text.status_code == 415, text.text
+        untyped = http.post("/reconcile", content=b"{}", headers={"Content-Type": ""})
+        assert untyped.status_code == 415, untyped.text
+        # what the command line's curl sends (no body, no type), and JSON, reach the handler
+        held = http.post("/sync/projects")
+        assert held.status_code == 409, held.text
+        # it names the holder, but not Atlas DB's role or the holder's address
+        assert "another run holds the lock: kimai-atlas-sync pid=" in held.json()["detail"]
+        assert "postgres" not in held.text and "127.0.0.1" not in held.text, held.text
+        assert http.post("/sync", json={"tables": ["projects"]}).status_code == 409
+        typed = {"Content-Type": "application/json; charset=utf-8"}
+        assert http.post("/reconcile", content=b"{}", headers=typed).status_code == 409
+        same = {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"}
+        assert http.post("/sync", json={}, headers=same).status_code == 409
+        # a browser marks what another site makes it send
+        cross = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}
+        assert http.post("/sync", headers=cross).status_code == 403
+        assert http.get("/status", headers={**cross, "Sec-Fetch-Mode": "cors"}).status_code == 403
+        # following a link from elsewhere only reads: it shows the page
+        link = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}
+        assert http.get("/", headers=link).status_code == 200
+        assert http.post("/sync", headers=link).status_code == 403
+
+
+def test_host_names_redirects_and_bad_parameters_tell_nothing(service: Service) -> None:
+    svc = service
+    port = svc.url.rsplit(":", 1)[1]
+    atlas = (svc.stack.atlas_db, "5432", "postgres", "127.0.0.1")
+    with svc.client(svc.admin) as http:
+        for name in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example"):
+            assert http.get("/healthz", headers={"Host": name}).status_code == 400, name
+            assert http.get("/status", headers={"Host": name}).status_code == 400, name
+        assert http.get("/healthz", headers={"Host": f"localhost:{port}"}).status_code == 200
+        assert http.get("/healthz", headers={"Host": f"[::1]:{port}"}).status_code == 200
+        # no redirect from /sync/ to /sync: it would be built from the Host header
+        slash = http.post("/sync/", json={})
+        assert (slash.status_code, slash.headers.get("location")) == (404, None)
+        assert http.get("/status/").status_code == 404
+        refused = []
+        for query in ("runs=1e20", "runs=0", "runs=1001", "runs=x", "max_lag=nan", "max_lag=inf"):
+            answer = http.get(f"/status?{query}")
+            assert answer.status_code == 422, (query, answer.text)
+            refused.append(answer.text)
+        assert http.get("/status?runs=1000&max_lag=0.5").status_code == 200
+        for run_id in ("%00", "x" * 32, "0" * 33, "'; SELECT 1 --"):
+            answer = http.get(f"/runs/{run_id}")
+            assert answer.status_code == 422, (run_id, answer.text)
+            refused.append(answer.text)
+        assert http.get("/runs/" + "0" * 32).status_code == 404
+        # Atlas DB refusing connections: 503, without saying where Atlas DB is
+        pg_query("postgres", f'ALTER DATABASE "{svc.stack.atlas_db}" ALLOW_CONNECTIONS false')
+        try:
+            down = [http.get("/status"), http.get("/"), http.post("/reconcile")]
+        finally:
+            pg_query("postgres", f'ALTER DATABASE "{svc.stack.atlas_db}" ALLOW_CONNECTIONS true')
+        assert [a.status_code for a in down] == [503, 503, 503], [a.text for a in down]
+        refused += [a.text for a in down]
+        for body in refused:
+            assert not [part for part in atlas if part in body], body
+        # the details are in the log, for the operator
+        assert "is not currently accepting connections" in svc.log.read_text()
+        assert http.get("/status").status_code == 200
+    # the schema and its pages are off without --docs
+    with svc.client() as anonymous:
+        for path in DOCS:
+            assert anonymous.get(path).status_code == 401, path
+    with svc.client(svc.admin) as http:
+        for path in DOCS:
+            assert http.get(path).status_code == 404, path
+
+
+@SHARED_STACK
+def test_the_allowed_hosts_the_docs_and_the_connection_limit(guarded: Guarded) -> None:
+    port = guarded.url.rsplit(":", 1)[1]
+    with httpx.Client(base_url=guarded.url, timeout=60) as anonymous:
+        for path in DOCS:
+            assert anonymous.get(path).status_code == 200, path
+        for name in (EXTRA_HOST, f"{EXTRA_HOST}:{port}", f"{EXTRA_HOST.upper()}:443"):
+            assert anonymous.get("/healthz", headers={"Host": name}).status_code == 200, name
+        assert anonymous.get("/healthz", headers={"Host": "other.example.org"}).status_code == 400
+    # as many idle connections as the limit: the next request is refused at once
+    idle = [socket.create_connection(("127.0.0.1", int(port))) for _ in range(LIMIT)]
+    try:
+        wait_for(
+            lambda: httpx.get(f"{guarded.url}/healthz", timeout=10).status_code == 503,
+            "uvicorn to count the idle connections",
+        )
+    finally:
+        for sock in idle:
+            sock.close()
+    wait_for(
+        lambda: httpx.get(f"{guarded.url}/healthz", timeout=10).status_code == 200,
+        "the idle connections to be gone",
+    )
+
+
+def _line(name: str, token: str, scopes: str) -> str:
+    return f"{name} sha256:{hashlib.sha256(token.encode()).hexdigest()} {scopes}\n"
+
+
+@SHARED_STACK
+def test_the_tokens_file_fails_closed(guarded: Guarded) -> None:
+    path, good = guarded.tokens, guarded.tokens.read_text()
+
+    def code(token: str) -> int:
+        answer = httpx.get(
+            f"{guarded.url}/status",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
+        if answer.status_code == 503:
+            assert "tokens file is unusable" in answer.json()["detail"]
+            assert str(path) not in answer.text
+        return answer.status_code
+
+    def restore() -> None:
+        path.write_text(good)
+        path.chmod(0o600)
+        os.chown(path, os.geteuid(), os.getegid())
+
+    assert code(guarded.admin) == 200
+    try:
+        path.unlink()  # revoking every token at once
+        assert code(guarded.admin) == 503
+        restore()
+        assert code(guarded.admin) == 200
+
+        path.write_text(good + "a line that is no token\n")
+        assert code(guarded.admin) == 503
+        restore()
+        assert code(guarded.reader) == 200
+
+        newcomer = "a-token-added-while-the-file-was-open-to-all"
+        for mode in (0o666, 0o620):
+            path.chmod(mode)
+            assert code(guarded.admin) == 503, oct(mode)
+            with path.open("a") as handle:
+                handle.write(_line("intruder", newcomer, "sync:read"))
+            assert code(newcomer) == 503, oct(mode)
+            assert code(guarded.admin) == 503, oct(mode)
+            path.chmod(0o600)
+            assert code(newcomer) == 200, oct(mode)  # its owner made it private again
+            restore()
+            assert code(newcomer) == 401
+
+        if os.geteuid() == 0:  # only root can give a file away
+            os.chown(path, 65534, 65534)
+            assert code(guarded.admin) == 503
+            restore()
+    finally:
+        restore()
+    assert code(guarded.admin) == 200  # no restart
+    log = guarded.log.read_text()
+    refusals = [line for line in log.splitlines() if "refusing every token" in line]
+    reasons = ("no tokens file", "line 3", "writable by group or others", "owned by uid")
+    for reason in reasons[: 4 if os.geteuid() == 0 else 3]:
+        assert [line for line in refusals if reason in line], (reason, refusals)
+    assert "usable again" in log
+    for token in (guarded.admin, guarded.reader, newcomer):
+        assert token not in log
+
+
+@SHARED_STACK
+def test_fuzzing_the_openapi_schema(service: Service, guarded: Guarded, tmp_path: Path) -> None:
+    """Requests generated from the schema get documented answers, never a 5xx.
+
+    Schemathesis derives valid and invalid requests (paths, queries, bodies) from
+    /openapi.json and checks every answer against it: a documented status code, content
+    type and body. It sends a token that holds every scope, so the requests reach the
+    handlers (and read the stack's Atlas DB), while the test holds the run lock as another
+    run would: a well-formed POST answers 409 and starts nothing, so the fuzz cannot set off
+    a sync and dbt build per example on a 2-core machine; a malformed one still meets the
+    body's validation (422).
+    """
+    started = pg_query(service.stack.atlas_db, f"SELECT count(*) FROM {REPLICA}.sync_runs")
+    checks = (
+        "not_a_server_error,status_code_conformance,content_type_conformance,"
+        "response_headers_conformance,response_schema_conformance"
+    )
+    with _lock_held(service):
+        fuzz = subprocess.run(
+            [
+                str(Path(sys.executable).with_name("schemathesis")),
+                "run",
+                f"{guarded.url}/openapi.json",
+                "--header",
+                f"Authorization: Bearer {guarded.admin}",
+                "--checks",
+                checks,
+                "--phases",
+                "examples,coverage,fuzzing",
+                "--max-examples",
+                "15",
+                "--seed",
+                "26",
+                "--workers",
+                "1",
+                "--request-timeout",
+                "30",
+                "--output-sanitize",
+                "true",
+                "--report",
+                "junit",
+                "--report-dir",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            **_cli_process({}, None, tmp_path),
+        )
+    summary = fuzz.stdout[fuzz.stdout.rfind("=== SUMMARY") :] if "SUMMARY" in fuzz.stdout else ""
+    print(summary or fuzz.stdout[-3000:])
+    assert fuzz.returncode == 0, fuzz.stdout[-6000:] + fuzz.stderr[-2000:]
+    assert pg_query(service.stack.atlas_db, f"SELECT count(*) FROM {REPLICA}.sync_runs") == started
+    assert guarded.admin not in fuzz.stdout
