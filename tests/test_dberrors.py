@@ -88,7 +88,9 @@ def test_the_products_own_error_is_found_inside_a_wrapping_error() -> None:
         pymysql.err.OperationalError(
             1969, "Query execution was interrupted (max_statement_time exceeded)"
         ),
-        pymysql.err.OperationalError(1205, "Lock wait timeout exceeded; try restarting transaction"),
+        pymysql.err.OperationalError(
+            1205, "Lock wait timeout exceeded; try restarting transaction"
+        ),
         # connectorx: text only, as a RuntimeError or (streams) a Rust panic
         RuntimeError(
             "MySqlError { ERROR 1969 (70100): Query execution was interrupted"
