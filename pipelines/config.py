@@ -64,6 +64,73 @@ class KimaiTLS:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Time limits, in seconds, so that nothing a run waits for can hang it (0: none).
+
+    The defaults fit the biggest runs: a first load of 5M timesheets takes minutes, and the
+    longest single statements measured at 1M timesheets took about 30 s (the bulk rewrite's
+    ``INSERT … SELECT``, the dbt build's biggest models), so 30 minutes stops only a
+    statement that is stuck. A lock wait is never needed for long: the run's reads and
+    writes do not conflict with BI's or Kimai's own, so two minutes means something holds
+    a table (a migration, a manual ``LOCK TABLE``) and the next scheduled run should try.
+    """
+
+    kimai_statement: float = 1800
+    """``KIMAI_DB_STATEMENT_TIMEOUT_SECONDS``: MariaDB's ``max_statement_time`` (MySQL's
+    ``max_execution_time``) of every Kimai session."""
+    kimai_lock_wait: int = 120
+    """``KIMAI_DB_LOCK_WAIT_TIMEOUT_SECONDS``: ``lock_wait_timeout`` (table metadata locks,
+    e.g. behind a Kimai migration's ``ALTER TABLE`` or a ``LOCK TABLES``)."""
+    atlas_statement: float = 1800
+    """``ATLAS_DB_STATEMENT_TIMEOUT_SECONDS``: PostgreSQL's ``statement_timeout``."""
+    atlas_lock: float = 120
+    """``ATLAS_DB_LOCK_TIMEOUT_SECONDS``: PostgreSQL's ``lock_timeout``."""
+    run: float = 86400
+    """``ATLAS_RUN_TIMEOUT_SECONDS``: the whole run's deadline (`pipelines.deadline`)."""
+
+    def atlas_options(self) -> str:
+        """The libpq ``options`` that set the Atlas DB limits at connection start.
+
+        Startup options rather than ``SET``: every client takes them (psycopg2, ADBC, dlt,
+        dbt through ``PGOPTIONS``), and a ``RESET ALL`` or a rollback cannot undo them.
+        No spaces: dlt renders its URL for ADBC with + for a space, which libpq does not
+        decode; libpq and the server split options at any white space, a tab included.
+        """
+        parts = []
+        if self.atlas_statement > 0:
+            parts.append(f"-cstatement_timeout={int(self.atlas_statement * 1000)}")
+        if self.atlas_lock > 0:
+            parts.append(f"-clock_timeout={int(self.atlas_lock * 1000)}")
+        return "\t".join(parts)
+
+    def kimai_session_sql(self, mariadb: bool) -> list[str]:
+        """``SET SESSION`` statements of Kimai's limits, capped by the run's deadline.
+
+        Args:
+            mariadb: MariaDB (``max_statement_time``, seconds); otherwise MySQL
+                (``max_execution_time``, milliseconds, SELECT only: all Kimai sees).
+
+        Raises:
+            RunTimedOut: The run's deadline has passed: no statement may start.
+
+        """
+        from pipelines.deadline import cap
+
+        statement = cap(self.kimai_statement)
+        sql = []
+        if statement > 0:
+            if mariadb:
+                sql.append(f"SET SESSION max_statement_time = {statement:.3f}")
+            else:
+                sql.append(f"SET SESSION max_execution_time = {max(1, int(statement * 1000))}")
+        lock_wait = cap(self.kimai_lock_wait) if self.kimai_lock_wait > 0 else 0
+        if lock_wait > 0:
+            # whole seconds; at least 1 (0 would not wait at all)
+            sql.append(f"SET SESSION lock_wait_timeout = {max(1, int(lock_wait))}")
+        return sql
+
+
+@dataclass(frozen=True)
 class Settings:
     """Validated runtime settings. Build with `load_settings`."""
 
@@ -90,9 +157,11 @@ class Settings:
     dbt_profiles_dir: Path | None = None
     """``DBT_PROFILES_DIR``: your own ``profiles.yml`` instead of ``profiles.example.yml``."""
     api_tokens_file: Path | None = None
+    """``ATLAS_API_TOKENS_FILE``: the hashed tokens of the HTTP service (`pipelines.tokens`)."""
     kimai_tls: KimaiTLS | None = None
     """``KIMAI_DB_SSL_MODE`` / ``KIMAI_DB_SSL_CA`` (or ``ssl_mode`` / ``ssl_ca`` in the URL)."""
-    """``ATLAS_API_TOKENS_FILE``: the hashed tokens of the HTTP service (`pipelines.tokens`)."""
+    limits: Limits = field(default_factory=lambda: Limits())
+    """Statement, lock wait and run time limits (`Limits`)."""
 
     @property
     def kimai_dialect(self) -> str:
@@ -112,16 +181,29 @@ class Settings:
         return f"{url}?{urlencode(self.kimai_tls.connectorx_query())}"
 
     def atlas_connectorx_url(self) -> str:
-        """Atlas DB's URL in the form connectorx expects (PostgreSQL only)."""
-        return connectorx_url(self.atlas_url)
+        """Atlas DB's URL in the form connectorx and ADBC expect (PostgreSQL only)."""
+        return connectorx_url(self.atlas_session_url())
+
+    def atlas_session_url(self) -> URL:
+        """Atlas DB's URL with every connection parameter of `atlas_libpq_params`."""
+        return self.atlas_url.set(query=self.atlas_libpq_params())
 
     def atlas_libpq_params(self) -> dict[str, str]:
-        """Connection parameters given as ``ATLAS_DB_URL`` query (``sslmode``, ``sslrootcert``…).
+        """Connection parameters: ``ATLAS_DB_URL``'s query and the session limits.
 
-        Every connection to Atlas DB takes them: psycopg2, ADBC and connectorx through their
-        URL or keywords, dlt through its credentials, dbt through its profile.
+        The query gives ``sslmode``, ``sslrootcert`` and the like; the limits are added to
+        ``options``. Every connection to Atlas DB takes them: psycopg2, ADBC and connectorx
+        through their URL or keywords, dlt through its credentials, dbt through its profile
+        and ``PGOPTIONS``.
         """
-        return {k: v if isinstance(v, str) else v[-1] for k, v in self.atlas_url.query.items()}
+        params = {k: v if isinstance(v, str) else v[-1] for k, v in self.atlas_url.query.items()}
+        if self.atlas_dialect != "postgresql":
+            return params
+        limits = self.limits.atlas_options()
+        if limits:
+            # after the URL's own options: the later setting of a parameter wins
+            params["options"] = f"{params.get('options', '')}\t{limits}".strip()
+        return params
 
     def atlas_connect_args(self, application_name: str) -> dict[str, Any]:
         """Keyword arguments of ``psycopg2.connect`` for Atlas DB (one place for all of them).
@@ -176,7 +258,9 @@ def connectorx_url(url: URL) -> str:
     if scheme == "postgresql" and url.query:
         # TLS and other libpq parameters (the MySQL reader takes its own from the driver)
         query = "?" + urlencode(
-            [(k, v) for k, vs in url.query.items() for v in ([vs] if isinstance(vs, str) else vs)]
+            [(k, v) for k, vs in url.query.items() for v in ([vs] if isinstance(vs, str) else vs)],
+            # %20, not +: libpq does not read + as a space (options="-c a=1 -c b=2")
+            quote_via=quote,
         )
     return f"{scheme}://{auth}{url.host or '127.0.0.1'}{port}/{url.database or ''}{query}"
 
@@ -388,6 +472,13 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         dbt_profiles_dir=_path(env, "DBT_PROFILES_DIR"),
         api_tokens_file=_tokens_file(env),
         kimai_tls=_kimai_tls(env),
+        limits=Limits(
+            kimai_statement=_float(env, "KIMAI_DB_STATEMENT_TIMEOUT_SECONDS", 1800, 0, 1e6),
+            kimai_lock_wait=_int(env, "KIMAI_DB_LOCK_WAIT_TIMEOUT_SECONDS", 120),
+            atlas_statement=_float(env, "ATLAS_DB_STATEMENT_TIMEOUT_SECONDS", 1800, 0, 1e6),
+            atlas_lock=_float(env, "ATLAS_DB_LOCK_TIMEOUT_SECONDS", 120, 0, 1e6),
+            run=_float(env, "ATLAS_RUN_TIMEOUT_SECONDS", 86400, 0, 1e7),
+        ),
     )
 
 

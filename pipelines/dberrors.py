@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pipelines.errors import ConfigError, DatabaseError, PipelineError
+from pipelines.errors import ConfigError, DatabaseError, PipelineError, RunTimedOut
 
 Kind = Literal["config", "transient", "failure"]
 
@@ -154,6 +154,8 @@ def is_timeout(exc: BaseException) -> bool:
     cur: BaseException | None = exc
     while cur is not None and cur not in chain:
         chain.append(cur)
+        if isinstance(cur, RunTimedOut):
+            return True
         args = getattr(cur, "args", ())
         if args and isinstance(args[0], int) and args[0] in _MYSQL_TIMEOUT:
             return True

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pipelines import deadline
 from pipelines.config import Settings
 from pipelines.dberrors import database_failure
 from pipelines.errors import LockHeld, LockLost
@@ -44,7 +45,22 @@ class HeldLock:
     def __init__(self, conn: Any = None, key: str = "") -> None:
         self._conn = conn
         self._key = key
+        self._pid = conn.get_backend_pid() if conn is not None else None
         self._mutex = threading.Lock()  # loads check from several threads
+
+    def fence(self) -> tuple[str, tuple[Any, ...]] | None:
+        """An SQL condition that holds only while this run holds the lock (PostgreSQL).
+
+        A write that carries it (the audit's) is made, or not, by the server in the same
+        statement that checks the lock, so no write can slip in after the lock was lost.
+        None for a flock (the demo): the process holds it until it ends.
+        """
+        if self._conn is None:
+            return None
+        return (
+            f"EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = %s AND {_SAME_KEY})",
+            (self._pid, self._key),
+        )
 
     def check(self, before: str) -> None:
         """Make sure the run still holds the lock.
@@ -56,6 +72,7 @@ class HeldLock:
             LockLost: The lock's session ended (exit 4); the run must write nothing more.
 
         """
+        deadline.check()
         if self._conn is None:
             return  # a flock: the kernel holds it until the process ends
         import psycopg2
@@ -76,6 +93,59 @@ class HeldLock:
             f"the run lock was lost before {before} ({why}); stopped without writing more,"
             " the next run repairs what this one left"
         )
+
+    def cancel_statements(self) -> int:
+        """Cancel the statements this process is running on Atlas DB (the run's deadline).
+
+        The run's sessions belong to several clients (psycopg2, ADBC, dlt, dbt), none of
+        which can be reached from here; the server knows each by its client address and
+        port, and this process's sockets are listed in /proc (Linux). A session reached
+        over a Unix socket, or through a proxy, is not found: its statement timeout ends it.
+
+        Returns:
+            How many statements were cancelled.
+
+        """
+        ports = sorted(own_tcp_ports())
+        if self._conn is None or not ports:
+            return 0
+        with self._mutex, self._conn.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FILTER (WHERE pg_cancel_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                " AND state = 'active' AND client_port = ANY(%s)"
+                " AND client_addr IS NOT DISTINCT FROM inet_client_addr()",
+                (ports,),
+            )
+            return int(cur.fetchone()[0])
+
+
+def own_tcp_ports() -> set[int]:
+    """Local ports of this process's TCP connections (empty where /proc is not Linux's)."""
+    inodes = set()
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return set()
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            # local_address is ADDR:PORT in hex; the inode is the tenth field
+            if len(fields) > 9 and fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 def _lock_key(settings: Settings) -> str:

@@ -35,6 +35,7 @@ from typing import Any
 
 from pipelines.config import Settings
 from pipelines.dberrors import database_failure
+from pipelines.errors import PipelineError
 from pipelines.layout import quote_ansi
 from pipelines.transform import TransformResult, run_dbt, work_dir
 
@@ -217,6 +218,8 @@ def swap(
                 on_publish(cur)
             cur.execute("SELECT transaction_timestamp()")
             published_at = cur.fetchone()[0]
+    except PipelineError:
+        raise  # the run's own verdict (its lock lost, its deadline passed): rolled back
     except Exception as exc:
         raise database_failure(
             "publishing the build failed (BI still reads the last one)", exc

@@ -6,8 +6,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pipelines import deadline
 from pipelines.audit import Audit, RunRecord, detect_trigger
 from pipelines.config import Settings
+from pipelines.deadline import run_deadline
 from pipelines.errors import EXIT_DATABASE, EXIT_OK, LockLost, PipelineError
 from pipelines.lock import HeldLock, run_lock
 from pipelines.paths import dbt_work_dir, dlt_pipelines_dir
@@ -68,9 +70,13 @@ def execute(
         dlt_pipelines_dir(settings)
     if request.transform:
         dbt_work_dir(settings)
-    with run_lock(settings, request.wait_seconds) as lock:
+    postgres = settings.atlas_dialect == "postgresql"
+    with (
+        run_lock(settings, request.wait_seconds) as lock,
+        run_deadline(settings.limits.run, lock.cancel_statements if postgres else None) as halt,
+    ):
         replica = open_replica(settings)
-        audit = Audit(replica) if not request.dry_run else None
+        audit = Audit(replica, lock.fence()) if not request.dry_run else None
         record = None
         try:
             if audit is not None:
@@ -106,16 +112,22 @@ def execute(
                 lock.check("the audit")
         except LockLost:
             raise  # writes nothing more: the next run marks this one crashed
-        except PipelineError as exc:
-            if audit is not None and record is not None:
-                audit.finish(record, "failed", exc.exit_code, str(exc))
-            raise
         except BaseException as exc:
+            halt()  # the deadline's watchdog must not cancel the audit's own write
+            error = _timed_out_or(exc)
             if audit is not None and record is not None:
-                first = (str(exc).strip().splitlines() or [""])[0]
-                audit.finish(record, "failed", EXIT_DATABASE, f"{type(exc).__name__}: {first}")
+                if isinstance(error, PipelineError):
+                    code, message = error.exit_code, str(error)
+                else:
+                    first = (str(exc).strip().splitlines() or [""])[0]
+                    code, message = EXIT_DATABASE, f"{type(exc).__name__}: {first}"
+                # fenced: a run that lost its lock meanwhile records nothing (LockLost)
+                audit.finish(record, "failed", code, message)
+            if error is not exc:
+                raise error from exc
             raise
         else:
+            halt()
             if audit is not None and record is not None:
                 audit.finish(record, "success", EXIT_OK)
         finally:
@@ -148,6 +160,20 @@ def _transform(
 
     try:
         return build(settings, request.build, target_dir=request.dbt_dir, on_publish=publish)
+    except LockLost:
+        raise  # writes nothing more
     except PipelineError as exc:
-        audit.build_failed(record, str(exc))
+        # fenced: raises LockLost instead when the lock went meanwhile
+        audit.build_failed(record, str(_timed_out_or(exc)))
         raise
+
+
+def _timed_out_or(exc: BaseException) -> BaseException:
+    """`exc`, or the deadline's error when the run failed because its deadline passed.
+
+    What fails first at the deadline is a cancelled statement (a database error, or a
+    failed dbt model); the audit and the exit should say why it was cancelled.
+    """
+    if isinstance(exc, Exception) and deadline.expired():
+        return deadline.timed_out()
+    return exc

@@ -1,3 +1,4 @@
+import time
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,10 @@ def test_kimai_url_overrides_the_parts_and_passwords_are_encoded_for_connectorx(
         }
     )
     assert s.kimai_connectorx_url() == "mysql://bi:p%40ss%2Fw@db.example:3307/k"
-    assert s.atlas_connectorx_url() == "postgresql://postgres:s3cr%3At%40@127.0.0.1:5432/atlas"
+    assert s.atlas_connectorx_url() == (
+        "postgresql://postgres:s3cr%3At%40@127.0.0.1:5432/atlas"
+        "?options=-cstatement_timeout%3D1800000%09-clock_timeout%3D120000"
+    )
     assert "s3cr" not in s.describe_atlas() and "p@ss" not in s.describe_kimai()
 
 
@@ -147,7 +151,7 @@ def test_tls_parameters_reach_psycopg2_connectorx_adbc_and_the_dbt_profile():
     )
     args = s.atlas_connect_args("x")
     assert (args["sslmode"], args["sslrootcert"]) == ("verify-full", "/ca.pem")
-    assert s.atlas_connectorx_url().endswith("/atlas?sslmode=verify-full&sslrootcert=%2Fca.pem")
+    assert "/atlas?sslmode=verify-full&sslrootcert=%2Fca.pem&options=" in s.atlas_connectorx_url()
     profile = dbt_env(s)
     assert (profile["ATLAS_DB_SSLMODE"], profile["ATLAS_DB_SSLROOTCERT"]) == (
         "verify-full",
@@ -181,3 +185,40 @@ def test_kimai_tls_reaches_both_readers_and_unsupported_parameters_are_refused(t
     ]:
         with pytest.raises(ConfigError, match=message):
             load_settings(env)
+
+
+def test_time_limits_reach_every_session_and_the_deadline_caps_kimai_statements():
+    from pipelines import deadline
+    from pipelines.errors import RunTimedOut
+
+    s = load_settings(
+        {
+            "ATLAS_DB_URL": "postgresql://u@h/a?sslmode=require&options=-cwork_mem%3D64MB",
+            "ATLAS_DB_STATEMENT_TIMEOUT_SECONDS": "90",
+            "ATLAS_DB_LOCK_TIMEOUT_SECONDS": "0",  # 0: the server's own setting
+            "KIMAI_DB_STATEMENT_TIMEOUT_SECONDS": "45.5",
+            "KIMAI_DB_LOCK_WAIT_TIMEOUT_SECONDS": "7",
+            "ATLAS_RUN_TIMEOUT_SECONDS": "600",
+        }
+    )
+    # after the URL's own options (the later setting wins); a tab, never a space (dlt)
+    params = s.atlas_libpq_params()
+    assert params == {"sslmode": "require", "options": "-cwork_mem=64MB\t-cstatement_timeout=90000"}
+    assert s.atlas_connect_args("x")["options"] == params["options"]
+    assert s.limits.run == 600
+    assert s.limits.kimai_session_sql(mariadb=True) == [
+        "SET SESSION max_statement_time = 45.500",
+        "SET SESSION lock_wait_timeout = 7",
+    ]
+    assert s.limits.kimai_session_sql(mariadb=False)[0] == "SET SESSION max_execution_time = 45500"
+    with deadline.run_deadline(3):
+        statement = s.limits.kimai_session_sql(mariadb=True)
+        assert 2 < float(statement[0].rsplit(" ", 1)[1]) <= 3  # what is left of the run
+        assert statement[1] == "SET SESSION lock_wait_timeout = 2"
+    with deadline.run_deadline(0.001):
+        time.sleep(0.01)
+        with pytest.raises(RunTimedOut, match="timed out after 0.001 s"):
+            s.limits.kimai_session_sql(mariadb=True)  # no statement starts after it
+    assert deadline.remaining() is None
+    with pytest.raises(ConfigError, match="ATLAS_RUN_TIMEOUT_SECONDS must be a number"):
+        load_settings({"ATLAS_RUN_TIMEOUT_SECONDS": "1h"})
