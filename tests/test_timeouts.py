@@ -9,6 +9,7 @@ table is free again, succeeds. The limits are far below the time each test allow
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,6 +70,16 @@ def synced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
         conn.close()
 
 
+def _outcome(proc: subprocess.Popen[str]) -> str:
+    """The run's stderr once it ended; a run still going after `RUN_ALLOWED` fails the test."""
+    try:
+        return proc.communicate(timeout=RUN_ALLOWED)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()  # not left holding the run lock for the next test
+        proc.communicate()
+        raise
+
+
 def _last_run(atlas: str, pid: int) -> tuple | None:
     rows = pg_query(
         atlas,
@@ -122,7 +133,7 @@ def test_a_run_held_by_a_locked_kimai_table_ends_at_the_lock_wait_limit(synced):
                 conn.close()
 
         wait_for(blocked_read, "the run to wait on Kimai's locked timesheets")
-        _, stderr = proc.communicate(timeout=RUN_ALLOWED)
+        stderr = _outcome(proc)
     finally:
         with blocker.cursor() as cur:
             cur.execute("UNLOCK TABLES")
@@ -144,7 +155,7 @@ def test_a_run_held_by_a_locked_replica_table_ends_at_the_lock_limit(synced):
     try:
         proc = start_cli("sync", env=env, extra_env={"ATLAS_DB_LOCK_TIMEOUT_SECONDS": "2"})
         wait_for(lambda: _waiting_on_atlas_lock(atlas, proc.pid), "the run to wait on Atlas DB")
-        _, stderr = proc.communicate(timeout=RUN_ALLOWED)
+        stderr = _outcome(proc)
     finally:
         holder.rollback()
         holder.close()
@@ -166,7 +177,7 @@ def test_the_run_deadline_stops_a_run_that_waits_within_its_limits(synced):
         limits = {"ATLAS_RUN_TIMEOUT_SECONDS": "6", "ATLAS_DB_LOCK_TIMEOUT_SECONDS": "600"}
         proc = start_cli("sync", env=env, extra_env=limits)
         wait_for(lambda: _waiting_on_atlas_lock(atlas, proc.pid), "the run to wait on Atlas DB")
-        _, stderr = proc.communicate(timeout=RUN_ALLOWED)
+        stderr = _outcome(proc)
         # ended while the table was still locked: the deadline ended it, not the holder
         assert holder.get_transaction_status() != 0 and proc.returncode is not None
     finally:
