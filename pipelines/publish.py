@@ -37,6 +37,7 @@ from pipelines.config import Settings
 from pipelines.dberrors import database_failure
 from pipelines.errors import PipelineError
 from pipelines.layout import quote_ansi
+from pipelines.lock import OWNER_COMMENT
 from pipelines.transform import TransformResult, run_dbt, work_dir
 
 log = logging.getLogger("pipelines.publish")
@@ -196,6 +197,8 @@ def swap(
                 ([name for pair in pairs for name in pair],),
             )
             existing = {r[0] for r in cur.fetchall()}
+            # which deployment builds these schemas: another one is refused (`lock.py`)
+            owner = OWNER_COMMENT.format(replica=settings.replica_schema)
             for live, shadow in pairs:
                 if shadow not in existing:
                     raise RuntimeError(f"the build left no schema {shadow}")
@@ -204,6 +207,8 @@ def swap(
                 cur.execute(_rename(shadow, live))
                 if live in existing:
                     cur.execute(_rename(live + _SWAP_SUFFIX, shadow))
+                for name in (live, shadow) if live in existing else (live,):
+                    cur.execute(f"COMMENT ON SCHEMA {quote_ansi(name)} IS %s", (owner,))
             role = settings.bi_role
             if role:
                 bi = settings.analytics_schema
