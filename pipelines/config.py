@@ -162,6 +162,10 @@ class Settings:
     """``KIMAI_DB_SSL_MODE`` / ``KIMAI_DB_SSL_CA`` (or ``ssl_mode`` / ``ssl_ca`` in the URL)."""
     limits: Limits = field(default_factory=lambda: Limits())
     """Statement, lock wait and run time limits (`Limits`)."""
+    atlas_ssl_mode: str | None = None
+    """``ATLAS_DB_SSL_MODE``: libpq's ``sslmode`` (``ATLAS_DB_URL``'s own ``sslmode`` wins)."""
+    atlas_ssl_root_cert: Path | None = None
+    """``ATLAS_DB_SSL_ROOT_CERT``: libpq's ``sslrootcert``, the CA for ``verify-full``."""
 
     @property
     def kimai_dialect(self) -> str:
@@ -199,6 +203,10 @@ class Settings:
         params = {k: v if isinstance(v, str) else v[-1] for k, v in self.atlas_url.query.items()}
         if self.atlas_dialect != "postgresql":
             return params
+        if self.atlas_ssl_mode is not None:
+            params.setdefault("sslmode", self.atlas_ssl_mode)
+        if self.atlas_ssl_root_cert is not None:
+            params.setdefault("sslrootcert", str(self.atlas_ssl_root_cert))
         limits = self.limits.atlas_options()
         if limits:
             # after the URL's own options: the later setting of a parameter wins
@@ -230,6 +238,25 @@ class Settings:
             "keepalives_count": 3,
         }
 
+    def tls_warnings(self) -> list[str]:
+        """Warnings for a remote Kimai or Atlas DB reached without a TLS mode chosen.
+
+        Credentials and every row cross the network; without a mode, PyMySQL does not ask
+        for TLS and libpq's ``prefer`` neither verifies the server nor refuses plaintext.
+        Choosing a mode, ``disabled`` / ``disable`` included, is a deliberate decision and
+        silences the warning.
+        """
+        warnings = []
+        if self.kimai_dialect != "sqlite" and self.kimai_tls is None:
+            warnings += tls_warning(
+                "Kimai", self.kimai_url.host, "KIMAI_DB_SSL_MODE", "verify_identity"
+            )
+        if self.atlas_dialect == "postgresql" and "sslmode" not in self.atlas_libpq_params():
+            warnings += tls_warning(
+                "Atlas DB", self.atlas_url.host, "ATLAS_DB_SSL_MODE", "verify-full"
+            )
+        return warnings
+
     def describe_kimai(self) -> str:
         """Kimai's location without the password, for messages."""
         return self.kimai_url.set(query={}).render_as_string(hide_password=True)
@@ -240,6 +267,29 @@ class Settings:
             k: "***" if "password" in k.lower() else v for k, v in self.atlas_url.query.items()
         }
         return self.atlas_url.set(query=query).render_as_string(hide_password=True)
+
+
+def is_local_host(host: str | None) -> bool:
+    """Whether `host` is this machine: loopback, ``localhost`` or a Unix socket directory."""
+    import ipaddress
+
+    if not host or host.startswith("/") or host.lower() in {"localhost", "localhost."}:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: another machine, as far as the settings tell
+
+
+def tls_warning(what: str, host: str | None, variable: str, verified: str) -> list[str]:
+    """The warning for `what` at `host` without a TLS mode (none for a local host)."""
+    if is_local_host(host):
+        return []
+    return [
+        f"{what} at {host} is reached without a TLS mode: set {variable}={verified} (the"
+        f" credentials and every row cross the network), or {variable}="
+        f"{'disabled' if variable.startswith('KIMAI') else 'disable'} to accept plaintext"
+    ]
 
 
 def connectorx_url(url: URL) -> str:
@@ -381,6 +431,19 @@ def _kimai_tls(env: Mapping[str, str]) -> KimaiTLS | None:
     return KimaiTLS(mode, Path(ca).expanduser() if ca else None)
 
 
+ATLAS_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+"""libpq's ``sslmode`` values."""
+
+
+def _atlas_ssl_mode(env: Mapping[str, str]) -> str | None:
+    mode = _env(env, "ATLAS_DB_SSL_MODE")
+    if mode is not None and mode not in ATLAS_SSL_MODES:
+        raise ConfigError(
+            f"ATLAS_DB_SSL_MODE must be one of {', '.join(ATLAS_SSL_MODES)}, got {mode!r}"
+        )
+    return mode
+
+
 def _atlas_url(env: Mapping[str, str]) -> URL:
     url = _url(env, "ATLAS_DB_URL")
     if url is None:
@@ -472,6 +535,8 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         dbt_profiles_dir=_path(env, "DBT_PROFILES_DIR"),
         api_tokens_file=_tokens_file(env),
         kimai_tls=_kimai_tls(env),
+        atlas_ssl_mode=_atlas_ssl_mode(env),
+        atlas_ssl_root_cert=_path(env, "ATLAS_DB_SSL_ROOT_CERT"),
         limits=Limits(
             kimai_statement=_float(env, "KIMAI_DB_STATEMENT_TIMEOUT_SECONDS", 1800, 0, 1e6),
             kimai_lock_wait=_int(env, "KIMAI_DB_LOCK_WAIT_TIMEOUT_SECONDS", 120),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +20,8 @@ from pipelines.replica import open_replica
 from pipelines.sync import sync
 from pipelines.transform import TransformResult
 from pipelines.types import SyncOptions, SyncResult
+
+log = logging.getLogger("pipelines.runner")
 
 
 @dataclass
@@ -63,6 +66,8 @@ def execute(
 
     """
     say = say or (lambda _line: None)
+    for warning in settings.tls_warnings():
+        log.warning("%s", warning)
     specs = select_tables(request.tables)
     outcome = RunOutcome()
     # an unusable working directory is a configuration error, found before anything starts

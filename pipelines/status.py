@@ -55,6 +55,8 @@ class Status:
     upserts_total: dict[str, int] = field(default_factory=dict)
     errors_total: int = 0
     build: BuildHealth = field(default_factory=BuildHealth)
+    warnings: list[str] = field(default_factory=list)
+    """Settings to review (a remote database reached without a TLS mode)."""
 
     def as_json(self) -> dict[str, Any]:
         """JSON-ready dict (timestamps as ISO strings)."""
@@ -65,6 +67,7 @@ class Status:
         return {
             "now": conv(self.now),
             "stale_tables": self.stale,
+            "warnings": self.warnings,
             "bi_build": {k: conv(v) for k, v in asdict(self.build).items()},
             "tables": [{k: conv(v) for k, v in asdict(t).items()} for t in self.tables],
             "runs": [{k: conv(v) for k, v in r.items()} for r in self.runs],
@@ -83,9 +86,11 @@ def collect(settings: Settings, last_runs: int = 10, max_lag_seconds: float = 36
     """Read the audit tables (and live replica counts) into a `Status`."""
     replica = open_replica(settings)
     try:
-        return _collect(replica, last_runs, max_lag_seconds)
+        status = _collect(replica, last_runs, max_lag_seconds)
     finally:
         replica.close()
+    status.warnings = settings.tls_warnings()
+    return status
 
 
 def _collect(replica: Replica, last_runs: int, max_lag_seconds: float) -> Status:
@@ -179,7 +184,9 @@ def render(status: Status) -> str:
     def when(value: dt.datetime | None) -> str:
         return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
-    lines = ["Tables", ""]
+    lines = [f"WARNING: {w}" for w in status.warnings]
+    lines += [""] if lines else []
+    lines += ["Tables", ""]
     header = ("table", "last sync", "replica rows", "kimai rows", "newest modified_at")
     header += ("last reconcile", "unrepaired")
     body = [

@@ -222,3 +222,52 @@ def test_time_limits_reach_every_session_and_the_deadline_caps_kimai_statements(
     assert deadline.remaining() is None
     with pytest.raises(ConfigError, match="ATLAS_RUN_TIMEOUT_SECONDS must be a number"):
         load_settings({"ATLAS_RUN_TIMEOUT_SECONDS": "1h"})
+
+
+@pytest.mark.parametrize(
+    ("env", "warned"),
+    [
+        ({}, []),  # loopback
+        ({"KIMAI_DB_HOST": "localhost", "ATLAS_DB_HOST": "::1"}, []),
+        ({"ATLAS_DB_HOST": "/var/run/postgresql"}, []),  # a Unix socket
+        ({"KIMAI_DB_HOST": "kimai-db.internal"}, ["Kimai at kimai-db.internal"]),
+        ({"ATLAS_DB_HOST": "10.0.0.5"}, ["Atlas DB at 10.0.0.5"]),
+        (
+            {"KIMAI_DB_URL": "mysql://u@db.example/k", "ATLAS_DB_URL": "postgresql://u@pg/a"},
+            ["Kimai at db.example", "Atlas DB at pg"],
+        ),
+        # a mode chosen, plaintext included, is deliberate
+        ({"KIMAI_DB_HOST": "k.example", "KIMAI_DB_SSL_MODE": "disabled"}, []),
+        ({"KIMAI_DB_URL": "mysql://u@k.example/k?ssl_mode=required"}, []),
+        ({"ATLAS_DB_HOST": "pg.example", "ATLAS_DB_SSL_MODE": "disable"}, []),
+        ({"ATLAS_DB_URL": "postgresql://u@pg.example/a?sslmode=verify-full"}, []),
+    ],
+)
+def test_a_remote_database_without_a_tls_mode_is_warned_about(env, warned):
+    from pipelines.status import Status, render
+
+    warnings = load_settings(env).tls_warnings()
+    assert [w.split(" is reached")[0] for w in warnings] == warned
+    for w in warnings:
+        assert "SSL_MODE=verify" in w and ("disabled to accept" in w or "disable to accept" in w)
+    status = Status(now=None, warnings=warnings)  # type: ignore[arg-type]
+    assert status.as_json()["warnings"] == warnings
+    assert all(f"WARNING: {w}" in render(status) for w in warnings)
+
+
+def test_atlas_tls_settings_reach_every_connection_and_bad_modes_are_refused():
+    from pipelines.transform import dbt_env
+
+    s = load_settings(
+        {
+            "ATLAS_DB_HOST": "pg.example",
+            "ATLAS_DB_SSL_MODE": "verify-full",
+            "ATLAS_DB_SSL_ROOT_CERT": "/etc/ssl/atlas-ca.pem",
+        }
+    )
+    args = s.atlas_connect_args("x")
+    assert (args["sslmode"], args["sslrootcert"]) == ("verify-full", "/etc/ssl/atlas-ca.pem")
+    assert "sslmode=verify-full&sslrootcert=%2Fetc%2Fssl%2Fatlas-ca.pem" in s.atlas_connectorx_url()
+    assert dbt_env(s)["ATLAS_DB_SSLMODE"] == "verify-full"  # and dbt's profile
+    with pytest.raises(ConfigError, match="ATLAS_DB_SSL_MODE must be one of"):
+        load_settings({"ATLAS_DB_SSL_MODE": "verify_full"})
