@@ -6,6 +6,7 @@ the only place that reads them.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -19,10 +20,16 @@ from sqlalchemy.engine import URL, make_url
 from pipelines.errors import ConfigError
 from pipelines.retry import RetryPolicy
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PREFIX = re.compile(r"^[A-Za-z0-9_]*$")
-_ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+/-]{0,63}\Z")
+log = logging.getLogger("pipelines.config")
 
+# always fullmatch: with match, "$" also matches before a trailing newline
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PREFIX = re.compile(r"[A-Za-z0-9_]*")
+_ZONE = re.compile(r"[A-Za-z][A-Za-z0-9_+/-]{0,63}")
+
+
+PROCESS_ONLY = frozenset({"DBT_PROFILES_DIR", "DBT_PROJECT_DIR"})
+"""Variables only the process environment may set, never a ``.env`` file."""
 
 KIMAI_SSL_MODES = ("disabled", "required", "verify_ca", "verify_identity")
 """MySQL's ``--ssl-mode`` values, which connectorx's reader takes as they are (not
@@ -351,7 +358,7 @@ def _path(env: Mapping[str, str], name: str) -> Path | None:
 
 def _identifier(env: Mapping[str, str], name: str, default: str, lower_case: bool = False) -> str:
     value = _env(env, name, default) or default
-    if not _IDENTIFIER.match(value):
+    if not _IDENTIFIER.fullmatch(value):
         raise ConfigError(
             f"{name} must be a plain SQL identifier (letters, digits, _), got {value!r}"
         )
@@ -488,15 +495,20 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
             from dotenv import dotenv_values
 
             file_values = {k: v for k, v in dotenv_values(".env").items() if v is not None}
+            for name in sorted(PROCESS_ONLY & set(file_values)):
+                # a .env in whatever directory a run starts in must not choose the dbt
+                # profile or project: either can send Atlas DB's password to another host
+                log.warning("%s in .env is ignored: set it in the environment", name)
+                del file_values[name]
             env = {**file_values, **os.environ}
         else:
             env = dict(os.environ)
     prefix = _env(env, "KIMAI_TABLE_PREFIX", "kimai2_") or ""
-    if not _PREFIX.match(prefix):
+    if not _PREFIX.fullmatch(prefix):
         raise ConfigError(f"KIMAI_TABLE_PREFIX may hold letters, digits and _ only, got {prefix!r}")
     share = _float(env, "ATLAS_MASS_DELETE_MAX_SHARE", 0.2, 0, 1)
     bi_role = _env(env, "ATLAS_BI_ROLE")
-    if bi_role is not None and not _IDENTIFIER.match(bi_role):
+    if bi_role is not None and not _IDENTIFIER.fullmatch(bi_role):
         raise ConfigError(f"ATLAS_BI_ROLE must be a plain SQL identifier, got {bi_role!r}")
     replica_schema = _identifier(env, "ATLAS_REPLICA_SCHEMA", "kimai_replica", lower_case=True)
     facts = _env(env, "ATLAS_TIMESHEET_FACTS_MATERIALIZATION", "view")
@@ -552,7 +564,7 @@ def _time_zone(env: Mapping[str, str], name: str, default: str) -> str:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     value = _env(env, name, default) or default
-    if not _ZONE.match(value):
+    if not _ZONE.fullmatch(value):
         raise ConfigError(f"{name} must be an IANA time zone name (Europe/Berlin), got {value!r}")
     try:
         ZoneInfo(value)

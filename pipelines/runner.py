@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -13,9 +14,9 @@ from pipelines.config import Settings
 from pipelines.deadline import run_deadline
 from pipelines.errors import EXIT_DATABASE, EXIT_OK, LockLost, PipelineError
 from pipelines.lock import HeldLock, run_lock
-from pipelines.paths import dbt_work_dir, dlt_pipelines_dir
+from pipelines.paths import dbt_work_dir, dlt_pipelines_dir, record_last_run
 from pipelines.publish import BuildRequest, build
-from pipelines.registry import select_tables
+from pipelines.registry import TableSpec, select_tables
 from pipelines.replica import open_replica
 from pipelines.sync import sync
 from pipelines.transform import TransformResult
@@ -80,64 +81,92 @@ def execute(
         run_lock(settings, request.wait_seconds) as lock,
         run_deadline(settings.limits.run, lock.cancel_statements if postgres else None) as halt,
     ):
-        replica = open_replica(settings)
-        audit = Audit(replica, lock.fence()) if not request.dry_run else None
-        record = None
+        started = time.monotonic()
+        succeeded = False
         try:
-            if audit is not None:
-                audit.ensure_tables()
-                options = {**asdict(request.options), "tables": request.tables}
-                if request.transform:
-                    options["build"] = asdict(request.build)
-                record = audit.start(
-                    request.command,
-                    detect_trigger(request.trigger),
-                    options,
-                    started_by=request.started_by,
-                )
-                outcome.run_id = record.run_id
-                if request.on_start is not None:
-                    request.on_start(record.run_id)
-            if request.sync:
-                outcome.sync = sync(
-                    settings,
-                    specs,
-                    request.options,
-                    allow_mass_delete=request.allow_mass_delete,
-                    progress=say,
-                    dry_run=request.dry_run,
-                    before_write=lock.check,
-                )
-                if audit is not None and record is not None:
-                    lock.check("the audit")
-                    audit.record_tables(record, outcome.sync.tables, request.options.reconcile)
-            if request.transform:
-                outcome.transform = _transform(settings, request, lock, audit, record)
-            if audit is not None:
-                lock.check("the audit")
-        except LockLost:
-            raise  # writes nothing more: the next run marks this one crashed
-        except BaseException as exc:
-            halt()  # the deadline's watchdog must not cancel the audit's own write
-            error = _timed_out_or(exc)
-            if audit is not None and record is not None:
-                if isinstance(error, PipelineError):
-                    code, message = error.exit_code, str(error)
-                else:
-                    first = (str(exc).strip().splitlines() or [""])[0]
-                    code, message = EXIT_DATABASE, f"{type(exc).__name__}: {first}"
-                # fenced: a run that lost its lock meanwhile records nothing (LockLost)
-                audit.finish(record, "failed", code, message)
-            if error is not exc:
-                raise error from exc
-            raise
-        else:
-            halt()
-            if audit is not None and record is not None:
-                audit.finish(record, "success", EXIT_OK)
+            _run_locked(settings, request, lock, halt, specs, outcome, say)
+            succeeded = True
         finally:
-            replica.close()
+            if not request.dry_run:  # a dry run is no run of the metrics
+                _remember(settings, succeeded, time.monotonic() - started)
     return outcome
+
+
+def _run_locked(
+    settings: Settings,
+    request: RunRequest,
+    lock: HeldLock,
+    halt: Callable[[], None],
+    specs: list[TableSpec],
+    outcome: RunOutcome,
+    say: Callable[[str], None],
+) -> None:
+    """The run itself, under its lock and deadline, recorded in the audit."""
+    replica = open_replica(settings)
+    audit = Audit(replica, lock.fence()) if not request.dry_run else None
+    record = None
+    try:
+        if audit is not None:
+            audit.ensure_tables()
+            options = {**asdict(request.options), "tables": request.tables}
+            if request.transform:
+                options["build"] = asdict(request.build)
+            record = audit.start(
+                request.command,
+                detect_trigger(request.trigger),
+                options,
+                started_by=request.started_by,
+            )
+            outcome.run_id = record.run_id
+            if request.on_start is not None:
+                request.on_start(record.run_id)
+        if request.sync:
+            outcome.sync = sync(
+                settings,
+                specs,
+                request.options,
+                allow_mass_delete=request.allow_mass_delete,
+                progress=say,
+                dry_run=request.dry_run,
+                before_write=lock.check,
+            )
+            if audit is not None and record is not None:
+                lock.check("the audit")
+                audit.record_tables(record, outcome.sync.tables, request.options.reconcile)
+        if request.transform:
+            outcome.transform = _transform(settings, request, lock, audit, record)
+        if audit is not None:
+            lock.check("the audit")
+    except LockLost:
+        raise  # writes nothing more: the next run marks this one crashed
+    except BaseException as exc:
+        halt()  # the deadline's watchdog must not cancel the audit's own write
+        error = _timed_out_or(exc)
+        if audit is not None and record is not None:
+            if isinstance(error, PipelineError):
+                code, message = error.exit_code, str(error)
+            else:
+                first = (str(exc).strip().splitlines() or [""])[0]
+                code, message = EXIT_DATABASE, f"{type(exc).__name__}: {first}"
+            # fenced: a run that lost its lock meanwhile records nothing (LockLost)
+            audit.finish(record, "failed", code, message)
+        if error is not exc:
+            raise error from exc
+        raise
+    else:
+        halt()
+        if audit is not None and record is not None:
+            audit.finish(record, "success", EXIT_OK)
+    finally:
+        replica.close()
+
+
+def _remember(settings: Settings, succeeded: bool, seconds: float) -> None:
+    """Keep the run's outcome on this host, for metrics that must not miss a failure."""
+    try:
+        record_last_run(settings, "success" if succeeded else "failed", seconds)
+    except OSError as exc:
+        log.warning("could not record the run's outcome for the metrics: %s", exc)
 
 
 def _transform(

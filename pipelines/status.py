@@ -13,6 +13,7 @@ from typing import Any
 from pipelines.audit import RUNS, TABLE_RUNS
 from pipelines.config import Settings
 from pipelines.errors import PipelineError
+from pipelines.paths import read_last_run
 from pipelines.registry import TABLES
 from pipelines.replica import Replica, open_replica
 
@@ -283,6 +284,19 @@ def audit_metrics_text(settings: Settings, lock_refused: bool = False) -> str:
     except PipelineError:  # Atlas DB unreachable: say so, as the run's own file does
         return unreadable_metrics_text("unknown", 0.0)
     ended = next((r for r in status.runs if r["status"] != "running"), None)
+    local = read_last_run(settings)
+    audited_at = None if ended is None else (ended["finished_at"] or ended["started_at"])
+    if local is not None and (audited_at is None or local["finished_at"] > audited_at.timestamp()):
+        # a run on this host ended after the audit's last one: its audit row may be missing
+        # (Atlas DB read-only, the lock lost), and a failure must not read as the success
+        # before it
+        return prometheus_text(
+            status,
+            local["status"],
+            local["seconds"],
+            dt.datetime.fromtimestamp(local["finished_at"], dt.UTC),
+            lock_refused_at=refused_at,
+        )
     if ended is None:
         epoch = dt.datetime.fromtimestamp(0, dt.UTC)
         return prometheus_text(status, "none", 0.0, epoch, lock_refused_at=refused_at)

@@ -100,7 +100,9 @@ def test_dotenv_in_working_directory_is_read_and_process_env_wins(tmp_path, monk
     assert s.atlas_url.database == "from_env"
 
 
-def test_retries_and_dbt_directories_are_settings_read_from_dotenv_too(tmp_path, monkeypatch):
+def test_retries_come_from_dotenv_too_and_dbt_directories_from_the_environment(
+    tmp_path, monkeypatch
+):
     (tmp_path / ".env").write_text(
         "ATLAS_RETRY_ATTEMPTS=2\nATLAS_RETRY_BASE_SECONDS=0.25\nDBT_PROFILES_DIR=~/profiles\n"
     )
@@ -110,7 +112,7 @@ def test_retries_and_dbt_directories_are_settings_read_from_dotenv_too(tmp_path,
     monkeypatch.setenv("DBT_PROJECT_DIR", str(tmp_path / "project"))
     s = load_settings()
     assert (s.retry.attempts, s.retry.base_seconds) == (2, 0.25)
-    assert s.dbt_profiles_dir == Path("~/profiles").expanduser()
+    assert s.dbt_profiles_dir is None  # only the environment may choose the profile
     assert s.dbt_project_dir == tmp_path / "project"
     defaults = load_settings({})
     assert (defaults.retry.attempts, defaults.retry.base_seconds) == (5, 1.0)
@@ -271,3 +273,45 @@ def test_atlas_tls_settings_reach_every_connection_and_bad_modes_are_refused():
     assert dbt_env(s)["ATLAS_DB_SSLMODE"] == "verify-full"  # and dbt's profile
     with pytest.raises(ConfigError, match="ATLAS_DB_SSL_MODE must be one of"):
         load_settings({"ATLAS_DB_SSL_MODE": "verify_full"})
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ATLAS_REPLICA_SCHEMA",
+        "ATLAS_ANALYTICS_SCHEMA",
+        "ATLAS_OVERLAY_SCHEMA",
+        "ATLAS_BI_ROLE",
+        "KIMAI_TABLE_PREFIX",
+        "ATLAS_REPORT_TIMEZONE",
+    ],
+)
+def test_a_name_with_a_trailing_newline_is_refused(name):
+    value = {"ATLAS_REPORT_TIMEZONE": "UTC", "KIMAI_TABLE_PREFIX": "kimai2_"}.get(name, "bi")
+    load_settings({name: value})
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: value + "\n"})
+
+
+def test_two_processes_starting_together_do_not_share_a_write_probe(tmp_path):
+    from pipelines.paths import private_dir
+
+    # another process's probe under the old shared name, at the moment this one checks
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / ".write-check").mkdir()
+    assert private_dir(tmp_path / "work") == tmp_path / "work"
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == [".write-check"]
+
+
+def test_a_dotenv_file_cannot_choose_the_dbt_profile_or_project(tmp_path, monkeypatch):
+    for name in ("DBT_PROFILES_DIR", "DBT_PROJECT_DIR", "KIMAI_TABLE_PREFIX"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(
+        "DBT_PROFILES_DIR=/tmp/elsewhere\nDBT_PROJECT_DIR=/tmp/elsewhere\nKIMAI_TABLE_PREFIX=k_\n"
+    )
+    s = load_settings()
+    assert (s.dbt_profiles_dir, s.dbt_project_dir) == (None, None)
+    assert s.kimai_table_prefix == "k_"  # other variables still come from .env
+    monkeypatch.setenv("DBT_PROFILES_DIR", str(tmp_path / "profiles"))
+    assert load_settings().dbt_profiles_dir == tmp_path / "profiles"  # the environment may
