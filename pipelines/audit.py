@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.errors import LockLost
 from pipelines.layout import quote_ansi
 from pipelines.replica import Replica
 from pipelines.types import TableStats
@@ -97,13 +98,42 @@ def detect_trigger(explicit: str | None = None) -> str:
     return "cli" if os.isatty(0) or os.isatty(2) else "cron"
 
 
-class Audit:
-    """Writes the run audit through a replica connection."""
+Fence = tuple[str, tuple[Any, ...]]
+"""An SQL condition (and its parameters) that holds only while the run holds its lock."""
 
-    def __init__(self, replica: Replica) -> None:
+
+class Audit:
+    """Writes the run audit through a replica connection.
+
+    With a `fence` (`pipelines.lock.HeldLock.fence`), every write after the run's start is
+    made only while the run still holds its lock, checked by the write's own statement: a
+    run whose lock was lost (its session killed, the next run started) can no longer
+    record anything, not even a moment after its last check.
+    """
+
+    def __init__(self, replica: Replica, fence: Fence | None = None) -> None:
         self.replica = replica
+        self.fence = fence
         self.runs = replica.qualified(RUNS)
         self.table_runs = replica.qualified(TABLE_RUNS)
+
+    def _update_run(self, record: RunRecord, assignments: str, params: tuple[Any, ...]) -> None:
+        """``UPDATE`` the run's row, fenced by the run lock.
+
+        Raises:
+            LockLost: The run no longer holds its lock; nothing was written.
+
+        """
+        sql = f"UPDATE {self.runs} SET {assignments} WHERE run_id = %s"
+        if self.fence is None:
+            self.replica.execute(sql, (*params, record.run_id))
+            return
+        condition, fence_params = self.fence
+        written = self.replica.query(
+            f"{sql} AND {condition} RETURNING run_id", (*params, record.run_id, *fence_params)
+        )
+        if not written:
+            raise _lost("the audit")
 
     def ensure_tables(self) -> None:
         """Create the schema and audit tables if they are missing."""
@@ -164,16 +194,17 @@ class Audit:
     ) -> None:
         """Store the per-table counts of a finished sync."""
         now = dt.datetime.now(dt.UTC)
+        condition, fence_params = self.fence or ("true", ())
         for s in stats:
             fp = s.fingerprint
-            self.replica.execute(
+            written = self.replica.query(
                 f"INSERT INTO {self.table_runs} (run_id, table_name, kimai_rows,"
                 " replica_rows_before, replica_rows_after, rows_read, inserted, updated, deleted,"
                 " cursor_before, cursor_after, seconds, reconciled, differences_found,"
                 " differences_unrepaired, kimai_rows_scanned_for_fingerprints, kimai_bytes_read,"
                 " orphans_reread, recorded_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
-                " %s)",
+                " SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+                f" %s WHERE {condition} RETURNING run_id",
                 (
                     record.run_id,
                     s.table,
@@ -194,22 +225,19 @@ class Audit:
                     s.kimai_bytes_read,
                     s.orphans,
                     now,
+                    *fence_params,
                 ),
             )
+            if not written:
+                raise _lost("the audit of the tables")
 
     def build_started(self, record: RunRecord) -> None:
         """Record that the run's dbt build began (a crash leaves it 'running', then 'crashed')."""
-        self.replica.execute(
-            f"UPDATE {self.runs} SET build_status = 'running' WHERE run_id = %s", (record.run_id,)
-        )
+        self._update_run(record, "build_status = 'running'", ())
 
     def build_failed(self, record: RunRecord, failures: str) -> None:
         """Record that the run's dbt build failed and was not published, and why."""
-        self.replica.execute(
-            f"UPDATE {self.runs} SET build_status = 'failed', build_failures = %s"
-            " WHERE run_id = %s",
-            (failures, record.run_id),
-        )
+        self._update_run(record, "build_status = 'failed', build_failures = %s", (failures,))
 
     def mark_published(self, record: RunRecord, cursor: Any | None = None) -> None:
         """Record that the run's build is now what BI reads.
@@ -233,8 +261,15 @@ class Audit:
         self, record: RunRecord, status: str, exit_code: int, error: str | None = None
     ) -> None:
         """Close the run's record."""
-        self.replica.execute(
-            f"UPDATE {self.runs} SET finished_at = %s, status = %s, exit_code = %s, error = %s"
-            " WHERE run_id = %s",
-            (dt.datetime.now(dt.UTC), status, exit_code, error, record.run_id),
+        self._update_run(
+            record,
+            "finished_at = %s, status = %s, exit_code = %s, error = %s",
+            (dt.datetime.now(dt.UTC), status, exit_code, error),
         )
+
+
+def _lost(before: str) -> LockLost:
+    return LockLost(
+        f"the run lock was lost before {before}; stopped without writing more,"
+        " the next run repairs what this one left"
+    )

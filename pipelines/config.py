@@ -6,6 +6,7 @@ the only place that reads them.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -19,12 +20,18 @@ from sqlalchemy.engine import URL, make_url
 from pipelines.errors import ConfigError
 from pipelines.retry import RetryPolicy
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PREFIX = re.compile(r"^[A-Za-z0-9_]*$")
-_ZONE = re.compile(r"^[A-Za-z][A-Za-z0-9_+/-]{0,63}\Z")
+log = logging.getLogger("pipelines.config")
 # a DNS name or an IP address (IPv6 without brackets), as a Host header names it
-_HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9.:-]{0,252}[a-z0-9])?\Z")
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9.:-]{0,252}[a-z0-9])?")
 
+# always fullmatch: with match, "$" also matches before a trailing newline
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PREFIX = re.compile(r"[A-Za-z0-9_]*")
+_ZONE = re.compile(r"[A-Za-z][A-Za-z0-9_+/-]{0,63}")
+
+
+PROCESS_ONLY = frozenset({"DBT_PROFILES_DIR", "DBT_PROJECT_DIR"})
+"""Variables only the process environment may set, never a ``.env`` file."""
 
 KIMAI_SSL_MODES = ("disabled", "required", "verify_ca", "verify_identity")
 """MySQL's ``--ssl-mode`` values, which connectorx's reader takes as they are (not
@@ -66,6 +73,73 @@ class KimaiTLS:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Time limits, in seconds, so that nothing a run waits for can hang it (0: none).
+
+    The defaults fit the biggest runs: a first load of 5M timesheets takes minutes, and the
+    longest single statements measured at 1M timesheets took about 30 s (the bulk rewrite's
+    ``INSERT … SELECT``, the dbt build's biggest models), so 30 minutes stops only a
+    statement that is stuck. A lock wait is never needed for long: the run's reads and
+    writes do not conflict with BI's or Kimai's own, so two minutes means something holds
+    a table (a migration, a manual ``LOCK TABLE``) and the next scheduled run should try.
+    """
+
+    kimai_statement: float = 1800
+    """``KIMAI_DB_STATEMENT_TIMEOUT_SECONDS``: MariaDB's ``max_statement_time`` (MySQL's
+    ``max_execution_time``) of every Kimai session."""
+    kimai_lock_wait: int = 120
+    """``KIMAI_DB_LOCK_WAIT_TIMEOUT_SECONDS``: ``lock_wait_timeout`` (table metadata locks,
+    e.g. behind a Kimai migration's ``ALTER TABLE`` or a ``LOCK TABLES``)."""
+    atlas_statement: float = 1800
+    """``ATLAS_DB_STATEMENT_TIMEOUT_SECONDS``: PostgreSQL's ``statement_timeout``."""
+    atlas_lock: float = 120
+    """``ATLAS_DB_LOCK_TIMEOUT_SECONDS``: PostgreSQL's ``lock_timeout``."""
+    run: float = 86400
+    """``ATLAS_RUN_TIMEOUT_SECONDS``: the whole run's deadline (`pipelines.deadline`)."""
+
+    def atlas_options(self) -> str:
+        """The libpq ``options`` that set the Atlas DB limits at connection start.
+
+        Startup options rather than ``SET``: every client takes them (psycopg2, ADBC, dlt,
+        dbt through ``PGOPTIONS``), and a ``RESET ALL`` or a rollback cannot undo them.
+        No spaces: dlt renders its URL for ADBC with + for a space, which libpq does not
+        decode; libpq and the server split options at any white space, a tab included.
+        """
+        parts = []
+        if self.atlas_statement > 0:
+            parts.append(f"-cstatement_timeout={int(self.atlas_statement * 1000)}")
+        if self.atlas_lock > 0:
+            parts.append(f"-clock_timeout={int(self.atlas_lock * 1000)}")
+        return "\t".join(parts)
+
+    def kimai_session_sql(self, mariadb: bool) -> list[str]:
+        """``SET SESSION`` statements of Kimai's limits, capped by the run's deadline.
+
+        Args:
+            mariadb: MariaDB (``max_statement_time``, seconds); otherwise MySQL
+                (``max_execution_time``, milliseconds, SELECT only: all Kimai sees).
+
+        Raises:
+            RunTimedOut: The run's deadline has passed: no statement may start.
+
+        """
+        from pipelines.deadline import cap
+
+        statement = cap(self.kimai_statement)
+        sql = []
+        if statement > 0:
+            if mariadb:
+                sql.append(f"SET SESSION max_statement_time = {statement:.3f}")
+            else:
+                sql.append(f"SET SESSION max_execution_time = {max(1, int(statement * 1000))}")
+        lock_wait = cap(self.kimai_lock_wait) if self.kimai_lock_wait > 0 else 0
+        if lock_wait > 0:
+            # whole seconds; at least 1 (0 would not wait at all)
+            sql.append(f"SET SESSION lock_wait_timeout = {max(1, int(lock_wait))}")
+        return sql
+
+
+@dataclass(frozen=True)
 class Settings:
     """Validated runtime settings. Build with `load_settings`."""
 
@@ -92,11 +166,17 @@ class Settings:
     dbt_profiles_dir: Path | None = None
     """``DBT_PROFILES_DIR``: your own ``profiles.yml`` instead of ``profiles.example.yml``."""
     api_tokens_file: Path | None = None
+    """``ATLAS_API_TOKENS_FILE``: the hashed tokens of the HTTP service (`pipelines.tokens`)."""
     kimai_tls: KimaiTLS | None = None
     """``KIMAI_DB_SSL_MODE`` / ``KIMAI_DB_SSL_CA`` (or ``ssl_mode`` / ``ssl_ca`` in the URL)."""
-    """``ATLAS_API_TOKENS_FILE``: the hashed tokens of the HTTP service (`pipelines.tokens`)."""
     api_allowed_hosts: tuple[str, ...] = ()
     """``ATLAS_API_ALLOWED_HOSTS``: more names the service answers to (its ``Host`` header)."""
+    limits: Limits = field(default_factory=lambda: Limits())
+    """Statement, lock wait and run time limits (`Limits`)."""
+    atlas_ssl_mode: str | None = None
+    """``ATLAS_DB_SSL_MODE``: libpq's ``sslmode`` (``ATLAS_DB_URL``'s own ``sslmode`` wins)."""
+    atlas_ssl_root_cert: Path | None = None
+    """``ATLAS_DB_SSL_ROOT_CERT``: libpq's ``sslrootcert``, the CA for ``verify-full``."""
 
     @property
     def kimai_dialect(self) -> str:
@@ -116,16 +196,33 @@ class Settings:
         return f"{url}?{urlencode(self.kimai_tls.connectorx_query())}"
 
     def atlas_connectorx_url(self) -> str:
-        """Atlas DB's URL in the form connectorx expects (PostgreSQL only)."""
-        return connectorx_url(self.atlas_url)
+        """Atlas DB's URL in the form connectorx and ADBC expect (PostgreSQL only)."""
+        return connectorx_url(self.atlas_session_url())
+
+    def atlas_session_url(self) -> URL:
+        """Atlas DB's URL with every connection parameter of `atlas_libpq_params`."""
+        return self.atlas_url.set(query=self.atlas_libpq_params())
 
     def atlas_libpq_params(self) -> dict[str, str]:
-        """Connection parameters given as ``ATLAS_DB_URL`` query (``sslmode``, ``sslrootcert``…).
+        """Connection parameters: ``ATLAS_DB_URL``'s query and the session limits.
 
-        Every connection to Atlas DB takes them: psycopg2, ADBC and connectorx through their
-        URL or keywords, dlt through its credentials, dbt through its profile.
+        The query gives ``sslmode``, ``sslrootcert`` and the like; the limits are added to
+        ``options``. Every connection to Atlas DB takes them: psycopg2, ADBC and connectorx
+        through their URL or keywords, dlt through its credentials, dbt through its profile
+        and ``PGOPTIONS``.
         """
-        return {k: v if isinstance(v, str) else v[-1] for k, v in self.atlas_url.query.items()}
+        params = {k: v if isinstance(v, str) else v[-1] for k, v in self.atlas_url.query.items()}
+        if self.atlas_dialect != "postgresql":
+            return params
+        if self.atlas_ssl_mode is not None:
+            params.setdefault("sslmode", self.atlas_ssl_mode)
+        if self.atlas_ssl_root_cert is not None:
+            params.setdefault("sslrootcert", str(self.atlas_ssl_root_cert))
+        limits = self.limits.atlas_options()
+        if limits:
+            # after the URL's own options: the later setting of a parameter wins
+            params["options"] = f"{params.get('options', '')}\t{limits}".strip()
+        return params
 
     def atlas_connect_args(self, application_name: str) -> dict[str, Any]:
         """Keyword arguments of ``psycopg2.connect`` for Atlas DB (one place for all of them).
@@ -152,6 +249,25 @@ class Settings:
             "keepalives_count": 3,
         }
 
+    def tls_warnings(self) -> list[str]:
+        """Warnings for a remote Kimai or Atlas DB reached without a TLS mode chosen.
+
+        Credentials and every row cross the network; without a mode, PyMySQL does not ask
+        for TLS and libpq's ``prefer`` neither verifies the server nor refuses plaintext.
+        Choosing a mode, ``disabled`` / ``disable`` included, is a deliberate decision and
+        silences the warning.
+        """
+        warnings = []
+        if self.kimai_dialect != "sqlite" and self.kimai_tls is None:
+            warnings += tls_warning(
+                "Kimai", self.kimai_url.host, "KIMAI_DB_SSL_MODE", "verify_identity"
+            )
+        if self.atlas_dialect == "postgresql" and "sslmode" not in self.atlas_libpq_params():
+            warnings += tls_warning(
+                "Atlas DB", self.atlas_url.host, "ATLAS_DB_SSL_MODE", "verify-full"
+            )
+        return warnings
+
     def describe_kimai(self) -> str:
         """Kimai's location without the password, for messages."""
         return self.kimai_url.set(query={}).render_as_string(hide_password=True)
@@ -162,6 +278,29 @@ class Settings:
             k: "***" if "password" in k.lower() else v for k, v in self.atlas_url.query.items()
         }
         return self.atlas_url.set(query=query).render_as_string(hide_password=True)
+
+
+def is_local_host(host: str | None) -> bool:
+    """Whether `host` is this machine: loopback, ``localhost`` or a Unix socket directory."""
+    import ipaddress
+
+    if not host or host.startswith("/") or host.lower() in {"localhost", "localhost."}:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: another machine, as far as the settings tell
+
+
+def tls_warning(what: str, host: str | None, variable: str, verified: str) -> list[str]:
+    """The warning for `what` at `host` without a TLS mode (none for a local host)."""
+    if is_local_host(host):
+        return []
+    return [
+        f"{what} at {host} is reached without a TLS mode: set {variable}={verified} (the"
+        f" credentials and every row cross the network), or {variable}="
+        f"{'disabled' if variable.startswith('KIMAI') else 'disable'} to accept plaintext"
+    ]
 
 
 def connectorx_url(url: URL) -> str:
@@ -180,7 +319,9 @@ def connectorx_url(url: URL) -> str:
     if scheme == "postgresql" and url.query:
         # TLS and other libpq parameters (the MySQL reader takes its own from the driver)
         query = "?" + urlencode(
-            [(k, v) for k, vs in url.query.items() for v in ([vs] if isinstance(vs, str) else vs)]
+            [(k, v) for k, vs in url.query.items() for v in ([vs] if isinstance(vs, str) else vs)],
+            # %20, not +: libpq does not read + as a space (options="-c a=1 -c b=2")
+            quote_via=quote,
         )
     return f"{scheme}://{auth}{url.host or '127.0.0.1'}{port}/{url.database or ''}{query}"
 
@@ -221,7 +362,7 @@ def _path(env: Mapping[str, str], name: str) -> Path | None:
 
 def _identifier(env: Mapping[str, str], name: str, default: str, lower_case: bool = False) -> str:
     value = _env(env, name, default) or default
-    if not _IDENTIFIER.match(value):
+    if not _IDENTIFIER.fullmatch(value):
         raise ConfigError(
             f"{name} must be a plain SQL identifier (letters, digits, _), got {value!r}"
         )
@@ -301,6 +442,19 @@ def _kimai_tls(env: Mapping[str, str]) -> KimaiTLS | None:
     return KimaiTLS(mode, Path(ca).expanduser() if ca else None)
 
 
+ATLAS_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+"""libpq's ``sslmode`` values."""
+
+
+def _atlas_ssl_mode(env: Mapping[str, str]) -> str | None:
+    mode = _env(env, "ATLAS_DB_SSL_MODE")
+    if mode is not None and mode not in ATLAS_SSL_MODES:
+        raise ConfigError(
+            f"ATLAS_DB_SSL_MODE must be one of {', '.join(ATLAS_SSL_MODES)}, got {mode!r}"
+        )
+    return mode
+
+
 def _atlas_url(env: Mapping[str, str]) -> URL:
     url = _url(env, "ATLAS_DB_URL")
     if url is None:
@@ -345,15 +499,20 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
             from dotenv import dotenv_values
 
             file_values = {k: v for k, v in dotenv_values(".env").items() if v is not None}
+            for name in sorted(PROCESS_ONLY & set(file_values)):
+                # a .env in whatever directory a run starts in must not choose the dbt
+                # profile or project: either can send Atlas DB's password to another host
+                log.warning("%s in .env is ignored: set it in the environment", name)
+                del file_values[name]
             env = {**file_values, **os.environ}
         else:
             env = dict(os.environ)
     prefix = _env(env, "KIMAI_TABLE_PREFIX", "kimai2_") or ""
-    if not _PREFIX.match(prefix):
+    if not _PREFIX.fullmatch(prefix):
         raise ConfigError(f"KIMAI_TABLE_PREFIX may hold letters, digits and _ only, got {prefix!r}")
     share = _float(env, "ATLAS_MASS_DELETE_MAX_SHARE", 0.2, 0, 1)
     bi_role = _env(env, "ATLAS_BI_ROLE")
-    if bi_role is not None and not _IDENTIFIER.match(bi_role):
+    if bi_role is not None and not _IDENTIFIER.fullmatch(bi_role):
         raise ConfigError(f"ATLAS_BI_ROLE must be a plain SQL identifier, got {bi_role!r}")
     replica_schema = _identifier(env, "ATLAS_REPLICA_SCHEMA", "kimai_replica", lower_case=True)
     facts = _env(env, "ATLAS_TIMESHEET_FACTS_MATERIALIZATION", "view")
@@ -393,6 +552,15 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         api_tokens_file=_tokens_file(env),
         api_allowed_hosts=_host_names(env, "ATLAS_API_ALLOWED_HOSTS"),
         kimai_tls=_kimai_tls(env),
+        atlas_ssl_mode=_atlas_ssl_mode(env),
+        atlas_ssl_root_cert=_path(env, "ATLAS_DB_SSL_ROOT_CERT"),
+        limits=Limits(
+            kimai_statement=_float(env, "KIMAI_DB_STATEMENT_TIMEOUT_SECONDS", 1800, 0, 1e6),
+            kimai_lock_wait=_int(env, "KIMAI_DB_LOCK_WAIT_TIMEOUT_SECONDS", 120),
+            atlas_statement=_float(env, "ATLAS_DB_STATEMENT_TIMEOUT_SECONDS", 1800, 0, 1e6),
+            atlas_lock=_float(env, "ATLAS_DB_LOCK_TIMEOUT_SECONDS", 120, 0, 1e6),
+            run=_float(env, "ATLAS_RUN_TIMEOUT_SECONDS", 86400, 0, 1e7),
+        ),
     )
 
 
@@ -401,7 +569,7 @@ def _time_zone(env: Mapping[str, str], name: str, default: str) -> str:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     value = _env(env, name, default) or default
-    if not _ZONE.match(value):
+    if not _ZONE.fullmatch(value):
         raise ConfigError(f"{name} must be an IANA time zone name (Europe/Berlin), got {value!r}")
     try:
         ZoneInfo(value)
@@ -428,7 +596,7 @@ def _host_names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
             continue
         if value.startswith("[") and value.endswith("]"):
             value = value[1:-1]  # an IPv6 address as a URL writes it
-        if not _HOST_NAME.match(value):
+        if not _HOST_NAME.fullmatch(value):
             raise ConfigError(
                 f"{name} holds host names separated by commas (no port, no scheme),"
                 f" got {raw.strip()!r}"

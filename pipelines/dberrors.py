@@ -10,18 +10,23 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pipelines.errors import ConfigError, DatabaseError, PipelineError
+from pipelines.errors import ConfigError, DatabaseError, PipelineError, RunTimedOut
 
 Kind = Literal["config", "transient", "failure"]
 
 # MySQL/MariaDB server and client error numbers
 _MYSQL_CONFIG = {1044, 1045, 1049, 1142, 1143, 1146, 1698}
-_MYSQL_TRANSIENT = {1040, 1053, 1205, 1213, 1927, 2002, 2003, 2006, 2013, 2055}
+_MYSQL_TRANSIENT = {1040, 1053, 1213, 1927, 2002, 2003, 2006, 2013, 2055}
+# a statement or lock wait that ran into its limit (KIMAI_DB_*_TIMEOUT_SECONDS): 1969
+# max_statement_time (MariaDB), 3024 max_execution_time (MySQL), 1205 lock_wait_timeout
+_MYSQL_TIMEOUT = {1205, 1969, 3024}
 
 # PostgreSQL SQLSTATEs
 _PG_CONFIG = {"28P01", "28000", "3D000", "42501", "42P01"}
 _PG_TRANSIENT_PREFIXES = ("08", "57P", "53")
 _PG_TRANSIENT = {"40001", "40P01"}
+# query_canceled (statement_timeout, or the run's deadline cancelling it), lock_not_available
+_PG_TIMEOUT = {"57014", "55P03"}
 
 _CONFIG_TEXT = (
     "access denied",
@@ -39,6 +44,17 @@ _TLS_TEXT = (
     "did not agree to tls",
     "no encryption",
 )
+# A timeout is not retried: the same statement would wait as long again on whatever holds
+# it, and retries would stretch one stuck run to several times its limits. The next
+# scheduled run tries again. Text for the drivers without codes (connectorx, ADBC).
+_TIMEOUT_TEXT = (
+    "max_statement_time exceeded",
+    "maximum statement execution time exceeded",
+    "lock wait timeout exceeded",
+    "canceling statement due to statement timeout",
+    "canceling statement due to lock timeout",
+    "canceling statement due to user request",
+)
 _TRANSIENT_TEXT = (
     "connection refused",
     "can't connect",
@@ -53,7 +69,6 @@ _TRANSIENT_TEXT = (
     "timeout",
     "too many connections",
     "deadlock",
-    "lock wait timeout",
     "the database system is starting up",
     "the database system is shutting down",
     "the database system is in recovery mode",
@@ -111,7 +126,7 @@ def classify(exc: BaseException) -> Kind:
         if not isinstance(cur, BaseException):
             cur = None
     text = " ".join(f"{type(e).__name__}: {e}" for e in chain).lower()
-    if any(t in text for t in _TLS_TEXT):
+    if any(t in text for t in _TLS_TEXT) or is_timeout(exc):
         return "failure"
     for e in chain:
         args = getattr(e, "args", ())
@@ -131,6 +146,26 @@ def classify(exc: BaseException) -> Kind:
     if any(t in text for t in _TRANSIENT_TEXT):
         return "transient"
     return "failure"
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """Whether `exc` is a statement or lock wait that ran into its limit (never retried)."""
+    chain: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in chain:
+        chain.append(cur)
+        if isinstance(cur, RunTimedOut):
+            return True
+        args = getattr(cur, "args", ())
+        if args and isinstance(args[0], int) and args[0] in _MYSQL_TIMEOUT:
+            return True
+        code = getattr(cur, "pgcode", None) or getattr(cur, "sqlstate", None)
+        if isinstance(code, str) and code in _PG_TIMEOUT:
+            return True
+        nxt = cur.__cause__ or getattr(cur, "orig", None) or cur.__context__
+        cur = nxt if isinstance(nxt, BaseException) else None
+    text = " ".join(str(e) for e in chain).lower()
+    return any(t in text for t in _TIMEOUT_TEXT)
 
 
 def describe(exc: BaseException) -> str:

@@ -50,6 +50,10 @@ class DatabaseError(PipelineError):
     exit_code = EXIT_DATABASE
 
 
+class RunTimedOut(DatabaseError):
+    """The run passed its deadline, ``ATLAS_RUN_TIMEOUT_SECONDS`` (exit 4)."""
+
+
 class KimaiSchemaError(ConfigError):
     """Kimai lacks a table or column the registry needs (exit 2: it points at the wrong place)."""
 

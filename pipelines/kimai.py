@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from pipelines.config import Settings
 from pipelines.dberrors import classify, database_failure, describe, is_fatal_signal
-from pipelines.errors import DatabaseError, KimaiSchemaError
+from pipelines.errors import DatabaseError, KimaiSchemaError, RunTimedOut
 from pipelines.layout import (
     SourceColumn,
     TableLayout,
@@ -51,6 +51,8 @@ class Kimai:
         self.dialect = "sqlite" if settings.kimai_dialect == "sqlite" else "mysql"
         self._engine: sa.Engine | None = None
         self._cx_url = settings.kimai_connectorx_url()
+        self._mariadb: bool | None = None
+        """MariaDB or MySQL (their limits have different names); known after a connection."""
         self.bytes_read: dict[str, int] = {}
         """Arrow bytes received from Kimai per table short name (what the network carried)."""
 
@@ -68,7 +70,30 @@ class Kimai:
             )
             if tls is not None and tls.required:
                 sa.event.listen(self._engine, "connect", _require_tls)
+            if self.dialect == "mysql":
+                sa.event.listen(self._engine, "connect", self._limit_session)
         return self._engine
+
+    def _limit_session(self, dbapi_connection: Any, _record: Any) -> None:
+        """Set Kimai's statement and lock wait limits on a new PyMySQL connection."""
+        self._mariadb = "mariadb" in dbapi_connection.get_server_info().lower()
+        with dbapi_connection.cursor() as cur:
+            for sql in self.settings.limits.kimai_session_sql(self._mariadb):
+                cur.execute(sql)
+
+    def _session_sql(self) -> list[str] | None:
+        """The limits for a connectorx read, run on its connection before the query.
+
+        connectorx opens a connection per read; its ``pre_execution_query`` runs on that
+        same connection, so every bulk read carries the limits (capped by what is left of
+        the run's deadline when it starts).
+        """
+        if self.dialect != "mysql":
+            return None
+        if self._mariadb is None:
+            with self.engine.connect():
+                pass  # `_limit_session` learns which server this is
+        return self.settings.limits.kimai_session_sql(bool(self._mariadb)) or None
 
     def close(self) -> None:
         """Release the engine."""
@@ -243,12 +268,17 @@ class Kimai:
 
         try:
             table = with_retries(
-                lambda: cx.read_sql(self._cx_url, sql, return_type="arrow"),
+                lambda: cx.read_sql(
+                    self._cx_url,
+                    sql,
+                    return_type="arrow",
+                    pre_execution_query=self._session_sql(),
+                ),
                 f"reading {layout.kimai_name}",
                 self.settings.retry,
             )
         except BaseException as exc:  # connectorx raises RuntimeErrors and panics
-            if is_fatal_signal(exc):
+            if is_fatal_signal(exc) or isinstance(exc, RunTimedOut):
                 raise
             raise database_failure("reading Kimai failed", exc) from exc
         self._count(layout, table)
@@ -275,7 +305,11 @@ class Kimai:
             )
             try:
                 reader = cx.read_sql(
-                    self._cx_url, sql, return_type="arrow_stream", batch_size=BATCH_ROWS
+                    self._cx_url,
+                    sql,
+                    return_type="arrow_stream",
+                    batch_size=BATCH_ROWS,
+                    pre_execution_query=self._session_sql(),
                 )
                 for batch in reader:
                     if not batch.num_rows:
@@ -287,7 +321,7 @@ class Kimai:
                     yield table
                 return
             except BaseException as exc:  # connectorx panics are BaseExceptions
-                if is_fatal_signal(exc):
+                if is_fatal_signal(exc) or isinstance(exc, RunTimedOut):
                     raise
                 failures += 1
                 if failures >= self.settings.retry.attempts or classify(exc) != "transient":

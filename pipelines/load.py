@@ -50,7 +50,8 @@ def make_pipeline(settings: Settings) -> Any:
     if settings.atlas_dialect == "duckdb":
         destination = dlt.destinations.duckdb(settings.atlas_url.database)
     else:
-        url = settings.atlas_url
+        # with the session limits: dlt passes the query's options to psycopg2 and to ADBC
+        url = settings.atlas_session_url()
         # dlt insists on a password field; an empty one works with trust/peer auth
         creds = url.render_as_string(hide_password=False)
         if url.password is None:

@@ -10,8 +10,12 @@ packages hold replica rows, and dbt's target holds compiled SQL and run results.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 from pipelines.config import Settings
 from pipelines.errors import ConfigError
@@ -46,9 +50,10 @@ def private_dir(path: Path) -> Path:
         if path.stat().st_uid != os.getuid():
             raise PermissionError(f"owned by another user (uid {path.stat().st_uid})")
         path.chmod(0o700)
-        probe = path / ".write-check"
-        probe.write_text("")
-        probe.unlink()
+        # a name of its own: two processes starting together must not remove each other's
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-check-")
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise ConfigError(
             f"cannot use {path} for the sync's working files ({exc.strerror or exc});"
@@ -71,3 +76,41 @@ def dbt_work_dir(settings: Settings) -> Path:
     return private_dir(
         _base(settings) / "dbt" / f"{settings.pipeline_name}-{deployment_key(settings)}"
     )
+
+
+def last_run_file(settings: Settings) -> Path:
+    """Where this host keeps the outcome of the deployment's last run (`record_last_run`)."""
+    return _base(settings) / "runs" / f"{deployment_key(settings)}.json"
+
+
+def record_last_run(settings: Settings, status: str, seconds: float) -> None:
+    """Keep the outcome of a run that ended, whether or not its audit row could be written.
+
+    Metrics must never report an earlier success when a run failed without an audit row
+    (Atlas DB read-only or unreachable, the lock lost): `pipelines.status` takes this
+    outcome when it is newer than the audit's last run.
+
+    Raises:
+        OSError: The file could not be written.
+
+    """
+    path = last_run_file(settings)
+    private_dir(path.parent)
+    record = {"status": status, "finished_at": time.time(), "seconds": round(seconds, 3)}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".last-run-")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(record, handle)
+    os.replace(tmp, path)
+
+
+def read_last_run(settings: Settings) -> dict[str, Any] | None:
+    """The record of `record_last_run`, or None when there is none (or it is unreadable)."""
+    try:
+        record = json.loads(last_run_file(settings).read_text())
+        return {
+            "status": str(record["status"]),
+            "finished_at": float(record["finished_at"]),
+            "seconds": float(record["seconds"]),
+        }
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

@@ -35,7 +35,9 @@ from typing import Any
 
 from pipelines.config import Settings
 from pipelines.dberrors import database_failure
+from pipelines.errors import PipelineError
 from pipelines.layout import quote_ansi
+from pipelines.lock import OWNER_COMMENT
 from pipelines.transform import TransformResult, run_dbt, work_dir
 
 log = logging.getLogger("pipelines.publish")
@@ -195,6 +197,8 @@ def swap(
                 ([name for pair in pairs for name in pair],),
             )
             existing = {r[0] for r in cur.fetchall()}
+            # which deployment builds these schemas: another one is refused (`lock.py`)
+            owner = OWNER_COMMENT.format(replica=settings.replica_schema)
             for live, shadow in pairs:
                 if shadow not in existing:
                     raise RuntimeError(f"the build left no schema {shadow}")
@@ -203,6 +207,8 @@ def swap(
                 cur.execute(_rename(shadow, live))
                 if live in existing:
                     cur.execute(_rename(live + _SWAP_SUFFIX, shadow))
+                for name in (live, shadow) if live in existing else (live,):
+                    cur.execute(f"COMMENT ON SCHEMA {quote_ansi(name)} IS %s", (owner,))
             role = settings.bi_role
             if role:
                 bi = settings.analytics_schema
@@ -217,6 +223,8 @@ def swap(
                 on_publish(cur)
             cur.execute("SELECT transaction_timestamp()")
             published_at = cur.fetchone()[0]
+    except PipelineError:
+        raise  # the run's own verdict (its lock lost, its deadline passed): rolled back
     except Exception as exc:
         raise database_failure(
             "publishing the build failed (BI still reads the last one)", exc

@@ -1,8 +1,8 @@
 """Bounded retries with exponential backoff and jitter for transient database errors.
 
 Only errors `pipelines.dberrors.classify` calls transient are retried (lost connection,
-server gone away or restarting, deadlock, lock wait timeout, too many connections);
-configuration errors and everything else fail at once.
+server gone away or restarting, deadlock, too many connections); configuration errors,
+timeouts (statement and lock wait limits) and everything else fail at once.
 """
 
 from __future__ import annotations

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from pipelines import deadline
 from pipelines.audit import Audit, RunRecord, detect_trigger
 from pipelines.config import Settings
+from pipelines.deadline import run_deadline
 from pipelines.errors import EXIT_DATABASE, EXIT_OK, LockLost, PipelineError
 from pipelines.lock import HeldLock, run_lock
-from pipelines.paths import dbt_work_dir, dlt_pipelines_dir
+from pipelines.paths import dbt_work_dir, dlt_pipelines_dir, record_last_run
 from pipelines.publish import BuildRequest, build
-from pipelines.registry import select_tables
+from pipelines.registry import TableSpec, select_tables
 from pipelines.replica import open_replica
 from pipelines.sync import sync
 from pipelines.transform import TransformResult
 from pipelines.types import SyncOptions, SyncResult
+
+log = logging.getLogger("pipelines.runner")
 
 
 @dataclass
@@ -61,6 +67,8 @@ def execute(
 
     """
     say = say or (lambda _line: None)
+    for warning in settings.tls_warnings():
+        log.warning("%s", warning)
     specs = select_tables(request.tables)
     outcome = RunOutcome()
     # an unusable working directory is a configuration error, found before anything starts
@@ -68,59 +76,97 @@ def execute(
         dlt_pipelines_dir(settings)
     if request.transform:
         dbt_work_dir(settings)
-    with run_lock(settings, request.wait_seconds) as lock:
-        replica = open_replica(settings)
-        audit = Audit(replica) if not request.dry_run else None
-        record = None
+    postgres = settings.atlas_dialect == "postgresql"
+    with (
+        run_lock(settings, request.wait_seconds) as lock,
+        run_deadline(settings.limits.run, lock.cancel_statements if postgres else None) as halt,
+    ):
+        started = time.monotonic()
+        succeeded = False
         try:
-            if audit is not None:
-                audit.ensure_tables()
-                options = {**asdict(request.options), "tables": request.tables}
-                if request.transform:
-                    options["build"] = asdict(request.build)
-                record = audit.start(
-                    request.command,
-                    detect_trigger(request.trigger),
-                    options,
-                    started_by=request.started_by,
-                )
-                outcome.run_id = record.run_id
-                if request.on_start is not None:
-                    request.on_start(record.run_id)
-            if request.sync:
-                outcome.sync = sync(
-                    settings,
-                    specs,
-                    request.options,
-                    allow_mass_delete=request.allow_mass_delete,
-                    progress=say,
-                    dry_run=request.dry_run,
-                    before_write=lock.check,
-                )
-                if audit is not None and record is not None:
-                    lock.check("the audit")
-                    audit.record_tables(record, outcome.sync.tables, request.options.reconcile)
-            if request.transform:
-                outcome.transform = _transform(settings, request, lock, audit, record)
-            if audit is not None:
-                lock.check("the audit")
-        except LockLost:
-            raise  # writes nothing more: the next run marks this one crashed
-        except PipelineError as exc:
-            if audit is not None and record is not None:
-                audit.finish(record, "failed", exc.exit_code, str(exc))
-            raise
-        except BaseException as exc:
-            if audit is not None and record is not None:
-                first = (str(exc).strip().splitlines() or [""])[0]
-                audit.finish(record, "failed", EXIT_DATABASE, f"{type(exc).__name__}: {first}")
-            raise
-        else:
-            if audit is not None and record is not None:
-                audit.finish(record, "success", EXIT_OK)
+            _run_locked(settings, request, lock, halt, specs, outcome, say)
+            succeeded = True
         finally:
-            replica.close()
+            if not request.dry_run:  # a dry run is no run of the metrics
+                _remember(settings, succeeded, time.monotonic() - started)
     return outcome
+
+
+def _run_locked(
+    settings: Settings,
+    request: RunRequest,
+    lock: HeldLock,
+    halt: Callable[[], None],
+    specs: list[TableSpec],
+    outcome: RunOutcome,
+    say: Callable[[str], None],
+) -> None:
+    """The run itself, under its lock and deadline, recorded in the audit."""
+    replica = open_replica(settings)
+    audit = Audit(replica, lock.fence()) if not request.dry_run else None
+    record = None
+    try:
+        if audit is not None:
+            audit.ensure_tables()
+            options = {**asdict(request.options), "tables": request.tables}
+            if request.transform:
+                options["build"] = asdict(request.build)
+            record = audit.start(
+                request.command,
+                detect_trigger(request.trigger),
+                options,
+                started_by=request.started_by,
+            )
+            outcome.run_id = record.run_id
+            if request.on_start is not None:
+                request.on_start(record.run_id)
+        if request.sync:
+            outcome.sync = sync(
+                settings,
+                specs,
+                request.options,
+                allow_mass_delete=request.allow_mass_delete,
+                progress=say,
+                dry_run=request.dry_run,
+                before_write=lock.check,
+            )
+            if audit is not None and record is not None:
+                lock.check("the audit")
+                audit.record_tables(record, outcome.sync.tables, request.options.reconcile)
+        if request.transform:
+            outcome.transform = _transform(settings, request, lock, audit, record)
+        if audit is not None:
+            lock.check("the audit")
+    except LockLost:
+        raise  # writes nothing more: the next run marks this one crashed
+    except BaseException as exc:
+        halt()  # the deadline's watchdog must not cancel the audit's own write
+        error = _timed_out_or(exc)
+        if audit is not None and record is not None:
+            if isinstance(error, PipelineError):
+                code, message = error.exit_code, str(error)
+            else:
+                first = (str(exc).strip().splitlines() or [""])[0]
+                code, message = EXIT_DATABASE, f"{type(exc).__name__}: {first}"
+            # fenced: a run that lost its lock meanwhile records nothing (LockLost)
+            audit.finish(record, "failed", code, message)
+        if error is not exc:
+            raise error from exc
+        raise
+    else:
+        halt()
+        if audit is not None and record is not None:
+            audit.finish(record, "success", EXIT_OK)
+    finally:
+        replica.close()
+
+
+def _remember(settings: Settings, succeeded: bool, seconds: float) -> None:
+    """Keep the run's outcome on this host, for metrics that must not miss a failure."""
+    try:
+        record_last_run(settings, "success" if succeeded else "failed", seconds)
+    except OSError as exc:
+        log.warning("could not record the run's outcome for the metrics: %s", exc)
 
 
 def _transform(
@@ -148,6 +194,20 @@ def _transform(
 
     try:
         return build(settings, request.build, target_dir=request.dbt_dir, on_publish=publish)
+    except LockLost:
+        raise  # writes nothing more
     except PipelineError as exc:
-        audit.build_failed(record, str(exc))
+        # fenced: raises LockLost instead when the lock went meanwhile
+        audit.build_failed(record, str(_timed_out_or(exc)))
         raise
+
+
+def _timed_out_or(exc: BaseException) -> BaseException:
+    """`exc`, or the deadline's error when the run failed because its deadline passed.
+
+    What fails first at the deadline is a cancelled statement (a database error, or a
+    failed dbt model); the audit and the exit should say why it was cancelled.
+    """
+    if isinstance(exc, Exception) and deadline.expired():
+        return deadline.timed_out()
+    return exc

@@ -14,6 +14,7 @@ from pipelines.audit import RUNS, TABLE_RUNS
 from pipelines.config import Settings
 from pipelines.errors import PipelineError
 from pipelines.layout import quote_ansi
+from pipelines.paths import read_last_run
 from pipelines.registry import TABLES
 from pipelines.replica import Replica, open_replica
 
@@ -58,6 +59,8 @@ class Status:
     build: BuildHealth = field(default_factory=BuildHealth)
     data_issues: dict[str, int] | None = None
     """Rows of vw_data_issues per table (None: the view is not built yet)."""
+    warnings: list[str] = field(default_factory=list)
+    """Settings to review (a remote database reached without a TLS mode)."""
 
     def as_json(self) -> dict[str, Any]:
         """JSON-ready dict (timestamps as ISO strings)."""
@@ -68,6 +71,7 @@ class Status:
         return {
             "now": conv(self.now),
             "stale_tables": self.stale,
+            "warnings": self.warnings,
             "bi_build": {k: conv(v) for k, v in asdict(self.build).items()},
             "tables": [{k: conv(v) for k, v in asdict(t).items()} for t in self.tables],
             "runs": [{k: conv(v) for k, v in r.items()} for r in self.runs],
@@ -89,9 +93,10 @@ def collect(settings: Settings, last_runs: int = 10, max_lag_seconds: float = 36
     try:
         status = _collect(replica, last_runs, max_lag_seconds)
         status.data_issues = data_issue_counts(replica, settings.analytics_schema)
-        return status
     finally:
         replica.close()
+    status.warnings = settings.tls_warnings()
+    return status
 
 
 def _collect(replica: Replica, last_runs: int, max_lag_seconds: float) -> Status:
@@ -199,7 +204,9 @@ def render(status: Status) -> str:
     def when(value: dt.datetime | None) -> str:
         return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
-    lines = ["Tables", ""]
+    lines = [f"WARNING: {w}" for w in status.warnings]
+    lines += [""] if lines else []
+    lines += ["Tables", ""]
     header = ("table", "last sync", "replica rows", "kimai rows", "newest modified_at")
     header += ("last reconcile", "unrepaired")
     body = [
@@ -299,6 +306,19 @@ def audit_metrics_text(settings: Settings, lock_refused: bool = False) -> str:
     except PipelineError:  # Atlas DB unreachable: say so, as the run's own file does
         return unreadable_metrics_text("unknown", 0.0)
     ended = next((r for r in status.runs if r["status"] != "running"), None)
+    local = read_last_run(settings)
+    audited_at = None if ended is None else (ended["finished_at"] or ended["started_at"])
+    if local is not None and (audited_at is None or local["finished_at"] > audited_at.timestamp()):
+        # a run on this host ended after the audit's last one: its audit row may be missing
+        # (Atlas DB read-only, the lock lost), and a failure must not read as the success
+        # before it
+        return prometheus_text(
+            status,
+            local["status"],
+            local["seconds"],
+            dt.datetime.fromtimestamp(local["finished_at"], dt.UTC),
+            lock_refused_at=refused_at,
+        )
     if ended is None:
         epoch = dt.datetime.fromtimestamp(0, dt.UTC)
         return prometheus_text(status, "none", 0.0, epoch, lock_refused_at=refused_at)

@@ -74,6 +74,9 @@ def dbt_env(settings: Settings) -> dict[str, str]:
             env[f"ATLAS_DB_{key.upper()}"] = tls.get(key, "")
         if tls.get("password") and not url.password:
             env["ATLAS_DB_PASSWORD"] = tls["password"]
+        # the session limits: libpq reads PGOPTIONS, so they hold with your own profile too
+        # (unless it sets search_path, which dbt-postgres passes as its own options)
+        env["PGOPTIONS"] = tls.get("options", "")
     return env
 
 

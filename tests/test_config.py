@@ -1,3 +1,4 @@
+import time
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,10 @@ def test_kimai_url_overrides_the_parts_and_passwords_are_encoded_for_connectorx(
         }
     )
     assert s.kimai_connectorx_url() == "mysql://bi:p%40ss%2Fw@db.example:3307/k"
-    assert s.atlas_connectorx_url() == "postgresql://postgres:s3cr%3At%40@127.0.0.1:5432/atlas"
+    assert s.atlas_connectorx_url() == (
+        "postgresql://postgres:s3cr%3At%40@127.0.0.1:5432/atlas"
+        "?options=-cstatement_timeout%3D1800000%09-clock_timeout%3D120000"
+    )
     assert "s3cr" not in s.describe_atlas() and "p@ss" not in s.describe_kimai()
 
 
@@ -96,7 +100,9 @@ def test_dotenv_in_working_directory_is_read_and_process_env_wins(tmp_path, monk
     assert s.atlas_url.database == "from_env"
 
 
-def test_retries_and_dbt_directories_are_settings_read_from_dotenv_too(tmp_path, monkeypatch):
+def test_retries_come_from_dotenv_too_and_dbt_directories_from_the_environment(
+    tmp_path, monkeypatch
+):
     (tmp_path / ".env").write_text(
         "ATLAS_RETRY_ATTEMPTS=2\nATLAS_RETRY_BASE_SECONDS=0.25\nDBT_PROFILES_DIR=~/profiles\n"
     )
@@ -106,7 +112,7 @@ def test_retries_and_dbt_directories_are_settings_read_from_dotenv_too(tmp_path,
     monkeypatch.setenv("DBT_PROJECT_DIR", str(tmp_path / "project"))
     s = load_settings()
     assert (s.retry.attempts, s.retry.base_seconds) == (2, 0.25)
-    assert s.dbt_profiles_dir == Path("~/profiles").expanduser()
+    assert s.dbt_profiles_dir is None  # only the environment may choose the profile
     assert s.dbt_project_dir == tmp_path / "project"
     defaults = load_settings({})
     assert (defaults.retry.attempts, defaults.retry.base_seconds) == (5, 1.0)
@@ -147,7 +153,7 @@ def test_tls_parameters_reach_psycopg2_connectorx_adbc_and_the_dbt_profile():
     )
     args = s.atlas_connect_args("x")
     assert (args["sslmode"], args["sslrootcert"]) == ("verify-full", "/ca.pem")
-    assert s.atlas_connectorx_url().endswith("/atlas?sslmode=verify-full&sslrootcert=%2Fca.pem")
+    assert "/atlas?sslmode=verify-full&sslrootcert=%2Fca.pem&options=" in s.atlas_connectorx_url()
     profile = dbt_env(s)
     assert (profile["ATLAS_DB_SSLMODE"], profile["ATLAS_DB_SSLROOTCERT"]) == (
         "verify-full",
@@ -181,3 +187,131 @@ def test_kimai_tls_reaches_both_readers_and_unsupported_parameters_are_refused(t
     ]:
         with pytest.raises(ConfigError, match=message):
             load_settings(env)
+
+
+def test_time_limits_reach_every_session_and_the_deadline_caps_kimai_statements():
+    from pipelines import deadline
+    from pipelines.errors import RunTimedOut
+
+    s = load_settings(
+        {
+            "ATLAS_DB_URL": "postgresql://u@h/a?sslmode=require&options=-cwork_mem%3D64MB",
+            "ATLAS_DB_STATEMENT_TIMEOUT_SECONDS": "90",
+            "ATLAS_DB_LOCK_TIMEOUT_SECONDS": "0",  # 0: the server's own setting
+            "KIMAI_DB_STATEMENT_TIMEOUT_SECONDS": "45.5",
+            "KIMAI_DB_LOCK_WAIT_TIMEOUT_SECONDS": "7",
+            "ATLAS_RUN_TIMEOUT_SECONDS": "600",
+        }
+    )
+    # after the URL's own options (the later setting wins); a tab, never a space (dlt)
+    params = s.atlas_libpq_params()
+    assert params == {"sslmode": "require", "options": "-cwork_mem=64MB\t-cstatement_timeout=90000"}
+    assert s.atlas_connect_args("x")["options"] == params["options"]
+    assert s.limits.run == 600
+    assert s.limits.kimai_session_sql(mariadb=True) == [
+        "SET SESSION max_statement_time = 45.500",
+        "SET SESSION lock_wait_timeout = 7",
+    ]
+    assert s.limits.kimai_session_sql(mariadb=False)[0] == "SET SESSION max_execution_time = 45500"
+    with deadline.run_deadline(3):
+        statement = s.limits.kimai_session_sql(mariadb=True)
+        assert 2 < float(statement[0].rsplit(" ", 1)[1]) <= 3  # what is left of the run
+        assert statement[1] == "SET SESSION lock_wait_timeout = 2"
+    with deadline.run_deadline(0.001):
+        time.sleep(0.01)
+        with pytest.raises(RunTimedOut, match="timed out after 0.001 s"):
+            s.limits.kimai_session_sql(mariadb=True)  # no statement starts after it
+    assert deadline.remaining() is None
+    with pytest.raises(ConfigError, match="ATLAS_RUN_TIMEOUT_SECONDS must be a number"):
+        load_settings({"ATLAS_RUN_TIMEOUT_SECONDS": "1h"})
+
+
+@pytest.mark.parametrize(
+    ("env", "warned"),
+    [
+        ({}, []),  # loopback
+        ({"KIMAI_DB_HOST": "localhost", "ATLAS_DB_HOST": "::1"}, []),
+        ({"ATLAS_DB_HOST": "/var/run/postgresql"}, []),  # a Unix socket
+        ({"KIMAI_DB_HOST": "kimai-db.internal"}, ["Kimai at kimai-db.internal"]),
+        ({"ATLAS_DB_HOST": "10.0.0.5"}, ["Atlas DB at 10.0.0.5"]),
+        (
+            {"KIMAI_DB_URL": "mysql://u@db.example/k", "ATLAS_DB_URL": "postgresql://u@pg/a"},
+            ["Kimai at db.example", "Atlas DB at pg"],
+        ),
+        # a mode chosen, plaintext included, is deliberate
+        ({"KIMAI_DB_HOST": "k.example", "KIMAI_DB_SSL_MODE": "disabled"}, []),
+        ({"KIMAI_DB_URL": "mysql://u@k.example/k?ssl_mode=required"}, []),
+        ({"ATLAS_DB_HOST": "pg.example", "ATLAS_DB_SSL_MODE": "disable"}, []),
+        ({"ATLAS_DB_URL": "postgresql://u@pg.example/a?sslmode=verify-full"}, []),
+    ],
+)
+def test_a_remote_database_without_a_tls_mode_is_warned_about(env, warned):
+    from pipelines.status import Status, render
+
+    warnings = load_settings(env).tls_warnings()
+    assert [w.split(" is reached")[0] for w in warnings] == warned
+    for w in warnings:
+        assert "SSL_MODE=verify" in w and ("disabled to accept" in w or "disable to accept" in w)
+    status = Status(now=None, warnings=warnings)  # type: ignore[arg-type]
+    assert status.as_json()["warnings"] == warnings
+    assert all(f"WARNING: {w}" in render(status) for w in warnings)
+
+
+def test_atlas_tls_settings_reach_every_connection_and_bad_modes_are_refused():
+    from pipelines.transform import dbt_env
+
+    s = load_settings(
+        {
+            "ATLAS_DB_HOST": "pg.example",
+            "ATLAS_DB_SSL_MODE": "verify-full",
+            "ATLAS_DB_SSL_ROOT_CERT": "/etc/ssl/atlas-ca.pem",
+        }
+    )
+    args = s.atlas_connect_args("x")
+    assert (args["sslmode"], args["sslrootcert"]) == ("verify-full", "/etc/ssl/atlas-ca.pem")
+    assert "sslmode=verify-full&sslrootcert=%2Fetc%2Fssl%2Fatlas-ca.pem" in s.atlas_connectorx_url()
+    assert dbt_env(s)["ATLAS_DB_SSLMODE"] == "verify-full"  # and dbt's profile
+    with pytest.raises(ConfigError, match="ATLAS_DB_SSL_MODE must be one of"):
+        load_settings({"ATLAS_DB_SSL_MODE": "verify_full"})
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ATLAS_REPLICA_SCHEMA",
+        "ATLAS_ANALYTICS_SCHEMA",
+        "ATLAS_OVERLAY_SCHEMA",
+        "ATLAS_BI_ROLE",
+        "KIMAI_TABLE_PREFIX",
+        "ATLAS_REPORT_TIMEZONE",
+    ],
+)
+def test_a_name_with_a_trailing_newline_is_refused(name):
+    value = {"ATLAS_REPORT_TIMEZONE": "UTC", "KIMAI_TABLE_PREFIX": "kimai2_"}.get(name, "bi")
+    load_settings({name: value})
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: value + "\n"})
+
+
+def test_two_processes_starting_together_do_not_share_a_write_probe(tmp_path):
+    from pipelines.paths import private_dir
+
+    # another process's probe under the old shared name, at the moment this one checks
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / ".write-check").mkdir()
+    assert private_dir(tmp_path / "work") == tmp_path / "work"
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == [".write-check"]
+
+
+def test_a_dotenv_file_cannot_choose_the_dbt_profile_or_project(tmp_path, monkeypatch):
+    for name in ("DBT_PROFILES_DIR", "DBT_PROJECT_DIR", "KIMAI_TABLE_PREFIX"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text(
+        "DBT_PROFILES_DIR=/tmp/elsewhere\nDBT_PROJECT_DIR=/tmp/elsewhere\nKIMAI_TABLE_PREFIX=k_\n"
+    )
+    s = load_settings()
+    assert (s.dbt_profiles_dir, s.dbt_project_dir) == (None, None)
+    assert s.kimai_table_prefix == "k_"  # other variables still come from .env
+    monkeypatch.setenv("DBT_PROFILES_DIR", str(tmp_path / "profiles"))
+    assert load_settings().dbt_profiles_dir == tmp_path / "profiles"  # the environment may

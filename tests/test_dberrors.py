@@ -80,3 +80,46 @@ def test_the_products_own_error_is_found_inside_a_wrapping_error() -> None:
     except RuntimeError as wrapped:
         assert pipeline_error_in(wrapped) is own
     assert pipeline_error_in(RuntimeError("plain")) is None
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pymysql.err.OperationalError(
+            1969, "Query execution was interrupted (max_statement_time exceeded)"
+        ),
+        pymysql.err.OperationalError(
+            1205, "Lock wait timeout exceeded; try restarting transaction"
+        ),
+        # connectorx: text only, as a RuntimeError or (streams) a Rust panic
+        RuntimeError(
+            "MySqlError { ERROR 1969 (70100): Query execution was interrupted"
+            " (max_statement_time exceeded) }"
+        ),
+        RuntimeError(
+            "cx writer failed: Source(MySQLError(MySqlError { ERROR 1205 (HY000): Lock wait"
+            " timeout exceeded; try restarting transaction }))"
+        ),
+        _PgError("canceling statement due to statement timeout", "57014"),
+        _PgError("canceling statement due to lock timeout", "55P03"),
+        # ADBC: text only
+        RuntimeError("IO: [libpq] ERROR:  canceling statement due to lock timeout"),
+        RuntimeError("IO: [libpq] ERROR:  canceling statement due to user request"),
+    ],
+)
+def test_timeouts_are_failures_and_never_retried(error: Exception) -> None:
+    from pipelines.dberrors import is_timeout
+    from pipelines.retry import RetryPolicy, with_retries
+
+    assert is_timeout(error)
+    assert classify(error) == "failure"
+    calls = []
+
+    def fail() -> None:
+        calls.append(1)
+        raise error
+
+    with pytest.raises(type(error)):
+        with_retries(fail, "reading", RetryPolicy(attempts=5, base_seconds=0))
+    assert len(calls) == 1  # a retry would wait on the same lock as long again
+    assert isinstance(database_failure("reading Kimai failed", error), DatabaseError)

@@ -24,6 +24,7 @@ from tests.conftest import (
     wait_for,
 )
 from tests.replica_check import assert_replica_equals_kimai
+from tests.stack import OVERLAY, create_overlays
 
 REPLICA = "kimai_replica"
 
@@ -111,3 +112,30 @@ def test_the_holder_is_named_when_another_role_holds_the_lock(synced):
     finally:
         holder.close()
         pg_query("postgres", f"DROP ROLE {role}")
+
+
+def test_a_run_that_loses_its_lock_during_the_build_records_nothing_more(synced, tmp_path):
+    env = {**synced, "ATLAS_OVERLAY_SCHEMA": OVERLAY}
+    atlas = env["ATLAS_DB_DATABASE"]
+    create_overlays(atlas, seed=5)
+    metrics = tmp_path / "kimai_atlas.prom"
+    proc = start_cli("--metrics-file", str(metrics), env=env)
+    # the sync is recorded and the dbt build is under way
+    wait_for(lambda: (run_audit_row(atlas, proc.pid) or ())[2:] == ("running",), "the build")
+    holder = pg_query(
+        atlas,
+        "SELECT pid FROM pg_stat_activity WHERE application_name LIKE %s",
+        (f"kimai-atlas-sync pid={proc.pid} host=%",),
+    )[0][0]
+    assert proc.poll() is None
+    pg_query(atlas, f"SELECT pg_terminate_backend({holder})")
+    _, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 4, stderr
+    assert "the run lock was lost before publishing the build" in stderr, stderr
+    # nothing after the loss: neither the build's failure nor the run's end, no publication
+    assert run_audit_row(atlas, proc.pid) == ("running", None, "running")
+    published = pg_query(
+        atlas, f"SELECT count(*) FROM {REPLICA}.sync_runs WHERE published_at IS NOT NULL"
+    )
+    assert published == [(0,)]
+    assert "kimai_atlas_sync_last_run_success 0" in metrics.read_text()
