@@ -22,8 +22,9 @@ from pipelines.errors import ConfigError
 SCOPES = ("sync:execute", "sync:read", "metrics:read")
 """Every scope a token can hold."""
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
-_DIGEST = re.compile(r"^sha256:([0-9a-f]{64})$")
+# always fullmatch: with match, "$" also matches before a trailing newline
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+_DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ def parse(text: str, source: str = "the tokens file") -> list[Token]:
         if not line:
             continue
         parts = line.split()
-        if len(parts) != 3 or not _NAME.match(parts[0]) or not _DIGEST.match(parts[1]):
+        if len(parts) != 3 or not _NAME.fullmatch(parts[0]) or not _DIGEST.fullmatch(parts[1]):
             raise ConfigError(
                 f"{source}, line {number}: expected 'NAME sha256:HEX SCOPE[,SCOPE...]'"
             )
@@ -133,7 +134,7 @@ def create(path: Path, name: str, scopes: list[str]) -> str:
         ConfigError: A bad name or scope, a name already in the file, or an unwritable file.
 
     """
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ConfigError(
             f"token name {name!r}: letters, digits and _.@- only (at most 64, no spaces)"
         )

@@ -195,6 +195,8 @@ def test_a_token_is_stored_only_as_its_hash(tmp_path: Path) -> None:
         tokens.create(path, "ops", ["sync:read"])
     with pytest.raises(tokens.ConfigError, match="unknown scope"):
         tokens.create(path, "other", ["sync:everything"])
+    with pytest.raises(tokens.ConfigError, match="token name"):
+        tokens.create(path, "other\n", ["sync:read"])  # a name ending in a line break
     with pytest.raises(tokens.ConfigError, match="line 1"):
         tokens.parse("ops sha256:abc sync:read")
 
