@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import subprocess
 import threading
@@ -177,7 +178,12 @@ def _served(stack: Stack) -> dict[str, str]:
                     served[view] = "A"
                     continue
                 cur.execute(f"select distinct build_marker from {ANALYTICS}.{view}")
-                (served[view],) = {r[0] for r in cur.fetchall()}
+                markers = {r[0] for r in cur.fetchall()}
+                if not markers:  # an empty view (vw_data_issues): its definition says
+                    cur.execute("select pg_get_viewdef(%s::regclass)", (f"{ANALYTICS}.{view}",))
+                    found = re.search(r"'(\w+)'::text AS build_marker", cur.fetchone()[0])
+                    markers = {found.group(1) if found else "A"}
+                (served[view],) = markers
         return served
     finally:
         conn.close()
@@ -401,11 +407,11 @@ def test_failed_builds_leave_bi_on_the_last_good_build(tmp_path: Path) -> None:
         assert _bi_rows(stack) == counts
 
 
-KILLS = 4
+KILLS = 3
 
 
 def test_killed_transforms_never_take_a_view_away(tmp_path: Path) -> None:
-    """SIGKILL `transform` 4 times at points spread over its dbt build: every vw_* stays
+    """SIGKILL `transform` 3 times at points spread over its dbt build: every vw_* stays
     queryable by the BI role throughout, and BI reads either the old build or the complete
     new one."""
     role = f"bi_{uuid.uuid4().hex[:10]}"
@@ -450,36 +456,8 @@ def test_killed_transforms_never_take_a_view_away(tmp_path: Path) -> None:
         assert set(_served(stack).values()) == {"B"}
 
 
-def test_a_changed_facts_column_set_rebuilds_the_materialized_table_whole(tmp_path: Path) -> None:
-    incremental = {"ATLAS_TIMESHEET_FACTS_MATERIALIZATION": "table_incremental"}
-    with make_stack(tmp_path, timesheets=400, seed=6) as stack:
-        for _ in range(2):  # both copies (live and shadow) exist
-            result = transform(stack, **incremental)
-            assert result.returncode == 0, result.stdout + result.stderr
-        wider = project_copy(tmp_path / "wider")
-        facts = wider / "models" / "intermediate" / "int_timesheet_facts.sql"
-        text = facts.read_text()
-        old = "        timesheets.synced_at\n\n    from timesheets"
-        assert old in text
-        facts.write_text(
-            text.replace(
-                old,
-                "        timesheets.synced_at,\n        2 * timesheets.timesheet_id as twice_id"
-                "\n\n    from timesheets",
-            )
-        )
-        total = kimai_query(stack.kimai_db, "SELECT COUNT(*) FROM kimai2_timesheet")[0][0]
-        for _ in range(2):  # each copy in turn
-            result = transform(stack, **incremental, DBT_PROJECT_DIR=str(wider))
-            assert result.returncode == 0, result.stdout + result.stderr
-            assert pg_query(
-                stack.atlas_db,
-                "select count(*), count(*) filter (where twice_id = 2 * timesheet_id)"
-                f" from {INTERNAL}.int_timesheet_facts_materialized",
-            ) == [(total, total)]
-
-
 def test_transform_passes_select_and_full_refresh_to_dbt(tmp_path: Path) -> None:
+    """Also: a changed column set of the facts rebuilds each copy of the table whole."""
     incremental = {"ATLAS_TIMESHEET_FACTS_MATERIALIZATION": "table_incremental"}
     role = f"bi_{uuid.uuid4().hex[:10]}"
     with make_stack(tmp_path, timesheets=300, seed=12, bi_role=role) as stack:
@@ -522,3 +500,26 @@ def test_transform_passes_select_and_full_refresh_to_dbt(tmp_path: Path) -> None
         )
         assert full.returncode == 0, full.stdout + full.stderr
         assert rewritten() == (total, total)
+
+        # both copies (live and shadow) exist now; a model that gains a column rebuilds
+        # each copy whole, in turn
+        wider = project_copy(tmp_path / "wider")
+        facts = wider / "models" / "intermediate" / "int_timesheet_facts.sql"
+        text = facts.read_text()
+        old = "        timesheets.synced_at\n\n    from timesheets"
+        assert old in text
+        facts.write_text(
+            text.replace(
+                old,
+                "        timesheets.synced_at,\n        2 * timesheets.timesheet_id as twice_id"
+                "\n\n    from timesheets",
+            )
+        )
+        for _ in range(2):  # each copy in turn
+            result = run_cli("transform", env={**env, "DBT_PROJECT_DIR": str(wider)}, timeout=600)
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert pg_query(
+                stack.atlas_db,
+                "select count(*), count(*) filter (where twice_id = 2 * timesheet_id)"
+                f" from {INTERNAL}.int_timesheet_facts_materialized",
+            ) == [(total, total)]

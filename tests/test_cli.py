@@ -60,7 +60,8 @@ def _snapshot(pg_db: str, state_dir: Path) -> tuple:
     files = sorted(
         (str(p.relative_to(state_dir)), hashlib.md5(p.read_bytes()).hexdigest())
         for p in state_dir.rglob("*")
-        if p.is_file() and "trace" not in p.name
+        # runs/ holds each run's outcome for the metrics: a failed run records its failure
+        if p.is_file() and "trace" not in p.name and p.relative_to(state_dir).parts[0] != "runs"
     )
     return tuple(digests), tuple(files)
 

@@ -81,7 +81,14 @@ def test_every_model_states_its_grain_and_tests_its_key() -> None:
         assert entry.get("description"), name
         columns = entry.get("columns", [])
         assert columns, name
-        keyed = any({"unique", "not_null"} <= set(_tests_of(c)) for c in columns)
+        # a key column: `unique`, and NOT NULL in the model's one not_null_columns test
+        required = {
+            c
+            for t in entry.get("data_tests", []) or []
+            if isinstance(t, dict) and "not_null_columns" in t
+            for c in t["not_null_columns"]["arguments"]["columns"]
+        }
+        keyed = any("unique" in _tests_of(c) and c["name"] in required for c in columns)
         combination = "unique_combination_of_columns" in _tests_of(entry)
         assert keyed or combination, f"{name} does not test its key"
         if name.startswith(("vw_", "stg_")):

@@ -545,7 +545,7 @@ class Bench:
         import types
 
         from pipelines.layout import index_ddl, primary_key_ddl
-        from pipelines.registry import TABLES
+        from pipelines.registry import DATA_ISSUES, TABLES
 
         out: dict[str, list[str]] = {}
         for spec in TABLES:
@@ -553,7 +553,9 @@ class Bench:
             raw = types.SimpleNamespace(
                 spec=dataclasses.replace(spec, replica_table=table), key=spec.primary_key
             )
-            out[table] = [*index_ddl(schema, raw).values(), primary_key_ddl(schema, raw)]
+            # the raw copy has Kimai's columns only: not the product's data_issues
+            ddl = [d for d in index_ddl(schema, raw).values() if DATA_ISSUES not in d]
+            out[table] = [*ddl, primary_key_ddl(schema, raw)]
         return out
 
     def run_raw(self, scenario: str, round_: str) -> Sample:
