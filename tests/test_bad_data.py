@@ -7,8 +7,11 @@ by tests/replica_check.py; the expected issues are the values this test planted.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import mariadb_connect, pg_query, run_cli, sync_now
 from tests.replica_check import assert_replica_equals_kimai
@@ -50,16 +53,13 @@ def issues(stack) -> set[tuple]:
     return {tuple(r) for r in rows}
 
 
+@pytest.mark.heavy
 def test_hostile_values_are_replicated_under_their_rules_and_listed(tmp_path: Path, monkeypatch):
     with make_stack(tmp_path, timesheets=300, seed=26) as stack:
         db = stack.kimai_db
         ts = kimai_ids(db, "SELECT id FROM kimai2_timesheet WHERE end_time IS NOT NULL ORDER BY id")
-        nul_ts, invalid_ts, negative_ts, absurd_ts, future_ts = (
-            ts[3],
-            ts[17],
-            ts[40],
-            ts[41],
-            ts[42],
+        nul_ts, invalid_ts, negative_ts, absurd_ts, future_ts, past_ts = (
+            ts[i] for i in (3, 17, 40, 41, 42, 43)
         )
         tag = kimai_ids(db, "SELECT id FROM kimai2_tags ORDER BY id")[2]
         project = kimai_ids(db, "SELECT id FROM kimai2_projects ORDER BY id")[1]
@@ -84,6 +84,9 @@ def test_hostile_values_are_replicated_under_their_rules_and_listed(tmp_path: Pa
             f"UPDATE kimai2_timesheet SET start_time = '2031-01-06 09:00:00',"
             f" end_time = '2031-01-06 10:00:00', date_tz = '2031-01-06', {bump}"
             f" WHERE id = {future_ts}",
+            f"UPDATE kimai2_timesheet SET start_time = '1001-01-06 09:00:00',"
+            f" end_time = '1001-01-06 10:00:00', date_tz = '1001-01-06', {bump}"
+            f" WHERE id = {past_ts}",
             # a damaged schema: the pairs lose Kimai's key, and one pair is stored twice
             "ALTER TABLE kimai2_timesheet_tags DROP PRIMARY KEY",
             f"INSERT INTO kimai2_timesheet_tags (timesheet_id, tag_id) VALUES ({pair}, {pair_tag})",
@@ -102,11 +105,20 @@ def test_hostile_values_are_replicated_under_their_rules_and_listed(tmp_path: Pa
             ("timesheets", str(negative_ts), "duration", "negative_duration", "-600"),
             ("timesheets", str(absurd_ts), "duration", "absurd_duration", str(40 * 86400)),
             ("timesheets", str(future_ts), "start_time", "far_future_date", None),
+            ("timesheets", str(past_ts), "start_time", "far_past_date", None),
             ("timesheet_tags", f"{pair},{pair_tag}", "timesheet_id,tag_id", "duplicate_key", "2"),
         }
-        # the far-future check's raw value is the instant as PostgreSQL prints it
-        assert {r[:5] if r[3] != "far_future_date" else (*r[:4], None) for r in listed} == planted
+        # the date checks' raw value is the instant as PostgreSQL prints it
+        dated = {"far_future_date", "far_past_date"}
+        assert {r[:5] if r[3] not in dated else (*r[:4], None) for r in listed} == planted
         assert all(r[5] is not None for r in listed)
+        # a record from the year 1001 does not make its user's calendar start then
+        [(user_days,)] = pg_query(
+            stack.atlas_db,
+            f"SELECT count(*) FROM {ANALYTICS}.vw_user_days WHERE user_id ="
+            f" (SELECT user_id FROM {ANALYTICS}.vw_timesheet_facts WHERE timesheet_id = {past_ts})",
+        )
+        assert user_days <= (dt.date.today() - dt.date(1970, 1, 1)).days + 2
 
         status = json.loads(run_cli("status", "--json", env=stack.env).stdout)
         assert status["data_issues"] == {
@@ -114,7 +126,7 @@ def test_hostile_values_are_replicated_under_their_rules_and_listed(tmp_path: Pa
             "projects": 1,
             "tags": 1,
             "timesheet_tags": 1,
-            "timesheets": 5,
+            "timesheets": 6,
         }
 
         # nothing new on the next run: the rows read under a rule compare equal, also
@@ -140,6 +152,9 @@ def test_hostile_values_are_replicated_under_their_rules_and_listed(tmp_path: Pa
             f"UPDATE kimai2_timesheet SET start_time = '2025-01-06 09:00:00',"
             f" end_time = '2025-01-06 10:00:00', date_tz = '2025-01-06', {bump}"
             f" WHERE id = {future_ts}",
+            f"UPDATE kimai2_timesheet SET start_time = '2025-01-07 09:00:00',"
+            f" end_time = '2025-01-07 10:00:00', date_tz = '2025-01-07', {bump}"
+            f" WHERE id = {past_ts}",
             f"DELETE FROM kimai2_timesheet_tags WHERE timesheet_id = {pair} AND tag_id = {pair_tag}",
             f"INSERT INTO kimai2_timesheet_tags (timesheet_id, tag_id) VALUES ({pair}, {pair_tag})",
         )

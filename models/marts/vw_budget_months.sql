@@ -1,6 +1,7 @@
 -- One row per (budget scope, entity, report month) for every project, customer and
 -- activity whose budget is monthly: every month from the entity's first record through
--- the current month (or its last record, if later), zero-filled, in the report zone.
+-- the current month (or its last record, if later, up to a year ahead), zero-filled, in
+-- the report zone.
 
 with
 
@@ -22,7 +23,9 @@ bounds as (
     select
         budget_scope,
         scope_id,
-        min(report_month_start_date) as first_month,
+        -- records before 1970 or over a year ahead are Kimai data issues (vw_data_issues):
+        -- they do not stretch the month series over centuries
+        greatest(min(report_month_start_date), cast('1970-01-01' as date)) as first_month,
         max(report_month_start_date) as last_month
     from usage
     group by budget_scope, scope_id
@@ -42,7 +45,7 @@ months as (
         scopes.scope_id,
         {{ month_series(
             'least(coalesce(bounds.first_month, current_month.month_start), current_month.month_start)',
-            'greatest(coalesce(bounds.last_month, current_month.month_start), current_month.month_start)',
+            'least(greatest(coalesce(bounds.last_month, current_month.month_start), current_month.month_start), cast(' ~ dbt.dateadd('month', 12, 'current_month.month_start') ~ ' as date))',
         ) }} as month_start
     from scopes
     cross join current_month

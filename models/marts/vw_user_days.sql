@@ -16,7 +16,8 @@ settings as (
 
 first_records as (
 
-    select user_id, min(date_tz) as first_date
+    -- a record before 1970 is a Kimai data issue (vw_data_issues), not a century of days
+    select user_id, greatest(min(date_tz), cast('1970-01-01' as date)) as first_date
     from {{ ref('stg_kimai__timesheets') }}
     group by user_id
 
