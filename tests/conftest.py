@@ -42,12 +42,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     once instead of once on every worker that happens to run one of those tests, while
     the module's other tests still spread over the workers.
 
+    Tests marked `heavy` (or, for a group, one of its tests) are handed out first.
+
     pytest-xdist marks a group by a suffix on the node id (``…@group``), set through an
     attribute pytest 9 no longer reads (its node ids became structured), so the suffix is
     applied here.
     """
     if not getattr(config.option, "loadgroup", False):
         return
+    # the longest first: workers that get the short ones meanwhile end near the same time
+    items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
     for item in items:
         groups = {
             str(m.args[0] if m.args else m.kwargs.get("name", "default"))

@@ -41,6 +41,7 @@ TARGET_ROWS = (
 )
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_smoke_run_reports_every_scenario(tmp_path):
     out = tmp_path / "report.md"

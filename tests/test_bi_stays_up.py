@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg2
+import pytest
 import sqlalchemy as sa
 
 from pipelines.demo import kimai_actions as kimai_do
@@ -76,6 +77,7 @@ def _last_run_orphans(stack: Stack) -> dict[str, int | None]:
     )
 
 
+@pytest.mark.heavy
 def test_delete_and_move_is_caught_by_the_scheduled_run_alone(tmp_path: Path) -> None:
     role = f"bi_{uuid.uuid4().hex[:10]}"
     with make_stack(tmp_path, timesheets=1500, seed=11, bi_role=role) as stack:
@@ -275,6 +277,7 @@ def _wait_for_build(stack: Stack, proc: subprocess.Popen, timeout: float = 60) -
     raise TimeoutError("the build did not start")
 
 
+@pytest.mark.heavy
 def test_failed_builds_leave_bi_on_the_last_good_build(tmp_path: Path) -> None:
     role = f"bi_{uuid.uuid4().hex[:10]}"
     with make_stack(tmp_path, timesheets=400, seed=8, bi_role=role) as stack:
@@ -410,6 +413,7 @@ def test_failed_builds_leave_bi_on_the_last_good_build(tmp_path: Path) -> None:
 KILLS = 3
 
 
+@pytest.mark.heavy
 def test_killed_transforms_never_take_a_view_away(tmp_path: Path) -> None:
     """SIGKILL `transform` 3 times at points spread over its dbt build: every vw_* stays
     queryable by the BI role throughout, and BI reads either the old build or the complete
@@ -456,6 +460,7 @@ def test_killed_transforms_never_take_a_view_away(tmp_path: Path) -> None:
         assert set(_served(stack).values()) == {"B"}
 
 
+@pytest.mark.heavy
 def test_transform_passes_select_and_full_refresh_to_dbt(tmp_path: Path) -> None:
     """Also: a changed column set of the facts rebuilds each copy of the table whole."""
     incremental = {"ATLAS_TIMESHEET_FACTS_MATERIALIZATION": "table_incremental"}

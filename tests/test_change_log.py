@@ -148,6 +148,7 @@ def test_a_full_refresh_logs_one_rewrite_per_table_and_no_keys(kimai, env):
     assert sorted(rows) == sorted((t, "rewrite") for t in tables)
 
 
+@pytest.mark.heavy
 def test_a_pruned_log_makes_the_facts_table_recompute_every_row(tmp_path: Path) -> None:
     incremental = {"ATLAS_TIMESHEET_FACTS_MATERIALIZATION": "table_incremental"}
     table = f"{INTERNAL}.int_timesheet_facts_materialized"

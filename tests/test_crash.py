@@ -50,6 +50,7 @@ def _kill_mid_run(env: dict[str, str], seconds: float) -> bool:
     return True
 
 
+@pytest.mark.heavy
 def test_sigkill_during_first_load_and_during_a_big_merge(env):
     db = env["KIMAI_DB_DATABASE"]
     build_kimai(kimai_url(db), seed=11, timesheets=120_000)
@@ -81,6 +82,7 @@ def test_sigkill_during_first_load_and_during_a_big_merge(env):
 KILLS = 8
 
 
+@pytest.mark.heavy
 def test_sigkills_spread_over_runs_are_always_repaired(env):
     """Kill 8 runs, each at a point of its own: from just after it recorded its start to
     near its end; a clean run after each repairs everything."""

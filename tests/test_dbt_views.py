@@ -446,6 +446,7 @@ def _change_everything(stack: Stack) -> None:
         engine.dispose()
 
 
+@pytest.mark.heavy
 def test_facts_follow_kimai_in_both_materializations(tmp_path: Path) -> None:
     incremental = {"ATLAS_TIMESHEET_FACTS_MATERIALIZATION": "table_incremental"}
     with make_stack(tmp_path, timesheets=600, seed=5) as stack:

@@ -287,6 +287,7 @@ def summary_counts(stdout: str, table: str) -> tuple[int, int, int]:
 # -- the demo -------------------------------------------------------------------------------
 
 
+@pytest.mark.heavy
 def test_demo_builds_everything_from_the_embedded_kimai(first_run: DemoRun) -> None:
     assert first_run.returncode == 0, first_run.stdout + first_run.stderr
     paths = first_run.paths

@@ -549,6 +549,7 @@ def views(p: Parity, sql: str, args: tuple = ()) -> list[tuple]:
 # -- user reports (axis A: the record's own local day) ---------------------------------------
 
 
+@pytest.mark.heavy
 def test_user_day_totals_match_the_weekly_and_monthly_user_reports(parity: Parity) -> None:
     """PC1: per user and local day, duration, billable duration, the amount the report shows
     (every record's rate: Kimai adds non-billable work there) and internal cost; closed

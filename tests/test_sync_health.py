@@ -61,6 +61,7 @@ def test_health_view_status_and_metrics_agree_with_the_replica(stack, tmp_path):
     assert run_cli("status", "--max-lag", "0", env=env).returncode == 1
 
 
+@pytest.mark.heavy
 def test_dbt_fails_on_lost_rows_and_on_unrepaired_differences(stack):
     env, db = stack, stack["ATLAS_DB_DATABASE"]
     # a replica row lost behind the sync's back (a tag pair: no other test depends on it)
