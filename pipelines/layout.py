@@ -29,6 +29,8 @@ ARROW_TYPES: dict[str, pa.DataType] = {
 
 _MYSQL_INTEGERS = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"}
 _MYSQL_FLOATS = {"double", "float", "real"}
+_MYSQL_LONG_TEXTS = {"mediumtext", "longtext", "json"}
+"""Text types that can hold more than `TEXT_MAX_CHARS` (TEXT: 65,535 bytes at most)."""
 _MYSQL_TEXTS = {
     "char",
     "varchar",
@@ -139,8 +141,9 @@ def map_mysql_column(col: SourceColumn) -> ReplicaColumn:
     if base in _MYSQL_FLOATS:
         return ReplicaColumn(col.name, "double", q)
     if base in {"datetime", "timestamp", "date"}:
-        # NOT NULL date columns answer IS NULL for a zero date: test the text instead
-        invalid = f"CAST({q} AS CHAR) IS NOT NULL AND {mysql_valid_date(q)} IS NULL"
+        # NOT NULL date columns answer IS NULL for a zero date: test the text instead, and
+        # only for the rare invalid value (AND stops at the first false operand)
+        invalid = f"{mysql_valid_date(q)} IS NULL AND CAST({q} AS CHAR) IS NOT NULL"
         return ReplicaColumn(
             col.name,
             "date" if base == "date" else "timestamp",
@@ -149,21 +152,20 @@ def map_mysql_column(col: SourceColumn) -> ReplicaColumn:
         )
     if base in _MYSQL_TEXTS:
         nul = "CHAR(0 USING utf8mb4)"
-        value = f"REPLACE(LEFT({q}, {TEXT_MAX_CHARS}), {nul}, _utf8mb4 X'EFBFBD')"
-        return ReplicaColumn(
-            col.name,
-            "text",
-            value,
-            (
-                _issue("nul_in_text", col.name, f"INSTR({q}, {nul}) > 0"),
+        issues = [_issue("nul_in_text", col.name, f"INSTR({q}, {nul}) > 0")]
+        cut = q
+        if base in _MYSQL_LONG_TEXTS:  # the other text types cannot reach the limit
+            cut = f"LEFT({q}, {TEXT_MAX_CHARS})"
+            issues.append(
                 _issue(
                     "oversized_text",
                     col.name,
                     f"CHAR_LENGTH({q}) > {TEXT_MAX_CHARS}",
                     f"CHAR_LENGTH({q})",
-                ),
-            ),
-        )
+                )
+            )
+        value = f"REPLACE({cut}, {nul}, _utf8mb4 X'EFBFBD')"
+        return ReplicaColumn(col.name, "text", value, tuple(issues))
     # DECIMAL, TIME, BIT, binary types: exact text is the only lossless common form.
     return ReplicaColumn(col.name, "text", f"CAST({q} AS CHAR)")
 

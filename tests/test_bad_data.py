@@ -158,6 +158,7 @@ def test_hostile_values_are_replicated_under_their_rules_and_listed(tmp_path: Pa
             f"DELETE FROM kimai2_timesheet_tags WHERE timesheet_id = {pair} AND tag_id = {pair_tag}",
             f"INSERT INTO kimai2_timesheet_tags (timesheet_id, tag_id) VALUES ({pair}, {pair_tag})",
         )
-        sync_now()
+        fixed = run_cli(env=stack.env, timeout=600)
+        assert fixed.returncode == 0, fixed.stderr
         assert_replica_equals_kimai(db, stack.atlas_db)
         assert issues(stack) == set()

@@ -150,6 +150,12 @@ def test_a_resumed_stream_starts_after_the_last_key_in_key_order() -> None:
             "varchar",
             "varchar(150)",
             "text",
+            "REPLACE(`c`, CHAR(0 USING utf8mb4), _utf8mb4 X'EFBFBD')",
+        ),
+        (
+            "longtext",
+            "longtext",
+            "text",
             "REPLACE(LEFT(`c`, 1000000), CHAR(0 USING utf8mb4), _utf8mb4 X'EFBFBD')",
         ),
         ("decimal", "decimal(10,2)", "text", "CAST(`c` AS CHAR)"),

@@ -2,6 +2,11 @@
 -- report should take at face value. Kimai itself allows them (its API takes a negative
 -- duration or any date); the views count them as Kimai's own screens do, and list them in
 -- vw_data_issues. Thresholds: see docs/models.md, "Bad data in Kimai".
+--
+-- A table rebuilt by every build: one scan of the timesheets, where a view would scan
+-- them again for every query and test of vw_data_issues and vw_sync_health.
+
+{{ config(materialized='table') }}
 
 with
 
