@@ -147,10 +147,7 @@ def clear_shadow_views(settings: Settings) -> int:
 
     analytics = settings.analytics_schema
     custom = analytics.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%")
-    try:
-        conn = psycopg2.connect(**settings.atlas_connect_args("kimai-atlas-sync publish"))
-    except psycopg2.Error as exc:
-        raise database_failure("cannot connect to Atlas DB to prepare the build", exc) from exc
+    conn = _connect(settings, "prepare the build")
     try:
         with conn, conn.cursor() as cur:
             cur.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
@@ -182,13 +179,8 @@ def swap(
         DatabaseError: The swap failed and was rolled back: BI still reads the old build.
 
     """
-    import psycopg2
-
     pairs = [(s.removesuffix(BUILD_SUFFIX), s) for s in shadows]
-    try:
-        conn = psycopg2.connect(**settings.atlas_connect_args("kimai-atlas-sync publish"))
-    except psycopg2.Error as exc:
-        raise database_failure("cannot connect to Atlas DB to publish the build", exc) from exc
+    conn = _connect(settings, "publish the build")
     try:
         with conn, conn.cursor() as cur:
             cur.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
@@ -233,6 +225,16 @@ def swap(
         conn.close()
     log.info("published %s", ", ".join(live for live, _ in pairs))
     return published_at
+
+
+def _connect(settings: Settings, purpose: str) -> Any:
+    """A psycopg2 connection to Atlas DB for the publication's own statements."""
+    import psycopg2
+
+    try:
+        return psycopg2.connect(**settings.atlas_connect_args("kimai-atlas-sync publish"))
+    except psycopg2.Error as exc:
+        raise database_failure(f"cannot connect to Atlas DB to {purpose}", exc) from exc
 
 
 def _rename(schema: str, to: str) -> str:
