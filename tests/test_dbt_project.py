@@ -71,6 +71,18 @@ def test_only_staging_models_read_sources_and_no_adapter_checks_in_models() -> N
         assert not re.search(r"\b(kimai_replica|analytics|public)\.", text), relative
 
 
+@pytest.mark.unit
+def test_data_issues_read_every_replicated_table_by_its_key() -> None:
+    """stg_kimai__data_issues names each replica table with its key (dbt needs static
+    source() calls): a table added to the registry must be added there too."""
+    sql = (MODELS / "staging" / "kimai" / "stg_kimai__data_issues.sql").read_text()
+    listed = [
+        (name, relation, re.findall(r"'(\w+)'", key))
+        for name, relation, key in re.findall(r"\('(\w+)', '(\w+)', \[([^\]]*)\]\)", sql)
+    ]
+    assert listed == [(t.name, t.replica_table, list(t.primary_key)) for t in TABLES]
+
+
 def test_every_model_states_its_grain_and_tests_its_key() -> None:
     entries = _model_entries()
     sql_models = {p.stem for p in MODELS.rglob("*.sql")}
