@@ -18,6 +18,7 @@ from tests.conftest import REPO, first_sync, kimai_url, pg_connect, pg_query, ru
 COMMANDS = ["sync", "transform", "reconcile", "status", "demo"]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("args", [[], *([c] for c in COMMANDS)])
 def test_every_command_has_help(args):
     out = subprocess.run(
@@ -29,6 +30,7 @@ def test_every_command_has_help(args):
     assert "Usage:" in out.stdout and "--help" in out.stdout
 
 
+@pytest.mark.unit
 def test_every_command_is_documented_in_the_readme():
     readme = (REPO / "README.md").read_text()
     for command in COMMANDS:

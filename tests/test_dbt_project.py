@@ -19,6 +19,8 @@ import yaml
 
 from pipelines.registry import TABLES
 
+pytestmark = pytest.mark.unit
+
 REPO = Path(__file__).resolve().parent.parent
 MODELS = REPO / "models"
 
@@ -71,7 +73,6 @@ def test_only_staging_models_read_sources_and_no_adapter_checks_in_models() -> N
         assert not re.search(r"\b(kimai_replica|analytics|public)\.", text), relative
 
 
-@pytest.mark.unit
 def test_data_issues_read_every_replicated_table_by_its_key() -> None:
     """stg_kimai__data_issues names each replica table with its key (dbt needs static
     source() calls): a table added to the registry must be added there too."""

@@ -845,6 +845,7 @@ def test_configuration_is_realistic(built: tuple[str, kd.KimaiData]) -> None:
 # -- SQLite -----------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_sqlite_build_and_cascades(tmp_path: Any) -> None:
     path = tmp_path / "kimai.sqlite"
     summary = kd.build_kimai(f"sqlite:///{path}", seed=11, timesheets=400, prefix="kx_")
@@ -889,6 +890,7 @@ def sqlite_schema(conn: sa.Connection, prefix: str) -> dict[str, Any]:
     return {"columns": columns, "indexes": indexes, "fks": fks}
 
 
+@pytest.mark.unit
 def test_sqlite_schema_matches_the_spec(tmp_path: Any) -> None:
     engine = kd.connect_engine(f"sqlite:///{tmp_path / 'schema.sqlite'}")
     try:
@@ -915,7 +917,7 @@ def test_sqlite_schema_matches_the_spec(tmp_path: Any) -> None:
 # -- actions (MariaDB and SQLite) ---------------------------------------------------------------
 
 
-@pytest.fixture(params=["mysql", "sqlite"])
+@pytest.fixture(params=["mysql", pytest.param("sqlite", marks=pytest.mark.unit)])
 def kimai(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[tuple[sa.Connection, str]]:
     """A connection to a fresh small Kimai (300 timesheets) and its table prefix."""
     if request.param == "mysql":

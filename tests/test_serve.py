@@ -241,6 +241,7 @@ def test_the_host_names_the_service_answers_to() -> None:
             load_settings({"ATLAS_API_ALLOWED_HOSTS": wrong}, dotenv=False)
 
 
+@pytest.mark.unit
 def test_serve_refuses_to_start_without_tokens_or_on_a_remote_address(tmp_path: Path) -> None:
     env = {"ATLAS_SYNC_STATE_DIR": str(tmp_path / "state")}
     unset = run_cli("serve", env=env, timeout=60)
