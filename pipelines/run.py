@@ -1,4 +1,4 @@
-"""Command line: ``python -m pipelines.run [COMMAND]`` (see the README's CLI reference).
+"""Command line: ``python -m pipelines.run [COMMAND]`` (see the README, "Command line").
 
 This module only parses options and prints results; the work is in `pipelines.runner`.
 Expected failures print one line on stderr and exit with the contract's code.
@@ -27,6 +27,7 @@ from pipelines.errors import (
     LockHeld,
     PipelineError,
 )
+from pipelines.registry import TABLES_BY_NAME
 from pipelines.serve import LIMIT_CONCURRENCY
 
 if TYPE_CHECKING:
@@ -120,8 +121,7 @@ Tables = Annotated[
     list[str] | None,
     typer.Argument(
         metavar="[TABLE]...",
-        help="Short table names (timesheets, projects, users, activities, tags, "
-        "timesheet_tags, customers); all when omitted.",
+        help=f"Short table names ({', '.join(TABLES_BY_NAME)}); all when omitted.",
         show_default=False,
     ),
 ]

@@ -240,7 +240,7 @@ def test_reconcile_of_300k_rows_reads_a_sliver_of_kimai(env):
     repaired.
 
     Kimai sends a digest per bucket of key values, so the share of the table read does not
-    shrink or grow with the table; the benchmark measures it at 1,000,000 (README, (e0)).
+    shrink or grow with the table; the benchmark measures it at 1,000,000 (docs/benchmark.md, (e0)).
     """
     db = env["KIMAI_DB_DATABASE"]
     build_kimai(kimai_url(db), seed=1, timesheets=300_000)

@@ -55,7 +55,7 @@ TABLE_NAMES = (
     "user_preferences",
     "configuration",
 )
-# the textfile's metric names (README, "Monitoring"), as Prometheus sample names
+# the textfile's metric names (docs/operations.md, "Metrics"), as Prometheus sample names
 TEXTFILE_METRICS = {
     "kimai_atlas_sync_last_run_success",
     "kimai_atlas_sync_last_run_duration_seconds",

@@ -282,7 +282,8 @@ def test_full_refresh_rewrites_without_dropping_the_table(kimai, env):
     assert_replica_equals_kimai(kimai, db)
 
 
-# CONTRACT.md, "Indexes": written out here, not read from the product's registry
+# the replica's keys and indexes (docs/design.md, "First loads"): written out here, not
+# read from the product's registry
 PRIMARY_KEYS = {
     "replica_kimai_customers": ["id"],
     "replica_kimai_projects": ["id"],
