@@ -39,6 +39,11 @@ KIMAI_SSL_MODES = ("disabled", "required", "verify_ca", "verify_identity")
 
 _KIMAI_URL_PARAMS = {"charset", "ssl_mode", "ssl_ca"}
 
+BI_ROLE_SCOPES = ("replica", "marts")
+"""``ATLAS_BI_ROLE_SCOPE``: ``replica`` lets the BI role read the vw_* views and the
+replica_kimai_* tables (users' e-mail addresses and roles included); ``marts`` the vw_*
+views only (docs/metabase.md)."""
+
 
 @dataclass(frozen=True)
 class KimaiTLS:
@@ -158,6 +163,8 @@ class Settings:
     timesheet_facts_check: str = "auto"
     report_timezone: str = "UTC"
     """``ATLAS_REPORT_TIMEZONE``: the zone of the "viewer" of Kimai's screens (an IANA name)."""
+    bi_role_scope: str = "replica"
+    """``ATLAS_BI_ROLE_SCOPE``: what ``ATLAS_BI_ROLE`` may read, one of `BI_ROLE_SCOPES`."""
     key_digests: bool = False
     pipeline_name: str = field(default="")
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -514,6 +521,11 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
     bi_role = _env(env, "ATLAS_BI_ROLE")
     if bi_role is not None and not _IDENTIFIER.fullmatch(bi_role):
         raise ConfigError(f"ATLAS_BI_ROLE must be a plain SQL identifier, got {bi_role!r}")
+    bi_role_scope = _env(env, "ATLAS_BI_ROLE_SCOPE", "replica") or "replica"
+    if bi_role_scope not in BI_ROLE_SCOPES:
+        raise ConfigError(
+            f"ATLAS_BI_ROLE_SCOPE must be {' or '.join(BI_ROLE_SCOPES)}, got {bi_role_scope!r}"
+        )
     replica_schema = _identifier(env, "ATLAS_REPLICA_SCHEMA", "kimai_replica", lower_case=True)
     facts = _env(env, "ATLAS_TIMESHEET_FACTS_MATERIALIZATION", "view")
     if facts not in {"view", "table_incremental"}:
@@ -535,6 +547,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         analytics_schema=_identifier(env, "ATLAS_ANALYTICS_SCHEMA", "analytics", lower_case=True),
         overlay_schema=_identifier(env, "ATLAS_OVERLAY_SCHEMA", "public"),
         bi_role=bi_role,
+        bi_role_scope=bi_role_scope,
         overlap_seconds=_int(env, "KIMAI_SYNC_OVERLAP_SECONDS", 300),
         mass_delete_max_share=share,
         reconcile_every_run=_bool(env, "ATLAS_RECONCILE_EVERY_RUN", False),

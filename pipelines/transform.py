@@ -54,6 +54,7 @@ def dbt_env(settings: Settings) -> dict[str, str]:
         "ATLAS_ANALYTICS_SCHEMA": settings.analytics_schema,
         "ATLAS_OVERLAY_SCHEMA": settings.overlay_schema,
         "ATLAS_BI_ROLE": settings.bi_role or "",
+        "ATLAS_BI_ROLE_SCOPE": settings.bi_role_scope,
         "ATLAS_TIMESHEET_FACTS_MATERIALIZATION": settings.timesheet_facts_materialization,
         "ATLAS_TIMESHEET_FACTS_CHECK": settings.timesheet_facts_check,
         "ATLAS_REPORT_TIMEZONE": settings.report_timezone,

@@ -13,6 +13,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from pipelines.demo.atlas_overlays import (
     OverlaySummary,
     create_atlas_overlays,
@@ -415,6 +417,16 @@ def project_copy(dest: Path, marker: str | None = None) -> Path:
             mart.write_text(
                 f"select marked.*, '{marker}' as build_marker from (\n{body}\n) as marked\n"
             )
+        # the marts' contracts list every column: the marker is declared too
+        for spec in (dest / "models" / "marts").glob("*.yml"):
+            doc = yaml.safe_load(spec.read_text())
+            if not doc.get("models"):
+                continue
+            for model in doc["models"]:
+                model["columns"].append(
+                    {"name": "build_marker", "data_type": "text", "description": "Test build."}
+                )
+            spec.write_text(yaml.safe_dump(doc, sort_keys=False))
     return dest
 
 

@@ -23,6 +23,7 @@ def test_defaults_follow_the_contract():
     )
     assert s.kimai_table_prefix == "kimai2_"
     assert s.bi_role is None
+    assert s.bi_role_scope == "replica"
     assert s.mass_delete_max_share == 0.2
 
 
@@ -70,6 +71,8 @@ def test_sqlite_and_duckdb_urls_for_the_embedded_path(tmp_path: Path):
         ),
         ({"ATLAS_DB_URL": "mysql://x/y"}, "ATLAS_DB_URL must point at PostgreSQL or DuckDB"),
         ({"ATLAS_BI_ROLE": "bi role"}, "ATLAS_BI_ROLE must be a plain SQL identifier"),
+        ({"ATLAS_BI_ROLE_SCOPE": "all"}, "ATLAS_BI_ROLE_SCOPE must be replica or marts"),
+        ({"ATLAS_BI_ROLE_SCOPE": "Marts"}, "ATLAS_BI_ROLE_SCOPE must be replica or marts"),
         ({"ATLAS_RECONCILE_EVERY_RUN": "maybe"}, "must be true or false"),
         ({"KIMAI_KEY_DIGESTS": "sometimes"}, "must be true or false"),
         ({"ATLAS_TIMESHEET_FACTS_MATERIALIZATION": "table"}, "must be view or table_incremental"),
@@ -315,3 +318,21 @@ def test_a_dotenv_file_cannot_choose_the_dbt_profile_or_project(tmp_path, monkey
     assert s.kimai_table_prefix == "k_"  # other variables still come from .env
     monkeypatch.setenv("DBT_PROFILES_DIR", str(tmp_path / "profiles"))
     assert load_settings().dbt_profiles_dir == tmp_path / "profiles"  # the environment may
+
+
+def test_bi_role_scope_reaches_dbt_and_a_bad_one_exits_2_with_one_line():
+    from pipelines.transform import dbt_env
+    from tests.conftest import run_cli
+
+    marts = load_settings({"ATLAS_BI_ROLE": "bi", "ATLAS_BI_ROLE_SCOPE": "marts"})
+    assert marts.bi_role_scope == "marts"
+    assert dbt_env(marts)["ATLAS_BI_ROLE_SCOPE"] == "marts"
+    assert dbt_env(load_settings({"ATLAS_BI_ROLE_SCOPE": ""}))["ATLAS_BI_ROLE_SCOPE"] == "replica"
+    # refused before anything connects: no server listens at this address
+    out = run_cli(
+        "transform",
+        env={"ATLAS_DB_HOST": "atlas-db.invalid", "ATLAS_BI_ROLE_SCOPE": "everything"},
+    )
+    assert out.returncode == 2, out.stdout + out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "ATLAS_BI_ROLE_SCOPE must be replica or marts" in lines[0], lines

@@ -188,6 +188,8 @@ FOREIGN_KEYS = {
     ("vw_user_days", "user_id"): ("vw_users", "user_id"),
     ("vw_activities", "project_id"): ("vw_projects", "project_id"),
     ("vw_activities", "customer_id"): ("vw_customers", "customer_id"),
+    # a user's supervisor is a user
+    ("vw_users", "supervisor_user_id"): ("vw_users", "user_id"),
 }
 
 
@@ -208,3 +210,134 @@ def test_dbt_metabase_reads_every_declared_key_and_relationship(parsed: Path) ->
                 fks[(mart.name, column.name)] = (table, column.fk_target_field)
     assert pks == PRIMARY_KEYS
     assert fks == FOREIGN_KEYS
+
+
+# Metabase's field visibilities and the semantic types the marts may use, as Metabase
+# names them (its type hierarchy, metabase.types), written out here
+VISIBILITIES = {"normal", "details-only", "hidden", "sensitive"}
+SEMANTIC_TYPES = {
+    "type/PK",
+    "type/FK",
+    "type/Category",
+    "type/Name",
+    "type/Title",
+    "type/Company",
+    "type/Country",
+    "type/Description",
+    "type/Comment",
+    "type/Quantity",
+    "type/Percentage",
+    "type/CreationTimestamp",
+    "type/UpdatedTimestamp",
+    "type/JoinTimestamp",
+}
+FIELD_VALUES = {"list", "search", "none", "auto-list"}
+NUMBER_STYLES = {"decimal", "percent", "scientific", "currency"}
+
+
+def _metabase_marts(manifest: Path) -> dict:
+    from dbtmetabase.manifest import Manifest
+
+    return {m.name: m for m in Manifest(manifest).read_models() if m.name.startswith("vw_")}
+
+
+@pytest.mark.unit
+def test_dbt_metabase_reads_a_display_name_for_every_mart_and_column(parsed: Path) -> None:
+    import json
+
+    nodes = json.loads(parsed.read_text())["nodes"]
+    declared = {
+        n["name"]: list(n["columns"])
+        for n in nodes.values()
+        if n["resource_type"] == "model" and n["original_file_path"].startswith("models/marts/")
+    }
+    marts = _metabase_marts(parsed)
+    assert set(marts) == set(declared) and len(marts) >= 12
+    for name, mart in marts.items():
+        assert mart.display_name and mart.display_name != name, name
+        assert [c.name for c in mart.columns] == declared[name], name
+        for column in mart.columns:
+            label = f"{name}.{column.name}"
+            assert column.display_name, label
+            # plain English, not the column name with its underscores
+            assert "_" not in column.display_name, label
+            assert (column.visibility_type or "normal") in VISIBILITIES, label
+            assert column.semantic_type is None or column.semantic_type in SEMANTIC_TYPES, label
+            assert column.has_field_values is None or column.has_field_values in FIELD_VALUES, label
+            assert column.number_style is None or column.number_style in NUMBER_STYLES, label
+        # units stay visible: a seconds column says so in its display name
+        for column in mart.columns:
+            if column.name.endswith("_seconds"):
+                assert "seconds" in column.display_name, f"{name}.{column.name}"
+            if column.name.endswith("_hours"):
+                assert "hours" in column.display_name.lower(), f"{name}.{column.name}"
+
+
+@pytest.mark.unit
+def test_dbt_metabase_shows_no_technical_column_as_normal(parsed: Path) -> None:
+    """The sync's bookkeeping, the arrays (for SQL; the bridges serve the query builder) and
+    ids that lead to no mart are out of the pickers: details-only or hidden."""
+    checked = 0
+    for name, mart in _metabase_marts(parsed).items():
+        for column in mart.columns:
+            is_key = column.semantic_type in {"type/PK", "type/FK"}
+            technical = (
+                column.name == "synced_at"
+                or column.name.endswith("_array")
+                or (column.name.endswith("_id") and not is_key)
+            )
+            if technical:
+                checked += 1
+                assert column.visibility_type in {"details-only", "hidden"}, f"{name}.{column.name}"
+            if is_key:
+                assert (column.visibility_type or "normal") == "normal", f"{name}.{column.name}"
+    assert checked >= 15  # not vacuous
+
+
+@pytest.mark.unit
+def test_every_foreign_key_dbt_metabase_reads_points_at_a_mart_key(parsed: Path) -> None:
+    import json
+
+    manifest = json.loads(parsed.read_text())
+    # every model of the manifest by schema.relation name, with its columns
+    relations = {
+        f"{n['schema']}.{n['alias']}": set(n["columns"])
+        for n in manifest["nodes"].values()
+        if n["resource_type"] == "model"
+    }
+    marts = _metabase_marts(parsed)
+    pks = {
+        (f"{m.schema}.{m.alias}", c.name)
+        for m in marts.values()
+        for c in m.columns
+        if c.semantic_type == "type/PK"
+    }
+    fks = 0
+    for name, mart in marts.items():
+        for column in mart.columns:
+            if column.semantic_type != "type/FK":
+                continue
+            fks += 1
+            label = f"{name}.{column.name}"
+            assert column.fk_target_table in relations, label
+            assert column.fk_target_field in relations[column.fk_target_table], label
+            assert (column.fk_target_table, column.fk_target_field) in pks, label
+    assert fks == len(FOREIGN_KEYS)
+
+
+@pytest.mark.unit
+def test_every_mart_has_an_enforced_contract_with_typed_columns(parsed: Path) -> None:
+    import json
+
+    nodes = json.loads(parsed.read_text())["nodes"]
+    marts = [
+        n
+        for n in nodes.values()
+        if n["resource_type"] == "model" and n["original_file_path"].startswith("models/marts/")
+    ]
+    assert len(marts) >= 12
+    for node in marts:
+        assert node["config"]["contract"]["enforced"] is True, node["name"]
+        assert node["config"]["materialized"] == "view", node["name"]
+        untyped = [c for c, spec in node["columns"].items() if not spec.get("data_type")]
+        assert not untyped, (node["name"], untyped)

@@ -371,14 +371,18 @@ def test_an_analyst_adds_a_mart_and_builds_it_with_the_dbt_command(
     mart = project / "models" / "marts" / "vw_hours_per_tag.sql"
     mart.write_text(
         "-- One row per Kimai tag with recorded time: the finished hours carrying it.\n"
-        "select tag_name, sum(duration_hours) as duration_hours\n"
+        "select tag_name, cast(sum(duration_hours) as numeric(18, 6)) as duration_hours\n"
         "from {{ ref('vw_timesheet_tags') }}\ngroup by tag_name\n"
     )
+    # every column with its type: the marts' contract (docs/metabase.md)
     (project / "models" / "marts" / "_vw_hours_per_tag.yml").write_text(
         "version: 2\nmodels:\n  - name: vw_hours_per_tag\n"
         "    description: One row per Kimai tag with recorded time.\n"
-        "    columns:\n      - name: tag_name\n        description: The tag.\n"
+        "    columns:\n      - name: tag_name\n        data_type: text\n"
+        "        description: The tag.\n"
         "        data_tests: [unique, not_null]\n"
+        "      - name: duration_hours\n        data_type: numeric(18,6)\n"
+        "        description: Finished hours carrying the tag.\n"
     )
     env = {
         "KIMAI_DB_URL": f"sqlite:///{paths.kimai}",
