@@ -234,7 +234,9 @@ class TableExtractor:
                 self.stats.rows_read += batch.num_rows
                 yield from self._upserts(batch)
             return
-        # every column is key: the key diff is the whole comparison, no row read needed
+        # every column is key: the key diff is the whole comparison, and a new pair's key,
+        # read from Kimai while planning, is its whole row: those are this table's rows read
+        self.stats.rows_read += len(self.plan.missing)
         rows = conform(unpack_keys(self.plan.missing, self.layout.key), self.layout.data_schema)
         yield from self._upserts(rows)
 

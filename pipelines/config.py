@@ -275,6 +275,33 @@ class Settings:
             )
         return warnings
 
+    def require_kimai_file(self) -> None:
+        """Refuse a SQLite Kimai whose file does not exist (exit 2, naming the file).
+
+        SQLite would create an empty database in its place, which looks like a Kimai
+        whose every table was dropped.
+        """
+        if self.kimai_dialect != "sqlite":
+            return
+        path = self.kimai_url.database or ""
+        if not Path(path).is_file():
+            raise ConfigError(f"no Kimai SQLite file at {path}: check KIMAI_DB_URL")
+
+    def require_atlas_file(self) -> None:
+        """Refuse a DuckDB Atlas DB whose file does not exist (exit 2, naming the file).
+
+        For the commands that only read the replica or build on it (``status``,
+        ``transform``, ``serve``, ``dbt``): DuckDB would create an empty file at a mistyped
+        path and they would report or build on nothing. Only the commands that write the
+        replica (the scheduled run, ``sync``, ``reconcile``, the demo) create the file, as
+        their first load.
+        """
+        if self.atlas_dialect != "duckdb":
+            return
+        path = self.atlas_url.database or ""
+        if not Path(path).is_file():
+            raise ConfigError(f"no DuckDB file at {path}: check ATLAS_DB_URL (a sync creates it)")
+
     def describe_kimai(self) -> str:
         """Kimai's location without the password, for messages."""
         return self.kimai_url.set(query={}).render_as_string(hide_password=True)

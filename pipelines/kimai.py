@@ -103,12 +103,7 @@ class Kimai:
 
     def check(self) -> None:
         """Connect once, turning driver errors into one-line `DatabaseError`s."""
-        if self.dialect == "sqlite":
-            from pathlib import Path
-
-            path = self.settings.kimai_url.database or ""
-            if not Path(path).is_file():
-                raise DatabaseError(f"Kimai database file not found: {path}")
+        self.settings.require_kimai_file()
 
         def ping() -> None:
             with self.engine.connect() as conn:

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pipelines.tables import number, render_table, text
 from pipelines.types import TableStats
 
+SUMMARY_COLUMNS = (
+    text("table"),
+    number("kimai rows"),
+    number("replica before"),
+    number("rows read"),
+    number("inserted"),
+    number("updated"),
+    number("deleted"),
+)
 
-def summary_table(stats: Sequence[TableStats]) -> str:
+
+def summary_table(stats: Sequence[TableStats], indent: str = "") -> str:
     """Per-table counts of one sync run as an aligned text table."""
-    header = ("table", "kimai rows", "replica before", "read", "inserted", "updated", "deleted")
     rows = [
         (
             s.table,
@@ -22,13 +32,4 @@ def summary_table(stats: Sequence[TableStats]) -> str:
         )
         for s in stats
     ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = []
-    for i, r in enumerate([header, *rows]):
-        cells = [r[0].ljust(widths[0])] + [
-            c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)
-        ]
-        lines.append("  ".join(cells))
-        if i == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return render_table(SUMMARY_COLUMNS, rows, indent=indent)

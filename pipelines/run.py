@@ -106,25 +106,36 @@ MetricsFile = Annotated[
 TriggerOpt = Annotated[
     Trigger,
     typer.Option(
-        "--trigger", help="Recorded in the run audit; auto = cli on a terminal, else cron."
+        "--trigger",
+        metavar="auto|cli|cron|manual",
+        help="Recorded in the run audit; auto = cli on a terminal, else cron.",
     ),
 ]
 LogFormatOpt = Annotated[
     LogFormat,
     typer.Option(
         "--log-format",
+        metavar="auto|text|json",
         help="auto: progress on a terminal, warnings only otherwise; json: JSON lines on stderr.",
     ),
 ]
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
+# Arguments are described below their command's options (or in its text) and hidden from
+# the argument list: typer writes a Python type beside every argument there
+# (`TABLE <list[str]>`), which no metavar replaces; the usage line still shows them
+# (`[TABLE]...`).
 Tables = Annotated[
     list[str] | None,
-    typer.Argument(
-        metavar="[TABLE]...",
-        help=f"Short table names ({', '.join(TABLES_BY_NAME)}); all when omitted.",
-        show_default=False,
-    ),
+    typer.Argument(metavar="TABLE", hidden=True, show_default=False),
 ]
+TABLES_EPILOG = f"TABLE: short table names ({', '.join(TABLES_BY_NAME)}); all when omitted."
+
+
+def _port_number(value: int) -> int:
+    # checked here rather than by typer's max=, whose help would read "0<=x<=65535"
+    if not 0 <= value <= 65535:
+        raise typer.BadParameter(f"{value} is not a TCP port (0-65535)")
+    return value
 
 
 def _fail(message: str, code: int) -> None:
@@ -309,7 +320,7 @@ def scheduled(
     _start(ctx, "run", transform=True)
 
 
-@app.command("sync")
+@app.command("sync", epilog=TABLES_EPILOG)
 def sync_command(
     ctx: typer.Context,
     tables: Tables = None,
@@ -371,7 +382,7 @@ def transform_command(
     )
 
 
-@app.command("reconcile")
+@app.command("reconcile", epilog=TABLES_EPILOG)
 def reconcile_command(
     ctx: typer.Context,
     tables: Tables = None,
@@ -394,7 +405,9 @@ def reconcile_command(
 @app.command("status")
 def status_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,
-    runs: Annotated[int, typer.Option("--runs", help="How many recent runs to list.", min=1)] = 10,
+    runs: Annotated[
+        int, typer.Option("--runs", metavar="N", help="How many recent runs to list.", min=1)
+    ] = 10,
     max_lag: Annotated[
         float,
         typer.Option(
@@ -412,7 +425,9 @@ def status_command(
         from pipelines.config import load_settings
         from pipelines.status import collect, render
 
-        status = collect(load_settings(), last_runs=runs, max_lag_seconds=max_lag * 60)
+        settings = load_settings()
+        settings.require_atlas_file()
+        status = collect(settings, last_runs=runs, max_lag_seconds=max_lag * 60)
         if as_json:
             print(json.dumps(status.as_json(), indent=2))
         else:
@@ -445,8 +460,24 @@ def demo_command(
             show_default=False,
         ),
     ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            metavar="N",
+            help="Seed of the data generated on the first run: the same seed, scale and day"
+            " (UTC) give the same data. Default: 42",
+            min=0,
+            show_default=False,
+        ),
+    ] = None,
     reset: Annotated[
         bool, typer.Option("--reset", help="Delete what an earlier demo made in DIR; start over.")
+    ] = False,
+    edge_cases: Annotated[
+        bool,
+        # for tests: the generators' edge cases have no place in a report for people
+        typer.Option("--edge-cases", hidden=True),
     ] = False,
     log_format: LogFormatOpt = LogFormat.auto,
     debug: Debug = False,
@@ -464,7 +495,10 @@ def demo_command(
         from pipelines.logs import configure
 
         say = configure(log_format.value, debug)
-        print(render(run_demo(directory or DEFAULT_DIR, scale, reset=reset, say=say)))
+        result = run_demo(
+            directory or DEFAULT_DIR, scale, reset=reset, say=say, seed=seed, edge_cases=edge_cases
+        )
+        print(render(result))
 
     _guarded(debug, demo)
 
@@ -480,7 +514,8 @@ def serve_command(
         ),
     ] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option("--port", metavar="PORT", help="TCP port.", min=0, max=65535)
+        int,
+        typer.Option("--port", metavar="PORT", help="TCP port (0-65535).", callback=_port_number),
     ] = 8000,
     allow_remote: Annotated[
         bool,
@@ -533,8 +568,10 @@ def serve_command(
         from pipelines.serve import serve
 
         say = configure(log_format.value, debug)
+        settings = load_settings()
+        settings.require_atlas_file()
         serve(
-            load_settings(),
+            settings,
             host,
             port,
             allow_remote,
@@ -556,14 +593,7 @@ app.add_typer(token_app, name="token")
 
 @token_app.command("create")
 def token_create_command(
-    name: Annotated[
-        str,
-        typer.Argument(
-            metavar="NAME",
-            help="Who uses it (recorded as started_by of its runs).",
-            show_default=False,
-        ),
-    ],
+    name: Annotated[str, typer.Argument(metavar="NAME", hidden=True, show_default=False)],
     scope: Annotated[
         list[str],
         typer.Option(
@@ -575,7 +605,10 @@ def token_create_command(
     ],
     debug: Debug = False,
 ) -> None:
-    """Create a token: print it once, append its hash, name and scopes to the tokens file."""
+    """Create a token: print it once, append its hash, name and scopes to the tokens file.
+
+    NAME: who uses it (recorded as started_by of its runs).
+    """
 
     def create() -> None:
         from pipelines.config import load_settings
@@ -635,10 +668,8 @@ def dbt_command(
             settings = load_settings()
             # dbt's own place: ./target (manifest.json for dbt-metabase) and ./logs
             target_dir = Path.cwd()
-            database = settings.atlas_url.database or ""
-            if settings.atlas_dialect == "duckdb" and not Path(database).is_file():
-                # dbt-duckdb would silently create an empty file and build nothing useful
-                raise ConfigError(f"no DuckDB file at {database}: check ATLAS_DB_URL")
+            # dbt-duckdb would silently create an empty file and build nothing useful
+            settings.require_atlas_file()
         if not ctx.args:
             raise ConfigError("no dbt command given (e.g. `build --select vw_customers+`)")
         with run_lock(settings):

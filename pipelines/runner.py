@@ -71,9 +71,13 @@ def execute(
         log.warning("%s", warning)
     specs = select_tables(request.tables)
     outcome = RunOutcome()
-    # an unusable working directory is a configuration error, found before anything starts
+    # a missing database file or an unusable working directory is a configuration error,
+    # found before anything starts (and before the lock creates a DuckDB file's neighbour)
     if request.sync:
+        settings.require_kimai_file()
         dlt_pipelines_dir(settings)
+    else:
+        settings.require_atlas_file()  # only a run that syncs may create Atlas DB's file
     if request.transform:
         dbt_work_dir(settings)
     postgres = settings.atlas_dialect == "postgresql"

@@ -17,6 +17,7 @@ from pipelines.layout import quote_ansi
 from pipelines.paths import read_last_run
 from pipelines.registry import TABLES
 from pipelines.replica import Replica, open_replica
+from pipelines.tables import number, render_table, text
 
 
 @dataclass
@@ -207,8 +208,15 @@ def render(status: Status) -> str:
     lines = [f"WARNING: {w}" for w in status.warnings]
     lines += [""] if lines else []
     lines += ["Tables", ""]
-    header = ("table", "last sync", "replica rows", "kimai rows", "newest modified_at")
-    header += ("last reconcile", "unrepaired")
+    columns = (
+        text("table"),
+        text("last sync"),
+        number("replica rows"),
+        number("kimai rows"),
+        text("newest modified_at (UTC)"),
+        text("last reconcile (UTC)"),
+        number("unrepaired"),
+    )
     body = [
         (
             t.table_name,
@@ -221,9 +229,7 @@ def render(status: Status) -> str:
         )
         for t in status.tables
     ]
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
-    for row in [header, *body]:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    lines.append(render_table(columns, body))
     b = status.build
     lines += ["", "BI build", ""]
     if b.served_published_at is None:
@@ -234,15 +240,33 @@ def render(status: Status) -> str:
         why = f": {b.last_failures}" if b.last_failures else ""
         lines.append(f"the last build {b.last_status} at {when(b.last_ended_at)} UTC{why}")
     lines += ["", "Last runs", ""]
+    runs = []
     for r in status.runs:
-        took = ""
+        took = "-"
         if r["finished_at"] and r["started_at"]:
-            took = f" ({(r['finished_at'] - r['started_at']).total_seconds():.1f} s)"
-        error = f": {r['error']}" if r["error"] else ""
-        lines.append(
-            f"{when(_utc(r['started_at']))}  {r['command']:<9} {r['trigger']:<6}"
-            f" {r['status']}{took}{error}"
+            took = f"{(r['finished_at'] - r['started_at']).total_seconds():,.1f}"
+        runs.append(
+            (
+                when(_utc(r["started_at"])),
+                r["command"],
+                r["trigger"],
+                r["status"],
+                took,
+                r["error"] or "",
+            )
         )
+    if runs:
+        run_columns = (
+            text("started (UTC)"),
+            text("command"),
+            text("trigger"),
+            text("status"),
+            number("seconds"),
+            text("error"),
+        )
+        lines.append(render_table(run_columns, runs))
+    else:
+        lines.append("no runs recorded yet")
     if status.data_issues:
         counts = ", ".join(f"{t} {n}" for t, n in status.data_issues.items())
         lines += ["", f"DATA ISSUES in Kimai (vw_data_issues): {counts}"]

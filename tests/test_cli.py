@@ -7,7 +7,9 @@ import hashlib
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -28,6 +30,77 @@ def test_every_command_has_help(args):
         check=True,
     )
     assert "Usage:" in out.stdout and "--help" in out.stdout
+
+
+def _commands(group: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every command's words, subcommands of subcommands included."""
+    yield path
+    for name, command in getattr(group, "commands", {}).items():
+        yield from _commands(command, (*path, name))
+
+
+@pytest.mark.unit
+def test_help_shows_plain_metavars():
+    from typer.main import get_command
+    from typer.testing import CliRunner
+
+    from pipelines.run import app
+
+    runner = CliRunner()
+    seen = []
+    for words in _commands(get_command(app)):
+        result = runner.invoke(app, [*words, "--help"])
+        assert result.exit_code == 0, (words, result.output)
+        # Python types and nested brackets are typer's defaults, not words for people
+        for wrong in ("<", "list[", "int range", "[["):
+            assert wrong not in result.output, (words, wrong, result.output)
+        seen.append(" ".join(words))
+    assert {"", "sync", "status", "demo", "token", "token create"} <= set(seen)
+    usage = runner.invoke(app, ["sync", "--help"]).output
+    assert (
+        "sync [OPTIONS] [TABLE]..." in usage
+        and "--runs N" in runner.invoke(app, ["status", "--help"]).output
+    )
+
+
+def _isolated_env(tmp_path: Path, **urls: str) -> dict[str, str]:
+    return {**urls, "ATLAS_SYNC_STATE_DIR": str(tmp_path / "state")}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    "command", [["status"], ["transform"], ["serve"], ["dbt", "build"], ["status", "--json"]]
+)
+def test_commands_that_read_atlas_db_refuse_a_missing_duckdb_file(tmp_path, command):
+    kimai = tmp_path / "kimai.sqlite"
+    kimai.touch()
+    typo = tmp_path / "atals.duckdb"
+    env = _isolated_env(
+        tmp_path, KIMAI_DB_URL=f"sqlite:///{kimai}", ATLAS_DB_URL=f"duckdb:///{typo}"
+    )
+    out = run_cli(*command, env=env, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.splitlines() == [
+        f"error: no DuckDB file at {typo}: check ATLAS_DB_URL (a sync creates it)"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kimai.sqlite"]  # nothing created
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("command", [["sync"], [], ["reconcile"]])
+def test_a_missing_kimai_sqlite_file_is_a_configuration_error(tmp_path, command):
+    missing = tmp_path / "kimia.sqlite"
+    env = _isolated_env(
+        tmp_path,
+        KIMAI_DB_URL=f"sqlite:///{missing}",
+        ATLAS_DB_URL=f"duckdb:///{tmp_path / 'atlas.duckdb'}",
+    )
+    out = run_cli(*command, env=env, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert out.stderr.splitlines() == [
+        f"error: no Kimai SQLite file at {missing}: check KIMAI_DB_URL"
+    ]
+    assert list(tmp_path.iterdir()) == []  # no Atlas DB file, no state, no empty Kimai
 
 
 @pytest.mark.unit

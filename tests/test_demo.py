@@ -14,10 +14,13 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import re
+import shlex
 import shutil
 import sqlite3
 import subprocess
 import sys
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -29,7 +32,14 @@ import pytest
 
 from pipelines.config import load_settings
 from pipelines.demo.atlas_overlays import create_atlas_overlays
-from pipelines.demo.runner import SEED, DemoPaths, demo_settings, kimai_currencies
+from pipelines.demo.runner import (
+    SEED,
+    DemoPaths,
+    demo_anchor,
+    demo_settings,
+    generate_demo_data,
+    kimai_currencies,
+)
 from pipelines.lock import file_lock
 from pipelines.registry import TABLES, TableSpec
 from pipelines.runner import RunRequest, execute
@@ -87,24 +97,35 @@ def run_demo(directory: Path, cwd: Path, *args: str) -> DemoRun:
     return DemoRun(directory, proc.returncode, proc.stdout, proc.stderr)
 
 
-@pytest.fixture(scope="session")
-def first_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
-    """One first demo run, shared read-only by every test (and every xdist worker)."""
-    root = tmp_path_factory.getbasetemp()
+def _shared_run(factory: pytest.TempPathFactory, name: str, *args: str) -> DemoRun:
+    """One demo run per test session, shared read-only by every test and xdist worker."""
+    root = factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # the directory all workers share
-    directory, record = root / "demo-first-run", root / "demo-first-run.json"
-    with file_lock(root / "demo-first-run.lock", wait_seconds=900):
+    directory, record = root / name, root / f"{name}.json"
+    with file_lock(root / f"{name}.lock", wait_seconds=900):
         if not record.exists():
-            cwd = root / "demo-first-run-cwd"
+            cwd = root / f"{name}-cwd"
             cwd.mkdir(exist_ok=True)
-            run = run_demo(directory, cwd, "--scale", str(SCALE))
+            run = run_demo(directory, cwd, "--scale", str(SCALE), *args)
             # the demo wrote nothing outside its directory: not in the cwd, not in HOME
             left = sorted(str(p.relative_to(cwd)) for p in cwd.rglob("*"))
             assert left == [".env", "home"], left
             record.write_text(json.dumps(dataclasses.asdict(run), default=str))
     data = json.loads(record.read_text())
     return DemoRun(Path(data["directory"]), data["returncode"], data["stdout"], data["stderr"])
+
+
+@pytest.fixture(scope="session")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """The demo's first run as a newcomer starts it."""
+    return _shared_run(tmp_path_factory, "demo-first-run")
+
+
+@pytest.fixture(scope="session")
+def edge_case_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """A first run on the generators' edge cases (float traps, emoji, hostile text)."""
+    return _shared_run(tmp_path_factory, "demo-edge-cases", "--edge-cases")
 
 
 @pytest.fixture
@@ -275,20 +296,115 @@ def assert_views_match_kimai(paths: DemoPaths) -> None:
         assert unrepaired == 0 and reconciled_at is not None, spec.name
 
 
-def summary_counts(stdout: str, table: str) -> tuple[int, int, int]:
-    """Inserted, updated and deleted of one table in the printed sync summary."""
+def summary_counts(stdout: str, table: str, read: bool = False) -> tuple[int, ...]:
+    """Inserted, updated and deleted of one table in the printed sync summary.
+
+    With `read`, the rows read come first.
+    """
     for line in stdout.splitlines():
         cells = line.split()
         if cells and cells[0] == table and len(cells) == 7:
-            return tuple(int(c.replace(",", "")) for c in cells[4:7])  # type: ignore[return-value]
+            return tuple(int(c.replace(",", "")) for c in cells[3 if read else 4 : 7])
     raise AssertionError(f"no summary line for {table} in:\n{stdout}")
+
+
+def report_section(stdout: str, title: str) -> list[dict[str, str]]:
+    """One table of the printed report, cut into cells along its rule of dashes."""
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(title))
+    header, rule = lines[start + 2], lines[start + 3]
+    spans = [m.span() for m in re.finditer(r"-+", rule)]
+    assert spans and set(rule.strip()) <= {"-", " "}, rule
+    names = [header[a:b].strip() for a, b in spans]
+    rows = []
+    for line in lines[start + 4 :]:
+        if not line.strip():
+            break
+        # a terminal gives an emoji or a CJK character two cells: one filler after each
+        wide = ("W", "F")
+        cells = "".join(ch + "\0" * (unicodedata.east_asian_width(ch) in wide) for ch in line)
+        row = [cells[a:b].replace("\0", "").strip() for a, b in spans]
+        # nothing spills over into the gaps between the columns
+        gaps = zip([0] + [b for _a, b in spans], [a for a, _b in spans] + [len(cells)], strict=True)
+        assert all(cells[a:b].strip() == "" for a, b in gaps), line
+        rows.append(dict(zip(names, row, strict=True)))
+    return rows
 
 
 # -- the demo -------------------------------------------------------------------------------
 
 
+# written out from ISO 4217 for the generated customers' currencies: yen has no minor unit
+DECIMALS = {"JPY": 0, "EUR": 2, "USD": 2, "GBP": 2, "SGD": 2, "AUD": 2, "CHF": 2, "INR": 2}
+DECIMALS |= {"CAD": 2, "BRL": 2, "NZD": 2, "SEK": 2}
+MONEY = re.compile(r"^-?\d{1,3}(,\d{3})*(\.(\d+))? ([A-Z]{3})$")
+
+
+def assert_money(cell: str) -> Decimal:
+    """A money cell: its currency's decimals and its code; returns the amount."""
+    found = MONEY.match(cell)
+    assert found, f"not an amount with its currency: {cell!r}"
+    assert len(found.group(3) or "") == DECIMALS[found.group(4)], cell
+    return Decimal(cell.split()[0].replace(",", ""))
+
+
+def assert_the_report_reads_well(out: str) -> None:
+    """Amounts with their currency and its decimals, headers that say what the cells are."""
+    customers = report_section(out, "Hours by customer")
+    assert customers and all(assert_money(r["revenue"]) >= 0 for r in customers)
+    for row in customers:
+        assert float(row["billable hours"]) <= float(row["hours"]), row
+    users = report_section(out, "Billable share per user")
+    assert users and all(re.fullmatch(r"\d+ %", r["billable share"]) for r in users)
+    budgets = report_section(out, "Project budgets as Kimai counts them")
+    assert budgets and {r["period"] for r in budgets} <= {"lifetime", "monthly"}
+    for row in budgets:
+        for kind in ("money", "hours"):
+            if row[f"{kind} budget"] == "-":
+                assert row[f"{kind} used"] == row[f"{kind} %"] == "-", row
+                continue
+            assert re.fullmatch(r"[\d,]+\.\d %", row[f"{kind} %"]), row
+            if kind == "money":
+                # a budget is a round business figure, never a float artefact like 0.30
+                budget = assert_money(row["money budget"])
+                assert budget >= 1000 and budget == budget.to_integral_value(), row
+                assert row["money budget"].split()[1] == row["money used"].split()[1], row
+    prospects = report_section(out, "Prospective projects")
+    assert prospects and all(assert_money(r["money collected"]) >= 0 for r in prospects)
+    assert {r["from"] for r in prospects} <= {"override", "payments", "none"}
+
+
+def next_step(out: str, marker: str) -> list[str]:
+    """The printed command line containing `marker`, joined over a trailing backslash."""
+    lines = out.splitlines()
+    at = next(i for i, line in enumerate(lines) if marker in line)
+    text = lines[at]
+    while text.endswith("\\"):
+        at += 1
+        text = text[:-1] + lines[at]
+    return shlex.split(text)
+
+
+def run_next_step(
+    words: list[str], cwd: Path, shared: Path, copy: Path
+) -> subprocess.CompletedProcess[str]:
+    """Run a printed command as a shell would (leading VAR=value words are its environment).
+
+    It runs on `copy`, a copy of the `shared` demo directory the command names.
+    """
+    words = [w.replace(str(shared), str(copy)) for w in words]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_CONTRACT_PREFIXES)}
+    env["HOME"] = str(cwd)
+    while "=" in words[0] and not words[0].startswith("-"):
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
+    if words[0] == "python":  # printed so in an activated venv
+        words[0] = sys.executable
+    return subprocess.run(words, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
 @pytest.mark.heavy
-def test_demo_builds_everything_from_the_embedded_kimai(first_run: DemoRun) -> None:
+def test_demo_builds_everything_from_the_embedded_kimai(first_run: DemoRun, tmp_path: Path) -> None:
     assert first_run.returncode == 0, first_run.stdout + first_run.stderr
     paths = first_run.paths
     assert paths.kimai.is_file() and paths.atlas.is_file() and paths.state.is_dir()
@@ -303,9 +419,66 @@ def test_demo_builds_everything_from_the_embedded_kimai(first_run: DemoRun) -> N
         "Prospective projects",
     ):
         assert section in out, section
-    assert f"duckdb -readonly {paths.atlas}" in out and "KIMAI_DB_HOST=" in out
+    # rows generated, in words
+    generated = out.splitlines()[0]
+    assert f"{SCALE:,} timesheets, " in generated and " timesheet tags, " in generated
+    assert "_" not in generated.split("): ")[1], generated
+    assert_the_report_reads_well(out)
+    assert "KIMAI_DB_HOST=" in out
+
+    # the printed ways to look around work from the project's venv (no `duckdb` command)
+    copy = copy_demo(first_run, tmp_path / "demo").root
+    query = run_next_step(next_step(out, "import duckdb"), tmp_path, paths.root, copy)
+    assert query.returncode == 0, query.stderr
+    assert "customer_name" in query.stdout
+    status = run_next_step(next_step(out, "KIMAI_DB_URL=sqlite"), tmp_path, paths.root, copy)
+    assert status.returncode == 0, status.stdout + status.stderr
+    runs = report_section("Runs\n\n" + status.stdout.split("Last runs\n\n")[1], "Runs")
+    # the demo's runs show as what they are: started by a person, not by cron
+    assert [(r["command"], r["trigger"], r["status"]) for r in runs] == [("demo", "cli", "success")]
+
     assert_replica_equals_kimai(paths)
     assert_views_match_kimai(paths)
+
+
+@pytest.mark.unit
+def test_the_same_seed_and_day_give_the_same_demo_data(tmp_path: Path) -> None:
+    # any moment of one day (UTC) anchors the data at its midnight
+    morning, evening = dt.datetime(2026, 3, 29, 0, 0, 1), dt.datetime(2026, 3, 29, 23, 59, 59)
+    assert demo_anchor(morning) == demo_anchor(evening) == dt.datetime(2026, 3, 29)
+
+    def generate(name: str, seed: int) -> DemoPaths:
+        paths = DemoPaths(tmp_path / name)
+        paths.root.mkdir()
+        generate_demo_data(paths, demo_settings(paths), 300, seed, demo_anchor(evening))
+        return paths
+
+    def contents(paths: DemoPaths) -> dict[str, list[tuple]]:
+        tables = sqlite_rows(
+            paths.kimai,
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'kimai2_%'",
+        )
+        found = {
+            t: sqlite_rows(paths.kimai, f'SELECT * FROM "{t}" ORDER BY 1, 2') for (t,) in tables
+        }
+        overlays = duck_rows(
+            paths.atlas,
+            "select table_schema, table_name from information_schema.tables order by all",
+        )
+        for schema, table in overlays:
+            found[f"{schema}.{table}"] = duck_rows(
+                paths.atlas, f'select * from "{schema}"."{table}" order by all'
+            )
+        return found
+
+    first, again, other = (
+        contents(generate("a", 7)),
+        contents(generate("b", 7)),
+        contents(generate("c", 8)),
+    )
+    assert len(first) == 11 + 8 and all(first.values()), sorted(first)
+    assert first == again
+    assert first["kimai2_timesheet"] != other["kimai2_timesheet"]
 
 
 def test_second_run_propagates_inserts_edits_and_deletes(
@@ -329,7 +502,9 @@ def test_second_run_propagates_inserts_edits_and_deletes(
     after = {r[0] for r in sqlite_rows(paths.kimai, "SELECT id FROM kimai2_timesheet")}
     assert (inserted, deleted) == (len(after - before), len(before - after)) and inserted > 0
     assert deleted > 0 and updated > 0
-    assert sum(summary_counts(second.stdout, "timesheet_tags")) > 0
+    read, added, changed, removed = summary_counts(second.stdout, "timesheet_tags", read=True)
+    # a pair is all key: the new ones are the rows read
+    assert added + removed > 0 and changed == 0 and read == added
     assert "change" in second.stdout  # the report compares with the previous run
     assert_replica_equals_kimai(paths)
     assert_views_match_kimai(paths)
@@ -478,10 +653,17 @@ def _relation(fetch: Any, view: str, key: str) -> tuple[list[str], list[tuple]]:
 
 
 def test_dbt_gives_identical_views_on_postgres_and_duckdb(
-    first_run: DemoRun, tmp_path: Path, pg_database: str, clean_env: None
+    edge_case_run: DemoRun, tmp_path: Path, pg_database: str, clean_env: None
 ) -> None:
-    assert first_run.returncode == 0, first_run.stderr
-    duck = copy_demo(first_run, tmp_path / "duck")
+    assert edge_case_run.returncode == 0, edge_case_run.stderr
+    duck = copy_demo(edge_case_run, tmp_path / "duck")
+    # the edge cases made it through the demo's SQLite and DuckDB files ...
+    described = {r[0] for r in sqlite_rows(duck.kimai, "SELECT description FROM kimai2_timesheet")}
+    assert "'; DROP TABLE kimai2_timesheet; --" in described
+    assert_replica_equals_kimai(duck)
+    assert_views_match_kimai(duck)
+    # ... and the report still lines up its columns (every row parses)
+    assert report_section(edge_case_run.stdout, "Billable share per user")
     pg = load_settings(
         {
             "KIMAI_DB_URL": f"sqlite:///{duck.kimai}",

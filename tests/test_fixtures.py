@@ -493,6 +493,60 @@ def test_generator_is_deterministic() -> None:
     assert all(r[4] <= UTC_NOW for r in first.timesheets())
 
 
+def _amounts(data: kd.KimaiData) -> list[float]:
+    """The amounts a person types: budgets, fixed prices, rates in user preferences.
+
+    (A timesheet's hourly rate and amounts are Kimai's products of them: a weekend factor,
+    a duration.)
+    """
+    amounts = [row[18] for row in data.customers] + [row[6] for row in data.projects]
+    amounts += [row[7] for row in data.activities]
+    amounts += [row[9] for row in data.timesheets() if row[9] is not None]
+    amounts += [
+        float(row[3])
+        for row in data.user_preferences
+        if row[2] in ("hourly_rate", "internal_rate") and row[3]
+    ]
+    return amounts
+
+
+def _beyond_cents(value: float) -> bool:
+    # the shortest decimal text of the double: 0.1 + 0.2 is 0.30000000000000004
+    return len(repr(float(value)).split(".")[1]) > 2
+
+
+def _wide_characters(text: str | None) -> bool:
+    return text is not None and any(ord(ch) > 0xFFFF for ch in text)  # emoji, rare CJK
+
+
+@pytest.mark.unit
+def test_edge_cases_only_where_tests_ask_for_them() -> None:
+    edgy = kd.generate(seed=42, timesheets=3000)
+    plain = kd.generate(seed=42, timesheets=3000, edge_cases=False)
+    assert edgy.edge_cases and not plain.edge_cases
+    # the same rows: who booked what and when does not depend on the edge cases
+    for table in kd.TABLES:
+        assert len(list(edgy.rows(table))) == len(list(plain.rows(table))), table
+    assert [r[:7] for r in edgy.timesheets()] == [r[:7] for r in plain.timesheets()]
+    assert list(edgy.timesheet_tags()) == list(plain.timesheet_tags())
+
+    # the tests' data: float traps, emoji names, descriptions attacking the escaping layers
+    assert any(_beyond_cents(a) for a in _amounts(edgy))
+    assert 0.1 + 0.2 in {row[6] for row in edgy.projects} | {row[9] for row in edgy.timesheets()}
+    assert any(_wide_characters(row[1]) for row in edgy.tags)
+    described = {row[7] for row in edgy.timesheets()}
+    assert "'; DROP TABLE kimai2_timesheet; --" in described and "x" * 40_000 in described
+
+    # the demo's: amounts in cents, names without emoji, ordinary descriptions
+    assert not [a for a in _amounts(plain) if _beyond_cents(a)]
+    names = [r[4] for r in plain.users] + [r[2] for r in plain.activities]
+    names += [r[1] for r in plain.tags] + [r[1] for r in plain.customers]
+    assert not [n for n in names if _wide_characters(n)]
+    hostile = ("DROP TABLE", "\\N", "\r\n", "\t", "\\.", "𝔘")
+    descriptions = [r[7] for r in plain.timesheets() if r[7]]
+    assert not [d for d in descriptions if len(d) > 200 or any(h in d for h in hostile)]
+
+
 @pytest.mark.unit
 def test_scale() -> None:
     big = kd.scale_for(1_000_000)

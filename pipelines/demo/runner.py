@@ -1,7 +1,8 @@
 """The zero-setup demo: the whole product on embedded databases, in one directory.
 
 The first run generates a realistic Kimai database as a SQLite file (the generator the
-tests use) and realistic Atlas overlays in a DuckDB file, then runs exactly what the
+tests use, without the edge cases only tests want) and realistic Atlas overlays in a DuckDB
+file, both a function of the seed and the day (UTC) alone, then runs exactly what the
 scheduled job runs (`pipelines.runner.execute`: the table registry, the dlt source with
 its incremental state, delete detection and a reconciliation, then ``dbt build`` on the
 DuckDB target ``local``) and prints a report a manager would recognise. Every later run in
@@ -31,10 +32,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from pipelines.config import Settings, load_settings
+from pipelines.currencies import format_money
 from pipelines.errors import ConfigError
 from pipelines.lock import file_lock
 from pipelines.replica import open_replica
 from pipelines.runner import RunOutcome, RunRequest, execute
+from pipelines.tables import Column, number, render_table, text
 from pipelines.types import SyncOptions
 
 DEFAULT_DIR = Path("kimai-atlas-demo")
@@ -44,7 +47,26 @@ DEFAULT_SCALE = 5_000
 """Timesheets of the generated Kimai (the other tables scale with it)."""
 
 SEED = 42
-"""Seed of the generated Kimai and overlays: the same scale and day give the same data."""
+"""Default seed of the generated Kimai and overlays: the same seed, scale and day (UTC)
+give the same data."""
+
+TRIGGER = "cli"
+"""The demo's runs in the audit: started by a person on the command line, never by cron."""
+
+KIMAI_TABLE_WORDS: dict[str, tuple[str, str]] = {
+    "customers": ("customer", "customers"),
+    "projects": ("project", "projects"),
+    "activities": ("activity", "activities"),
+    "users": ("user", "users"),
+    "tags": ("tag", "tags"),
+    "timesheet": ("timesheet", "timesheets"),
+    "timesheet_tags": ("timesheet tag", "timesheet tags"),
+    "teams": ("team", "teams"),
+    "users_teams": ("team membership", "team memberships"),
+    "user_preferences": ("user preference", "user preferences"),
+    "configuration": ("configuration setting", "configuration settings"),
+}
+"""What the rows of each generated Kimai table are, in words (singular, plural)."""
 
 JOURNAL_VERSION = 1
 
@@ -105,7 +127,7 @@ class ReportTable:
     """One section of the report: a title and aligned rows."""
 
     title: str
-    headers: tuple[str, ...]
+    columns: tuple[Column, ...]
     rows: list[tuple[str, ...]] = field(default_factory=list)
     empty: str = "(none)"
 
@@ -119,6 +141,7 @@ class DemoResult:
     first_run: bool
     run_number: int
     scale: int
+    seed: int = SEED
     generated: dict[str, int] = field(default_factory=dict)
     """Rows generated per Kimai table (first run)."""
     activity: list[str] = field(default_factory=list)
@@ -173,6 +196,55 @@ def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 
 
+def demo_anchor(now: dt.datetime) -> dt.datetime:
+    """The generated data's "now": midnight UTC of `now`'s day (naive UTC).
+
+    The same seed and scale then give the same data all day, not only within one minute.
+    """
+    return dt.datetime.combine(now.date(), dt.time())
+
+
+def generate_demo_data(
+    paths: DemoPaths,
+    settings: Settings,
+    scale: int,
+    seed: int,
+    anchor: dt.datetime,
+    edge_cases: bool = False,
+) -> dict[str, int]:
+    """Write the demo's Kimai (SQLite) and Atlas overlays (DuckDB): a function of the inputs.
+
+    Args:
+        paths: The demo directory's files (neither database may exist yet).
+        settings: The demo's settings (the overlay schema).
+        scale: Timesheets to generate.
+        seed: Seed of the Kimai generator and the overlays.
+        anchor: The data's "now" (naive UTC); `demo_anchor` for the demo.
+        edge_cases: Include the generators' test-only edge cases (tests turn them on).
+
+    Returns:
+        Rows generated per Kimai table.
+
+    """
+    import duckdb
+
+    from pipelines.demo.atlas_overlays import create_atlas_overlays
+    from pipelines.demo.kimai_data import build_kimai
+
+    summary = build_kimai(
+        f"sqlite:///{paths.kimai}", seed=seed, timesheets=scale, now=anchor, edge_cases=edge_cases
+    )
+    projects, customers = kimai_currencies(paths.kimai)
+    conn = duckdb.connect(str(paths.atlas))
+    try:
+        create_atlas_overlays(
+            conn, settings.overlay_schema, projects, customers, seed=seed, edge_cases=edge_cases
+        )
+    finally:
+        conn.close()
+    return summary.rows
+
+
 # -- the demo run -------------------------------------------------------------------------------
 
 
@@ -181,6 +253,8 @@ def run_demo(
     scale: int | None = None,
     reset: bool = False,
     say: Callable[[str], None] | None = None,
+    seed: int | None = None,
+    edge_cases: bool = False,
 ) -> DemoResult:
     """Run the demo in `directory`: create or change Kimai, sync, build, report.
 
@@ -190,6 +264,9 @@ def run_demo(
             ignored once Kimai exists).
         reset: Delete what an earlier demo left in `directory` and start over.
         say: Called with one human line per step.
+        seed: Seed of the data generated on the first run (`SEED` when None; ignored once
+            Kimai exists).
+        edge_cases: Generate the test-only edge cases too (first run; for tests).
 
     Returns:
         What was generated or simulated, the run's outcome and the report.
@@ -221,15 +298,24 @@ def run_demo(
         settings = demo_settings(paths)
         if journal is None:
             scale = scale or DEFAULT_SCALE
-            result = DemoResult(paths, settings, first_run=True, run_number=1, scale=scale)
-            say(f"generating a Kimai database with {scale:,} timesheets in {paths.kimai}")
-            result.generated = _generate_kimai(paths, scale, now)
-            say(f"creating the Atlas overlay tables in {paths.atlas}")
-            _create_overlays(paths, settings)
+            seed = SEED if seed is None else seed
+            result = DemoResult(
+                paths, settings, first_run=True, run_number=1, scale=scale, seed=seed
+            )
+            say(
+                f"generating a Kimai database with {scale:,} timesheets in {paths.kimai}"
+                f" and the Atlas overlay tables in {paths.atlas}"
+            )
+            anchor = demo_anchor(now)
+            result.generated = generate_demo_data(
+                paths, settings, scale, seed, anchor, edge_cases=edge_cases
+            )
             journal = {
                 "version": JOURNAL_VERSION,
-                "seed": SEED,
+                "seed": seed,
                 "scale": scale,
+                "anchor": anchor.isoformat(),
+                "edge_cases": edge_cases,
                 "created_at": now.isoformat(),
                 "runs": 0,
             }
@@ -237,13 +323,22 @@ def run_demo(
         else:
             run_number = int(journal.get("runs", 0)) + 1
             result = DemoResult(
-                paths, settings, first_run=False, run_number=run_number, scale=journal["scale"]
+                paths,
+                settings,
+                first_run=False,
+                run_number=run_number,
+                scale=journal["scale"],
+                seed=int(journal.get("seed", SEED)),
             )
-            if scale is not None and scale != journal["scale"]:
-                result.notes.append(
-                    f"--scale {scale:,} ignored: this directory's Kimai was generated with"
-                    f" {journal['scale']:,} timesheets (--reset starts over)"
-                )
+            for option, given, used in (
+                ("--scale", scale, result.scale),
+                ("--seed", seed, result.seed),
+            ):
+                if given is not None and given != used:
+                    result.notes.append(
+                        f"{option} {given} ignored: this directory's Kimai was generated with"
+                        f" {option} {used} (--reset starts over)"
+                    )
             # DuckDB lets one process open a file for writing: fail before changing Kimai
             # when another one (a `duckdb` shell) holds it
             replica = open_replica(settings)
@@ -252,12 +347,14 @@ def run_demo(
             finally:
                 replica.close()
             say("simulating a day of activity in Kimai")
-            result.activity = simulate_day(paths.kimai, now, random.Random(f"demo:{run_number}"))
+            rng = random.Random(f"demo:{result.seed}:{run_number}")
+            result.activity = simulate_day(paths.kimai, now, rng)
 
         month = last_full_month(now.date())
         # the very same run as the scheduled job's, reconciliation included
         request = RunRequest(
             command="demo",
+            trigger=TRIGGER,
             transform=True,
             options=SyncOptions(overlap_seconds=settings.overlap_seconds, reconcile=True),
             dbt_dir=paths.dbt,
@@ -293,27 +390,6 @@ def _remove(items: Sequence[Path]) -> None:
             shutil.rmtree(item)
         elif item.exists():
             item.unlink()
-
-
-def _generate_kimai(paths: DemoPaths, scale: int, now: dt.datetime) -> dict[str, int]:
-    from pipelines.demo.kimai_data import build_kimai
-
-    summary = build_kimai(f"sqlite:///{paths.kimai}", seed=SEED, timesheets=scale, now=now)
-    return summary.rows
-
-
-def _create_overlays(paths: DemoPaths, settings: Settings) -> None:
-    """Atlas's overlay tables (overrides, taxonomy tags, payments) for the generated projects."""
-    import duckdb
-
-    from pipelines.demo.atlas_overlays import create_atlas_overlays
-
-    projects, customers = kimai_currencies(paths.kimai)
-    conn = duckdb.connect(str(paths.atlas))
-    try:
-        create_atlas_overlays(conn, settings.overlay_schema, projects, customers, seed=SEED)
-    finally:
-        conn.close()
 
 
 def kimai_currencies(kimai_file: Path) -> tuple[dict[int, str], dict[int, str]]:
@@ -572,8 +648,14 @@ def build_report(
     hours_now = {f"{name} ({cur})": float(h) for name, cur, h, *_ in customers}
     by_customer = ReportTable(
         f"Hours by customer, {title}",
-        ("customer", "hours", "billable", "revenue", "timesheets")
-        + (("change",) if previous_hours is not None else ()),
+        (
+            text("customer"),
+            number("hours"),
+            number("billable hours"),
+            number("revenue"),
+            number("timesheets"),
+        )
+        + ((number("change"),) if previous_hours is not None else ()),
     )
     for name, currency, hours, billable, revenue, count in customers:
         row = (name, _hours(hours), _hours(billable), _money(revenue, currency), f"{count:,}")
@@ -585,19 +667,31 @@ def build_report(
         for key in sorted(set(previous_hours) - set(hours_now)):
             by_customer.rows.append((key, "0.0", "0.0", "-", "0", f"{-previous_hours[key]:+.1f} h"))
 
-    share = ReportTable(f"Billable share per user, {title}", ("user", "hours", "billable", "share"))
+    share = ReportTable(
+        f"Billable share per user, {title}",
+        (text("user"), number("hours"), number("billable hours"), number("billable share")),
+    )
     for name, hours, billable in users:
-        pct = f"{100 * billable / hours:.0f} %" if hours else "-"
-        share.rows.append((name, _hours(hours), _hours(billable), pct))
+        share.rows.append((name, _hours(hours), _hours(billable), _percent(billable, hours, 0)))
 
     top_tags = ReportTable(
-        f"Top project tags by hours, {title}", ("tag (Atlas taxonomy)", "hours", "projects")
+        f"Top project tags by hours, {title}",
+        (text("tag (Atlas taxonomy)"), number("hours"), number("projects")),
     )
-    top_tags.rows = [(tag, _hours(h), str(n)) for tag, h, n in tags]
+    top_tags.rows = [(tag, _hours(h), f"{n:,}") for tag, h, n in tags]
 
     budgets = ReportTable(
         f"Project budgets as Kimai counts them (billable work only; monthly budgets: {title})",
-        ("project", "budget", "money", "used", "%", "time", "used h", "% time"),
+        (
+            text("project"),
+            text("period"),
+            number("money budget"),
+            number("money used"),
+            number("money %"),
+            number("hours budget"),
+            number("hours used"),
+            number("hours %"),
+        ),
     )
     for kind, rows in (("lifetime", lifetime), ("monthly", monthly)):
         for name, cur, budget, used, burn, t_budget, t_used, t_burn in rows:
@@ -607,22 +701,27 @@ def build_report(
                     kind,
                     _money(budget, cur) if budget else "-",
                     _money(used, cur) if budget else "-",
-                    f"{100 * burn:,.1f}" if burn is not None else "-",
+                    _percent(burn, 1, 1) if budget else "-",
                     _hours(t_budget / 3600) if t_budget else "-",
                     _hours(t_used / 3600) if t_budget else "-",
-                    f"{100 * t_burn:,.1f}" if t_burn is not None else "-",
+                    _percent(t_burn, 1, 1) if t_budget else "-",
                 )
             )
 
     prospective = ReportTable(
         "Prospective projects (in Atlas, not yet in Kimai)",
-        ("project", "customer", "status", "tags", "money collected"),
+        (
+            text("project"),
+            text("customer"),
+            text("status"),
+            text("tags"),
+            number("money collected"),
+            text("from"),
+        ),
     )
     for name, customer, cur, status, project_tags, money, source in prospects:
-        collected = _money(money, cur) if cur != "-" else f"{money:,.2f}"
-        prospective.rows.append(
-            (name, customer, status, project_tags or "-", f"{collected} ({source})")
-        )
+        collected = _money(money, cur if cur != "-" else None)
+        prospective.rows.append((name, customer, status, project_tags or "-", collected, source))
     return [by_customer, share, top_tags, budgets, prospective], hours_now
 
 
@@ -631,31 +730,34 @@ def _hours(value: Decimal | float | None) -> str:
 
 
 def _money(value: Decimal | float | None, currency: str | None) -> str:
-    if value is None:
+    return "-" if value is None else format_money(value, currency)
+
+
+def _percent(part: Decimal | float | None, whole: Decimal | float | None, digits: int) -> str:
+    """``part / whole`` as a percentage (``-`` when either is missing or `whole` is 0)."""
+    if part is None or not whole:
         return "-"
-    return f"{Decimal(value):,.2f} {currency or ''}".rstrip()
+    return f"{100 * float(part) / float(whole):,.{digits}f} %"
 
 
 # -- rendering ----------------------------------------------------------------------------------
 
 
 def format_table(table: ReportTable) -> str:
-    """A report section as text: title, then columns aligned (numbers to the right)."""
+    """A report section as text: title, then the table (`pipelines.tables`)."""
     lines = [table.title, ""]
     if not table.rows:
         return "\n".join([*lines, f"  {table.empty}"])
-    every = [table.headers, *table.rows]
-    widths = [max(len(r[i]) for r in every) for i in range(len(table.headers))]
+    return "\n".join([*lines, render_table(table.columns, table.rows, indent="  ")])
 
-    def line(cells: Sequence[str]) -> str:
-        out = [cells[0].ljust(widths[0])]
-        out += [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
-        return "  " + "  ".join(out).rstrip()
 
-    lines.append(line(table.headers))
-    lines.append(line(["-" * w for w in widths]))
-    lines.extend(line(r) for r in table.rows)
-    return "\n".join(lines)
+def generated_counts(generated: dict[str, int]) -> str:
+    """``20 customers, 1 project, 5,000 timesheets``: generated rows per table, in words."""
+    parts = []
+    for table, count in generated.items():
+        singular, plural = KIMAI_TABLE_WORDS.get(table, (table, table))
+        parts.append(f"{count:,} {singular if count == 1 else plural}")
+    return ", ".join(parts)
 
 
 def render(result: DemoResult) -> str:
@@ -664,8 +766,8 @@ def render(result: DemoResult) -> str:
 
     paths, out = result.paths, []
     if result.first_run:
-        counts = ", ".join(f"{n:,} {t}" for t, n in result.generated.items())
-        out += [f"Generated a Kimai database ({paths.kimai}): {counts}."]
+        counts = generated_counts(result.generated)
+        out += [f"Generated a Kimai database ({paths.kimai}, seed {result.seed}): {counts}."]
         out += [f"Created the Atlas overlay tables in {paths.atlas}.", ""]
     else:
         out += [f"Run {result.run_number}: a day of activity in Kimai ({paths.kimai}):"]
@@ -674,7 +776,7 @@ def render(result: DemoResult) -> str:
     sync, transform = result.outcome.sync, result.outcome.transform
     if sync is not None:
         out += ["Sync into Atlas DB (inserted / updated / deleted per replica table):", ""]
-        out += ["  " + line for line in summary_table(sync.tables).splitlines()]
+        out += [summary_table(sync.tables, indent="  ")]
         out += ["", f"sync finished in {sync.seconds:.1f} s"]
     if transform is not None:
         warned = f", {len(transform.warned)} warnings" if transform.warned else ""
@@ -691,13 +793,16 @@ def next_steps(result: DemoResult) -> list[str]:
     atlas, kimai = paths.atlas, paths.kimai
     # in an activated venv `python` is this interpreter; otherwise (scripts/demo) name it
     py = "python" if os.environ.get("VIRTUAL_ENV") else sys.executable
+    # the duckdb module of this venv: a `duckdb` command is not part of the install
+    query = (
+        f"import duckdb; print(duckdb.connect('{atlas}', read_only=True)"
+        f".sql('select * from {s}.vw_customers'))"
+    )
     return [
         "Explore the results (views vw_timesheet_facts, vw_projects, vw_customers, the tag",
         "bridges vw_timesheet_tags and vw_project_tags, vw_sync_health",
         f"in schema {s}; replica tables in {result.settings.replica_schema}):",
-        f'  duckdb -readonly {atlas} "select * from {s}.vw_customers"',
-        f"  {py} -c \"import duckdb; duckdb.connect('{atlas}', read_only=True)"
-        f".sql('select * from {s}.vw_projects').show()\"",
+        f'  {py} -c "{query}"',
         f"  KIMAI_DB_URL=sqlite:///{kimai} ATLAS_DB_URL=duckdb:///{atlas} \\",
         f"    {py} -m pipelines.run status",
         "Run dbt yourself on the demo (any dbt command; e.g. after adding a mart):",
