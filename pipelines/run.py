@@ -28,7 +28,7 @@ from pipelines.errors import (
     PipelineError,
 )
 from pipelines.registry import TABLES_BY_NAME
-from pipelines.serve import LIMIT_CONCURRENCY
+from pipelines.serve.server import LIMIT_CONCURRENCY
 
 if TYPE_CHECKING:
     from pipelines.publish import BuildRequest
@@ -530,7 +530,7 @@ def serve_command(
     def run() -> None:
         from pipelines.config import load_settings
         from pipelines.logs import configure
-        from pipelines.serve import serve
+        from pipelines.serve.server import serve
 
         say = configure(log_format.value, debug)
         serve(
@@ -579,7 +579,7 @@ def token_create_command(
 
     def create() -> None:
         from pipelines.config import load_settings
-        from pipelines.tokens import create
+        from pipelines.serve.tokens import create
 
         path = load_settings().api_tokens_file
         if path is None:

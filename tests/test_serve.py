@@ -178,7 +178,7 @@ def _status_of(svc: Service, run_id: str) -> str:
 
 @pytest.mark.unit
 def test_a_token_is_stored_only_as_its_hash(tmp_path: Path) -> None:
-    from pipelines import tokens
+    from pipelines.serve import tokens
 
     path = tmp_path / "tokens"
     made = tokens.create(path, "ops", ["sync:read", "metrics:read"])
@@ -216,10 +216,10 @@ def test_the_tokens_file_setting(tmp_path: Path) -> None:
 
 @pytest.mark.unit
 def test_the_host_names_the_service_answers_to() -> None:
-    from pipelines.api import host_name
     from pipelines.config import load_settings
     from pipelines.errors import ConfigError
-    from pipelines.serve import allowed_hosts
+    from pipelines.serve.app import host_name
+    from pipelines.serve.server import allowed_hosts
 
     assert host_name("Sync.Example.org:8000") == "sync.example.org"
     assert host_name("sync.example.org.") == "sync.example.org"

@@ -43,14 +43,14 @@ from starlette.datastructures import Headers
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipelines import healthpage, tokens
 from pipelines.config import Settings
 from pipelines.errors import ConfigError, LockHeld, PipelineError
 from pipelines.registry import TABLES_BY_NAME
 from pipelines.runner import RunRequest
+from pipelines.serve import health_page, tokens
+from pipelines.serve.worker import RunWorker
 from pipelines.status import audit_metrics_text, collect, run_detail
 from pipelines.types import SyncOptions
-from pipelines.worker import RunWorker
 
 LOG = logging.getLogger("pipelines.serve")
 
@@ -640,7 +640,7 @@ def create_app(
     def page(token: Read) -> HTMLResponse:
         """The health page (HTML)."""
         nonce = secrets.token_urlsafe(16)
-        html = healthpage.render(
+        html = health_page.render(
             collect(settings, last_runs=50),
             token.name,
             can_execute="sync:execute" in token.scopes,
