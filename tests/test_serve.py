@@ -218,7 +218,7 @@ def test_the_tokens_file_setting(tmp_path: Path) -> None:
 def test_the_host_names_the_service_answers_to() -> None:
     from pipelines.config import load_settings
     from pipelines.errors import ConfigError
-    from pipelines.serve.app import host_name
+    from pipelines.serve.guard import host_name
     from pipelines.serve.server import allowed_hosts
 
     assert host_name("Sync.Example.org:8000") == "sync.example.org"
@@ -675,6 +675,11 @@ def test_the_token_is_checked_before_the_body_is_read(service: Service) -> None:
     print(f"service RSS before {before} KiB, after four 100 MB POSTs {after} KiB")
     assert answers == [401, 401, 413, 413]
     assert after - before < 5 * 1024, (before, after)
+    # a token without the route's scope: refused before the (malformed) body is parsed
+    with svc.client(svc.reader) as http:
+        scoped = http.post("/sync", content=b"{not json", headers=json_type)
+        assert scoped.status_code == 403, scoped.text  # not 422
+        assert scoped.json()["detail"] == "token 'dashboard' lacks the sync:execute scope"
     # just past the cap, with a token: refused before the body reaches the application
     with svc.client(svc.admin) as http:
         over = http.post("/sync", content=b" " * (8 * 1024 + 1), headers=json_type)

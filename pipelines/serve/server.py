@@ -85,7 +85,8 @@ def serve(
         )
     import uvicorn
 
-    from pipelines.serve.app import TokenStore, create_app
+    from pipelines.serve.app import create_app
+    from pipelines.serve.auth import TokenStore
     from pipelines.serve.worker import RunWorker
 
     store = TokenStore(settings.api_tokens_file)  # ConfigError when unusable
