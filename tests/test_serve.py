@@ -487,6 +487,34 @@ def test_the_health_page_in_chromium(service: Service, tmp_path: Path) -> None:
         driver.quit()
 
 
+def test_the_health_page_escapes_what_the_audit_recorded(service: Service) -> None:
+    """A failing run's message is shown escaped, never as markup.
+
+    No text of Kimai's rows reaches the page (it shows table names, counts, times and the
+    audit's texts); a run's error message does, and it quotes what the run met: here the
+    Kimai database name it could not open.
+    """
+    svc = service
+    planted = "<script>alert(1)</script>"
+    failed = run_cli("sync", env={**svc.env, "KIMAI_DB_DATABASE": planted}, timeout=120)
+    assert failed.returncode == 2, failed.stderr
+    [(run_id,)] = pg_query(
+        svc.stack.atlas_db,
+        f"SELECT run_id FROM {REPLICA}.sync_runs WHERE status = 'failed' AND error LIKE %s",
+        (f"%{planted}%",),
+    )
+    with svc.client(svc.reader) as http:
+        answer = http.get("/")
+    assert answer.status_code == 200
+    page = answer.text
+    assert f'data-run-id="{run_id}"' in page
+    row = page[page.index(f'data-run-id="{run_id}"') :].split("</tr>", 1)[0]
+    assert "Unknown database" in row and "&lt;script&gt;alert(1)&lt;/script&gt;" in row, row
+    assert planted not in page
+    assert page.count("<script") == 1  # the page's own, with its nonce
+    assert answer.headers["content-security-policy"].startswith("default-src 'none'")
+
+
 def _start_held_run(svc: Service, url: str) -> str:
     """POST /sync while Kimai's timesheets are held; the run's id once its audit row exists."""
     started = httpx.post(
