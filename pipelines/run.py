@@ -256,23 +256,10 @@ def _run(
 
 
 def _write_metrics(settings: Any, path: Path, outcome: str, seconds: float) -> None:
-    from pipelines.status import (
-        audit_metrics_text,
-        collect,
-        prometheus_text,
-        unreadable_metrics_text,
-        write_metrics,
-    )
+    from pipelines import metrics
 
     try:
-        try:
-            if outcome == "locked":
-                text = audit_metrics_text(settings, lock_refused=True)
-            else:
-                text = prometheus_text(collect(settings), outcome, seconds)
-        except Exception:  # Atlas DB unreachable: the run's own gauges must still be current
-            text = unreadable_metrics_text(outcome, seconds)
-        write_metrics(path, text)
+        metrics.write_textfile(path, metrics.for_run(settings, outcome, seconds))
     except Exception as exc:  # metrics must never turn a good run into a failed one
         print(f"warning: could not write metrics to {path}: {exc}", file=sys.stderr)
 

@@ -1,6 +1,6 @@
-"""No function of the HTTP service's package is longer than 80 lines.
+"""No function of the HTTP service's package or of the metrics module is longer than 80 lines.
 
-The limit is enforced for `pipelines/serve/` only: other modules of `pipelines/` have longer
+The limit is enforced for `pipelines/serve/` and `pipelines/metrics.py` only: other modules of `pipelines/` have longer
 functions today (the sync's `sync`, `plan_tables`, the demo's data generator), which the
 test lists without failing.
 """
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.unit
 
 PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
 MAX_LINES = 80
-ENFORCED = ("serve",)
+ENFORCED = ("serve", "metrics")
 """Paths under pipelines/ (a package or a module) whose functions must stay within the limit."""
 
 
@@ -41,9 +41,9 @@ def _modules(part: str) -> list[Path]:
     return sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
 
 
-def test_the_service_has_no_function_over_80_lines() -> None:
+def test_the_service_and_the_metrics_have_no_function_over_80_lines() -> None:
     enforced = [module for part in ENFORCED for module in _modules(part)]
-    assert len(enforced) >= 8, enforced  # the package is there, with its modules
+    assert len(enforced) >= 9 and all(m.is_file() for m in enforced), enforced
     too_long = {
         str(module.relative_to(PIPELINES)): found
         for module in enforced

@@ -38,6 +38,7 @@ from tests.conftest import (
     run_cli,
     wait_for,
 )
+from tests.metric_families import ALL_FAMILIES, parse
 from tests.replica_check import assert_replica_equals_kimai
 from tests.stack import Stack, make_stack
 
@@ -387,7 +388,7 @@ def test_a_second_post_while_a_run_goes_is_refused_naming_the_holder(service: Se
     assert _run_finished(svc, run_id)["status"] == "success"
 
 
-def test_metrics_parse_and_have_the_textfile_names(service: Service) -> None:
+def test_metrics_parse_and_have_the_textfile_names(service: Service, tmp_path: Path) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     with service.client(service.scraper, basic=True) as http:
@@ -400,6 +401,25 @@ def test_metrics_parse_and_have_the_textfile_names(service: Service) -> None:
     assert {s.name: s.value for s in samples}["kimai_atlas_sync_audit_readable"] == 1
     lag = {s.labels["table"] for s in samples if s.name == "kimai_atlas_sync_lag_seconds"}
     assert lag == set(TABLE_NAMES)
+    assert parse(answer.text).families == ALL_FAMILIES
+
+    # a run's textfile and /metrics right after it: the same families, samples and values,
+    # but for the time that passed between the two
+    textfile = tmp_path / "kimai.prom"
+    out = run_cli("sync", "--metrics-file", str(textfile), env=service.env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    with service.client(service.scraper) as http:
+        served = parse(http.get("/metrics").text)
+    written = parse(textfile.read_text())
+    assert written.families == served.families == ALL_FAMILIES
+    assert written.values.keys() == served.values.keys()
+    assert written.value("kimai_atlas_sync_last_run_success") == 1
+    moving = ("lag_seconds", "last_run_duration_seconds", "last_run_timestamp_seconds")
+    for key, value in written.values.items():
+        if key[0].removeprefix("kimai_atlas_sync_") in moving:
+            assert abs(served.values[key] - value) < 10, (key, value, served.values[key])
+        else:
+            assert served.values[key] == value, (key, value, served.values[key])
 
 
 def _chromium(tmp: Path) -> Any:

@@ -16,18 +16,17 @@ import datetime as dt
 import enum
 import logging
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.registry import Collector
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict
 
+from pipelines import metrics as product_metrics
 from pipelines.config import Settings
 from pipelines.errors import LockHeld, PipelineError
 from pipelines.registry import TABLES_BY_NAME
@@ -36,7 +35,7 @@ from pipelines.serve import health_page, tokens
 from pipelines.serve.auth import RequireScope
 from pipelines.serve.guard import MAX_BODY_BYTES
 from pipelines.serve.worker import RunWorker
-from pipelines.status import audit_metrics_text, collect, run_detail
+from pipelines.status import collect, run_detail
 from pipelines.types import SyncOptions
 
 LOG = logging.getLogger("pipelines.serve")
@@ -271,22 +270,11 @@ def status(
     return JSONResponse(jsonable_encoder(found.as_json()))
 
 
-class _ParsedText(Collector):
-    """Re-exposes the textfile's metrics: the same names and values, one source for both."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def collect(self) -> Iterator[Any]:
-        yield from text_string_to_metric_families(self.text)
-
-
 @router.get("/metrics", response_class=Response, responses=ANSWERS)
 def metrics(_token: Scrape, settings: AppSettings) -> Response:
     """Prometheus exposition, with the metric names of the textfile (`--metrics-file`)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_ParsedText(audit_metrics_text(settings)))
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    body = product_metrics.exposition(product_metrics.from_audit(settings))
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz", responses=_answers(400, 403))
