@@ -173,7 +173,7 @@ class Settings:
     dbt_profiles_dir: Path | None = None
     """``DBT_PROFILES_DIR``: your own ``profiles.yml`` instead of ``profiles.example.yml``."""
     api_tokens_file: Path | None = None
-    """``ATLAS_API_TOKENS_FILE``: the hashed tokens of the HTTP service (`pipelines.tokens`)."""
+    """``ATLAS_API_TOKENS_FILE``: the HTTP service's hashed tokens (`pipelines.serve.tokens`)."""
     kimai_tls: KimaiTLS | None = None
     """``KIMAI_DB_SSL_MODE`` / ``KIMAI_DB_SSL_CA`` (or ``ssl_mode`` / ``ssl_ca`` in the URL)."""
     api_allowed_hosts: tuple[str, ...] = ()

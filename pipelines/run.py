@@ -28,7 +28,7 @@ from pipelines.errors import (
     PipelineError,
 )
 from pipelines.registry import TABLES_BY_NAME
-from pipelines.serve import LIMIT_CONCURRENCY
+from pipelines.serve.server import LIMIT_CONCURRENCY
 
 if TYPE_CHECKING:
     from pipelines.publish import BuildRequest
@@ -267,23 +267,10 @@ def _run(
 
 
 def _write_metrics(settings: Any, path: Path, outcome: str, seconds: float) -> None:
-    from pipelines.status import (
-        audit_metrics_text,
-        collect,
-        prometheus_text,
-        unreadable_metrics_text,
-        write_metrics,
-    )
+    from pipelines import metrics
 
     try:
-        try:
-            if outcome == "locked":
-                text = audit_metrics_text(settings, lock_refused=True)
-            else:
-                text = prometheus_text(collect(settings), outcome, seconds)
-        except Exception:  # Atlas DB unreachable: the run's own gauges must still be current
-            text = unreadable_metrics_text(outcome, seconds)
-        write_metrics(path, text)
+        metrics.write_textfile(path, metrics.for_run(settings, outcome, seconds))
     except Exception as exc:  # metrics must never turn a good run into a failed one
         print(f"warning: could not write metrics to {path}: {exc}", file=sys.stderr)
 
@@ -565,7 +552,7 @@ def serve_command(
     def run() -> None:
         from pipelines.config import load_settings
         from pipelines.logs import configure
-        from pipelines.serve import serve
+        from pipelines.serve.server import serve
 
         say = configure(log_format.value, debug)
         settings = load_settings()
@@ -612,7 +599,7 @@ def token_create_command(
 
     def create() -> None:
         from pipelines.config import load_settings
-        from pipelines.tokens import create
+        from pipelines.serve.tokens import create
 
         path = load_settings().api_tokens_file
         if path is None:

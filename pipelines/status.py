@@ -1,20 +1,15 @@
-"""Freshness and completeness from the run audit: the ``status`` command and metrics file."""
+"""Freshness and completeness from the run audit, for ``status``, the metrics and the service."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pipelines.audit import RUNS, TABLE_RUNS
 from pipelines.config import Settings
-from pipelines.errors import PipelineError
 from pipelines.layout import quote_ansi
-from pipelines.paths import read_last_run
 from pipelines.registry import TABLES
 from pipelines.replica import Replica, open_replica
 from pipelines.tables import number, render_table, text
@@ -275,152 +270,6 @@ def render(status: Status) -> str:
     return "\n".join(lines)
 
 
-def _lock_lines(refused_at: dt.datetime | None) -> list[str]:
-    return [
-        "# HELP kimai_atlas_sync_lock_refused 1 if the newest start found another run holding"
-        " the run lock (it did nothing; the last-run gauges are the holder's predecessor's).",
-        "# TYPE kimai_atlas_sync_lock_refused gauge",
-        f"kimai_atlas_sync_lock_refused {0 if refused_at is None else 1}",
-        "# HELP kimai_atlas_sync_lock_refused_timestamp_seconds When that start was refused"
-        " (0: the newest start was not).",
-        "# TYPE kimai_atlas_sync_lock_refused_timestamp_seconds gauge",
-        "kimai_atlas_sync_lock_refused_timestamp_seconds"
-        f" {0 if refused_at is None else refused_at.timestamp():.0f}",
-    ]
-
-
-def _run_lines(last_outcome: str, duration_seconds: float, ended: dt.datetime) -> list[str]:
-    return [
-        "# HELP kimai_atlas_sync_last_run_success 1 if the last run succeeded.",
-        "# TYPE kimai_atlas_sync_last_run_success gauge",
-        f"kimai_atlas_sync_last_run_success {1 if last_outcome == 'success' else 0}",
-        "# HELP kimai_atlas_sync_last_run_duration_seconds Wall time of the last run.",
-        "# TYPE kimai_atlas_sync_last_run_duration_seconds gauge",
-        f"kimai_atlas_sync_last_run_duration_seconds {duration_seconds:.3f}",
-        "# HELP kimai_atlas_sync_last_run_timestamp_seconds When the last run ended.",
-        "# TYPE kimai_atlas_sync_last_run_timestamp_seconds gauge",
-        f"kimai_atlas_sync_last_run_timestamp_seconds {ended.timestamp():.0f}",
-        "# HELP kimai_atlas_sync_audit_readable 1 if the run could read the audit in Atlas DB"
-        " (0: only the run's own gauges are current).",
-        "# TYPE kimai_atlas_sync_audit_readable gauge",
-    ]
-
-
-def unreadable_metrics_text(last_outcome: str, duration_seconds: float) -> str:
-    """The run's own gauges, when Atlas DB cannot be read (the run could not reach it).
-
-    The file must still say that the last run failed: a stale file from an earlier run
-    would keep reporting its success.
-    """
-    now = dt.datetime.now(dt.UTC)
-    lines = _run_lines(last_outcome, duration_seconds, now)
-    return "\n".join([*lines, "kimai_atlas_sync_audit_readable 0", *_lock_lines(None)]) + "\n"
-
-
-def audit_metrics_text(settings: Settings, lock_refused: bool = False) -> str:
-    """Metrics whose last run is the newest run of the audit that ended.
-
-    For readers other than the run itself: the HTTP service's ``/metrics``, and a start
-    refused because another run holds the lock (`lock_refused`), which did nothing of its
-    own to report.
-    """
-    refused_at = dt.datetime.now(dt.UTC) if lock_refused else None
-    try:
-        status = collect(settings)
-    except PipelineError:  # Atlas DB unreachable: say so, as the run's own file does
-        return unreadable_metrics_text("unknown", 0.0)
-    ended = next((r for r in status.runs if r["status"] != "running"), None)
-    local = read_last_run(settings)
-    audited_at = None if ended is None else (ended["finished_at"] or ended["started_at"])
-    if local is not None and (audited_at is None or local["finished_at"] > audited_at.timestamp()):
-        # a run on this host ended after the audit's last one: its audit row may be missing
-        # (Atlas DB read-only, the lock lost), and a failure must not read as the success
-        # before it
-        return prometheus_text(
-            status,
-            local["status"],
-            local["seconds"],
-            dt.datetime.fromtimestamp(local["finished_at"], dt.UTC),
-            lock_refused_at=refused_at,
-        )
-    if ended is None:
-        epoch = dt.datetime.fromtimestamp(0, dt.UTC)
-        return prometheus_text(status, "none", 0.0, epoch, lock_refused_at=refused_at)
-    finished = ended["finished_at"]
-    seconds = (finished - ended["started_at"]).total_seconds() if finished else 0.0
-    return prometheus_text(
-        status,
-        ended["status"],
-        seconds,
-        finished or ended["started_at"],
-        lock_refused_at=refused_at,
-    )
-
-
-def prometheus_text(
-    status: Status,
-    last_outcome: str,
-    duration_seconds: float,
-    ended_at: dt.datetime | None = None,
-    lock_refused_at: dt.datetime | None = None,
-) -> str:
-    """Metrics in the Prometheus text format, for node_exporter's textfile collector.
-
-    Args:
-        status: What `collect` read.
-        last_outcome: ``success`` or anything else (the last run's outcome).
-        duration_seconds: The last run's wall time.
-        ended_at: When the last run ended; now when omitted (the run writing the file).
-        lock_refused_at: When the newest start was refused for the lock held by another run.
-
-    """
-    published = status.build.served_published_at
-    build_ok = status.build.last_status == "published"
-    out = [
-        *_run_lines(last_outcome, duration_seconds, ended_at or status.now),
-        "kimai_atlas_sync_audit_readable 1",
-        *_lock_lines(lock_refused_at),
-        "# HELP kimai_atlas_sync_bi_build_published_timestamp_seconds When the build BI reads"
-        " was published.",
-        "# TYPE kimai_atlas_sync_bi_build_published_timestamp_seconds gauge",
-        "kimai_atlas_sync_bi_build_published_timestamp_seconds"
-        f" {published.timestamp() if published else 0:.0f}",
-        "# HELP kimai_atlas_sync_last_build_success 1 if the last dbt build that ended was"
-        " published.",
-        "# TYPE kimai_atlas_sync_last_build_success gauge",
-        f"kimai_atlas_sync_last_build_success {1 if build_ok else 0}",
-        "# HELP kimai_atlas_sync_errors_total Runs that failed or crashed (sync.errors).",
-        "# TYPE kimai_atlas_sync_errors_total counter",
-        f"kimai_atlas_sync_errors_total {status.errors_total}",
-        "# HELP kimai_atlas_sync_upserts_total Rows inserted or updated (sync.<table>.upserts).",
-        "# TYPE kimai_atlas_sync_upserts_total counter",
-    ]
-    out += [
-        f'kimai_atlas_sync_upserts_total{{table="{t}"}} {n}'
-        for t, n in sorted(status.upserts_total.items())
-    ]
-    gauges = (
-        ("lag_seconds", "Seconds since the table was last synced.", "lag_seconds"),
-        ("replica_rows", "Rows in the replica table.", "replica_rows"),
-        ("kimai_rows", "Rows Kimai had at the last sync.", "kimai_rows"),
-        (
-            "differences_unrepaired",
-            "Differences the last reconcile left.",
-            "differences_unrepaired",
-        ),
-    )
-    for metric, help_text, attr in gauges:
-        out += [
-            f"# HELP kimai_atlas_sync_{metric} {help_text}",
-            f"# TYPE kimai_atlas_sync_{metric} gauge",
-        ]
-        for t in status.tables:
-            value = getattr(t, attr)
-            if value is not None:
-                out.append(f'kimai_atlas_sync_{metric}{{table="{t.table_name}"}} {value}')
-    return "\n".join(out) + "\n"
-
-
 _RUN_COLUMNS = (
     "run_id",
     "command",
@@ -482,13 +331,3 @@ def run_detail(settings: Settings, run_id: str) -> dict[str, Any] | None:
         return run
     finally:
         replica.close()
-
-
-def write_metrics(path: Path, text: str) -> None:
-    """Replace `path` atomically (node_exporter must never read a half-written file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".kimai-atlas-", suffix=".prom")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)

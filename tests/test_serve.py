@@ -38,6 +38,7 @@ from tests.conftest import (
     run_cli,
     wait_for,
 )
+from tests.metric_families import ALL_FAMILIES, parse
 from tests.replica_check import assert_replica_equals_kimai
 from tests.stack import Stack, make_stack
 
@@ -178,7 +179,7 @@ def _status_of(svc: Service, run_id: str) -> str:
 
 @pytest.mark.unit
 def test_a_token_is_stored_only_as_its_hash(tmp_path: Path) -> None:
-    from pipelines import tokens
+    from pipelines.serve import tokens
 
     path = tmp_path / "tokens"
     made = tokens.create(path, "ops", ["sync:read", "metrics:read"])
@@ -216,10 +217,10 @@ def test_the_tokens_file_setting(tmp_path: Path) -> None:
 
 @pytest.mark.unit
 def test_the_host_names_the_service_answers_to() -> None:
-    from pipelines.api import host_name
     from pipelines.config import load_settings
     from pipelines.errors import ConfigError
-    from pipelines.serve import allowed_hosts
+    from pipelines.serve.guard import host_name
+    from pipelines.serve.server import allowed_hosts
 
     assert host_name("Sync.Example.org:8000") == "sync.example.org"
     assert host_name("sync.example.org.") == "sync.example.org"
@@ -387,7 +388,7 @@ def test_a_second_post_while_a_run_goes_is_refused_naming_the_holder(service: Se
     assert _run_finished(svc, run_id)["status"] == "success"
 
 
-def test_metrics_parse_and_have_the_textfile_names(service: Service) -> None:
+def test_metrics_parse_and_have_the_textfile_names(service: Service, tmp_path: Path) -> None:
     from prometheus_client.parser import text_string_to_metric_families
 
     with service.client(service.scraper, basic=True) as http:
@@ -400,6 +401,25 @@ def test_metrics_parse_and_have_the_textfile_names(service: Service) -> None:
     assert {s.name: s.value for s in samples}["kimai_atlas_sync_audit_readable"] == 1
     lag = {s.labels["table"] for s in samples if s.name == "kimai_atlas_sync_lag_seconds"}
     assert lag == set(TABLE_NAMES)
+    assert parse(answer.text).families == ALL_FAMILIES
+
+    # a run's textfile and /metrics right after it: the same families, samples and values,
+    # but for the time that passed between the two
+    textfile = tmp_path / "kimai.prom"
+    out = run_cli("sync", "--metrics-file", str(textfile), env=service.env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    with service.client(service.scraper) as http:
+        served = parse(http.get("/metrics").text)
+    written = parse(textfile.read_text())
+    assert written.families == served.families == ALL_FAMILIES
+    assert written.values.keys() == served.values.keys()
+    assert written.value("kimai_atlas_sync_last_run_success") == 1
+    moving = ("lag_seconds", "last_run_duration_seconds", "last_run_timestamp_seconds")
+    for key, value in written.values.items():
+        if key[0].removeprefix("kimai_atlas_sync_") in moving:
+            assert abs(served.values[key] - value) < 10, (key, value, served.values[key])
+        else:
+            assert served.values[key] == value, (key, value, served.values[key])
 
 
 def _chromium(tmp: Path) -> Any:
@@ -485,6 +505,34 @@ def test_the_health_page_in_chromium(service: Service, tmp_path: Path) -> None:
         shutil.copyfile(shot, "/tmp/health-page.png")
     finally:
         driver.quit()
+
+
+def test_the_health_page_escapes_what_the_audit_recorded(service: Service) -> None:
+    """A failing run's message is shown escaped, never as markup.
+
+    No text of Kimai's rows reaches the page (it shows table names, counts, times and the
+    audit's texts); a run's error message does, and it quotes what the run met: here the
+    Kimai database name it could not open.
+    """
+    svc = service
+    planted = "<script>alert(1)</script>"
+    failed = run_cli("sync", env={**svc.env, "KIMAI_DB_DATABASE": planted}, timeout=120)
+    assert failed.returncode == 2, failed.stderr
+    [(run_id,)] = pg_query(
+        svc.stack.atlas_db,
+        f"SELECT run_id FROM {REPLICA}.sync_runs WHERE status = 'failed' AND error LIKE %s",
+        (f"%{planted}%",),
+    )
+    with svc.client(svc.reader) as http:
+        answer = http.get("/")
+    assert answer.status_code == 200
+    page = answer.text
+    assert f'data-run-id="{run_id}"' in page
+    row = page[page.index(f'data-run-id="{run_id}"') :].split("</tr>", 1)[0]
+    assert "Unknown database" in row and "&lt;script&gt;alert(1)&lt;/script&gt;" in row, row
+    assert planted not in page
+    assert page.count("<script") == 1  # the page's own, with its nonce
+    assert answer.headers["content-security-policy"].startswith("default-src 'none'")
 
 
 def _start_held_run(svc: Service, url: str) -> str:
@@ -675,6 +723,11 @@ def test_the_token_is_checked_before_the_body_is_read(service: Service) -> None:
     print(f"service RSS before {before} KiB, after four 100 MB POSTs {after} KiB")
     assert answers == [401, 401, 413, 413]
     assert after - before < 5 * 1024, (before, after)
+    # a token without the route's scope: refused before the (malformed) body is parsed
+    with svc.client(svc.reader) as http:
+        scoped = http.post("/sync", content=b"{not json", headers=json_type)
+        assert scoped.status_code == 403, scoped.text  # not 422
+        assert scoped.json()["detail"] == "token 'dashboard' lacks the sync:execute scope"
     # just past the cap, with a token: refused before the body reaches the application
     with svc.client(svc.admin) as http:
         over = http.post("/sync", content=b" " * (8 * 1024 + 1), headers=json_type)

@@ -10,6 +10,7 @@ from pipelines.demo.atlas_overlays import create_atlas_overlays, replica_currenc
 from pipelines.demo.kimai_data import build_kimai
 from pipelines.registry import TABLES
 from tests.conftest import kimai_url, pg_connect, pg_query, run_cli
+from tests.metric_families import ALL_FAMILIES, RUN_FAMILIES, parse
 
 
 @pytest.fixture
@@ -54,9 +55,10 @@ def test_health_view_status_and_metrics_agree_with_the_replica(stack, tmp_path):
         k: v[0] for k, v in health.items()
     }
     assert [r["command"] for r in report["runs"]][:3] == ["transform", "reconcile", "sync"]
-    metrics = (tmp_path / "m.prom").read_text()
-    assert 'kimai_atlas_sync_replica_rows{table="timesheets"} 600' in metrics
-    assert "kimai_atlas_sync_last_run_success 1" in metrics
+    metrics = parse((tmp_path / "m.prom").read_text())
+    assert metrics.families == ALL_FAMILIES
+    assert metrics.value("kimai_atlas_sync_replica_rows", table="timesheets") == 600
+    assert metrics.value("kimai_atlas_sync_last_run_success") == 1
     # a threshold of zero minutes makes every table stale: exit 1 for cron monitors
     assert run_cli("status", "--max-lag", "0", env=env).returncode == 1
 
@@ -129,8 +131,9 @@ def test_a_run_that_cannot_reach_atlas_still_writes_that_it_failed(env, tmp_path
     metrics = tmp_path / "m.prom"
     good = run_cli("sync", "--metrics-file", str(metrics), env=env)
     assert good.returncode == 0, good.stderr
-    assert "kimai_atlas_sync_last_run_success 1" in metrics.read_text()
-    assert "kimai_atlas_sync_audit_readable 1" in metrics.read_text()
+    written = parse(metrics.read_text())
+    assert written.value("kimai_atlas_sync_last_run_success") == 1
+    assert written.value("kimai_atlas_sync_audit_readable") == 1
     down = run_cli(
         "sync",
         "--metrics-file",
@@ -140,6 +143,7 @@ def test_a_run_that_cannot_reach_atlas_still_writes_that_it_failed(env, tmp_path
     )
     assert down.returncode == 4, down.stderr
     text = metrics.read_text()
-    assert "kimai_atlas_sync_last_run_success 0" in text, text
-    assert "kimai_atlas_sync_audit_readable 0" in text
-    assert "kimai_atlas_sync_replica_rows" not in text  # nothing it could not read
+    written = parse(text)
+    assert written.value("kimai_atlas_sync_last_run_success") == 0, text
+    assert written.value("kimai_atlas_sync_audit_readable") == 0
+    assert written.families == RUN_FAMILIES  # nothing it could not read

@@ -1,7 +1,7 @@
 """The ``serve`` command: checks before listening, then uvicorn until SIGTERM.
 
 On SIGTERM (or Ctrl-C) uvicorn stops accepting connections, finishes the answers under
-way, and the application's shutdown waits for a running run (`pipelines.api.create_app`).
+way, and the application's shutdown waits for a running run (`pipelines.serve.app.create_app`).
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def serve(
         limit_concurrency: Connections (and requests) at once before uvicorn answers 503.
 
     Raises:
-        ConfigError: No tokens file, an unusable one (`pipelines.tokens.load`), or a
+        ConfigError: No tokens file, an unusable one (`pipelines.serve.tokens.load`), or a
             non-loopback address without `allow_remote` (exit 2, before anything listens).
 
     """
@@ -85,8 +85,9 @@ def serve(
         )
     import uvicorn
 
-    from pipelines.api import TokenStore, create_app
-    from pipelines.worker import RunWorker
+    from pipelines.serve.app import create_app
+    from pipelines.serve.auth import TokenStore
+    from pipelines.serve.worker import RunWorker
 
     store = TokenStore(settings.api_tokens_file)  # ConfigError when unusable
     app = create_app(
