@@ -26,7 +26,6 @@ are stored as SQL text, so renamed schemas would break them.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -62,17 +61,9 @@ class BuildRequest:
     """Rebuild incremental models from scratch (dbt's ``--full-refresh``)."""
 
 
-def shadow_schemas(target_dir: Path) -> list[str]:
-    """The shadow schemas the last dbt invocation built into, from its manifest."""
-    manifest = json.loads((target_dir / "target" / "manifest.json").read_text())
-    return sorted(
-        {
-            node["schema"]
-            for node in manifest["nodes"].values()
-            if node["resource_type"] in {"model", "seed", "snapshot"}
-            and node["schema"].endswith(BUILD_SUFFIX)
-        }
-    )
+def shadow_schemas(*results: TransformResult) -> list[str]:
+    """The shadow schemas the given dbt invocations built into (their models' schemas)."""
+    return sorted({s for r in results for s in r.schemas if s.endswith(BUILD_SUFFIX)})
 
 
 def build(
@@ -110,7 +101,9 @@ def build(
         # selection leaves out is brought up to date there first, so what is published is
         # the whole project as it is now
         exclude = [a for s in request.select for a in ("--exclude", s)]
-        run_dbt(settings, ["run", *exclude], target_dir=tdir, build_suffix=suffix)
+        rest = run_dbt(settings, ["run", *exclude], target_dir=tdir, build_suffix=suffix)
+    else:
+        rest = TransformResult()
     # dbt's unit tests prove the models' SQL, which ships with the product, not the data:
     # the test suite runs them (`dbt test --select test_type:unit`), a scheduled build not
     args = ["build", *select, "--exclude-resource-type", "unit_test"]
@@ -121,7 +114,7 @@ def build(
         if on_publish is not None:
             on_publish(None)
         return result
-    result.published_at = swap(settings, shadow_schemas(tdir), on_publish)
+    result.published_at = swap(settings, shadow_schemas(rest, result), on_publish)
     return result
 
 

@@ -430,6 +430,15 @@ def project_copy(dest: Path, marker: str | None = None) -> Path:
     return dest
 
 
+def marts_in_project(project: Path = REPO) -> list[str]:
+    """The marts of a dbt project: the models under models/marts/, by file name.
+
+    The scheduled build does not write dbt's manifest (only `dbt parse` does); the model
+    files are what declares the marts.
+    """
+    return sorted(p.stem for p in (project / "models" / "marts").glob("*.sql"))
+
+
 def marts_in_manifest(manifest: Path) -> dict[str, str]:
     """The marts a dbt manifest declares (models under models/marts/), each with its key.
 

@@ -36,7 +36,7 @@ from tests.stack import (
     assert_user_month_hours_match_kimai,
     hours,
     make_stack,
-    marts_in_manifest,
+    marts_in_project,
     name_key,
     transform,
 )
@@ -98,8 +98,7 @@ def test_every_contract_column_exists_and_is_described(built: Stack) -> None:
         "select table_name from information_schema.tables where table_schema = %s",
         (ANALYTICS,),
     )
-    manifest = work_dir(load_settings(built.env, dotenv=False)) / "target" / "manifest.json"
-    marts = marts_in_manifest(manifest)
+    marts = marts_in_project()
     assert sorted(r[0] for r in relations) == sorted(marts)
     assert set(CONTRACT_COLUMNS) <= set(marts)
 

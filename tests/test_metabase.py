@@ -18,8 +18,6 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from pipelines.config import load_settings
-from pipelines.transform import work_dir
 from tests.conftest import POSTGRES, pg_query
 from tests.stack import (
     ANALYTICS,
@@ -28,7 +26,7 @@ from tests.stack import (
     REPLICA,
     Stack,
     make_stack,
-    marts_in_manifest,
+    marts_in_project,
     project_copy,
     transform,
 )
@@ -48,8 +46,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def _marts(stack: Stack) -> list[str]:
-    manifest = work_dir(load_settings(stack.env, dotenv=False)) / "target" / "manifest.json"
-    return sorted(marts_in_manifest(manifest))
+    return marts_in_project()
 
 
 def _columns(stack: Stack, view: str) -> list[str]:
