@@ -191,7 +191,9 @@ def _served(stack: Stack) -> dict[str, str]:
         conn.close()
 
 
-WATCH_PAUSE = 0.2
+# a sweep over every view costs about a third of a second of a core: watching more densely
+# takes CPU from the builds being watched (and from the rest of the suite)
+WATCH_PAUSE = 1.0
 """Seconds between two sweeps of `_bi_watch`.
 
 A sweep costs PostgreSQL about 40 ms of planning (the marts are deep views), so sweeping
