@@ -439,32 +439,26 @@ def marts_in_project(project: Path = REPO) -> list[str]:
     return sorted(p.stem for p in (project / "models" / "marts").glob("*.sql"))
 
 
-def marts_in_manifest(manifest: Path) -> dict[str, str]:
-    """The marts a dbt manifest declares (models under models/marts/), each with its key.
+def mart_keys(project: Path = REPO) -> dict[str, str]:
+    """The marts of a dbt project (models under models/marts/), each with its key.
 
-    The key is what the mart's own key test names: the column of its `unique` test, or the
-    columns of its `unique_combination_of_columns` test, as an ORDER BY list. A new mart is
-    picked up by every test that reads this, with nothing to add to the tests.
+    Read from the project's own files: the model files name the marts, their properties
+    files the key tests. The key is the column of the mart's `unique` test, or the columns
+    of its `unique_combination_of_columns` test, as an ORDER BY list. A new mart is picked
+    up by every test that reads this, with nothing to add to the tests.
     """
-    import json
-
-    nodes = json.loads(manifest.read_text())["nodes"]
-    marts = {
-        node["unique_id"]: node["name"]
-        for node in nodes.values()
-        if node["resource_type"] == "model"
-        and node["original_file_path"].startswith("models/marts/")
-    }
+    marts = marts_in_project(project)
     keys: dict[str, str] = {}
-    for node in nodes.values():
-        test = node.get("test_metadata") or {}
-        owner = marts.get(node.get("attached_node") or "")
-        if node["resource_type"] != "test" or owner is None:
-            continue
-        if test.get("name") == "unique":
-            keys.setdefault(owner, node["column_name"])
-        elif test.get("name") == "unique_combination_of_columns":
-            keys[owner] = ", ".join(test["kwargs"]["combination_of_columns"])
-    missing = sorted(set(marts.values()) - set(keys))
+    for spec in sorted((project / "models" / "marts").glob("*.yml")):
+        for model in yaml.safe_load(spec.read_text()).get("models") or []:
+            for test in model.get("data_tests") or []:
+                if isinstance(test, dict) and "unique_combination_of_columns" in test:
+                    config = test["unique_combination_of_columns"]
+                    columns = config.get("arguments", config)["combination_of_columns"]
+                    keys[model["name"]] = ", ".join(columns)
+            for column in model.get("columns") or []:
+                if "unique" in (column.get("data_tests") or []):
+                    keys.setdefault(model["name"], column["name"])
+    missing = sorted(set(marts) - set(keys))
     assert not missing, f"marts without a key test: {missing}"
-    return keys
+    return {mart: keys[mart] for mart in marts}

@@ -47,7 +47,7 @@ from pipelines.transform import run_dbt
 from pipelines.types import SyncOptions
 from tests.conftest import pg_connect
 from tests.replica_check import ALLOWED_ROWS, assert_rows_equal
-from tests.stack import marts_in_manifest, project_copy
+from tests.stack import mart_keys, project_copy
 
 SCALE = 1500
 REPLICA, ANALYTICS, OVERLAY = "kimai_replica", "analytics", "public"
@@ -230,7 +230,7 @@ def assert_views_match_kimai(paths: DemoPaths) -> None:
         "select table_name from information_schema.tables where table_schema = ?",
         [ANALYTICS],
     )
-    marts = marts_in_manifest(paths.dbt / "target" / "manifest.json")
+    marts = mart_keys()
     assert sorted(r[0] for r in relations) == sorted(marts), "the BI schema holds the marts only"
 
     # per customer: hours, billable hours, revenue (finished work only), counts
@@ -700,7 +700,7 @@ def test_dbt_gives_identical_views_on_postgres_and_duckdb(
                 cur = dconn.execute(sql)
                 return [d[0] for d in cur.description], cur.fetchall()
 
-            for view, key in marts_in_manifest(duck.dbt / "target" / "manifest.json").items():
+            for view, key in mart_keys().items():
                 pg_cols, pg_rows = _relation(pg_fetch, view, key)
                 duck_cols, duck_rows_ = _relation(duck_fetch, view, key)
                 assert pg_cols == duck_cols, view
