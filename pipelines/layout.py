@@ -53,7 +53,6 @@ class SourceColumn:
     """Base type name, lower case (``int``, ``tinyint``, ``datetime`` …)."""
     column_type: str
     """Full declared type, lower case (``tinyint(1)``, ``varchar(150)`` …)."""
-    nullable: bool
 
 
 TEXT_MAX_CHARS = 1_000_000
