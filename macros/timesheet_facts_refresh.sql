@@ -219,19 +219,3 @@
     ) %}
     {{ return('') }}
 {%- endmacro %}
-
-
-{#-
-    Post-hook of vw_timesheet_facts: drop, from `schema` (the internal one), the incremental facts table of earlier versions
-    (int_timesheet_facts_incremental and its __state table), once the view no longer
-    reads it. Each copy goes with the first build in its schema.
--#}
-{% macro drop_legacy_facts_table(schema) -%}
-    {%- for name in ['int_timesheet_facts_incremental__state', 'int_timesheet_facts_incremental'] -%}
-        {%- set legacy = adapter.get_relation(database=target.database, schema=schema, identifier=name) -%}
-        {%- if legacy is not none %}
-            {% do log('dropping the legacy table ' ~ legacy, info=true) %}
-            drop table {{ legacy }};
-        {%- endif -%}
-    {%- endfor -%}
-{%- endmacro %}

@@ -39,7 +39,11 @@ _DDL = (
     status varchar(16) NOT NULL,
     exit_code integer,
     error text,
-    options text
+    options text,
+    -- the run's dbt build: running, published, failed or crashed (NULL: no build)
+    build_status varchar(16),
+    build_failures text,
+    published_at timestamptz
 )""",
     """CREATE TABLE IF NOT EXISTS {table_runs} (
     run_id varchar(32) NOT NULL,
@@ -60,14 +64,9 @@ _DDL = (
     kimai_rows_scanned_for_fingerprints bigint,
     kimai_bytes_read bigint,
     recorded_at timestamptz NOT NULL,
+    orphans_reread bigint,
     PRIMARY KEY (run_id, table_name)
 )""",
-    # columns added since the first release: existing audit tables get them here
-    "ALTER TABLE {table_runs} ADD COLUMN IF NOT EXISTS orphans_reread bigint",
-    # the run's dbt build: running, published, failed or crashed (NULL: no build)
-    "ALTER TABLE {runs} ADD COLUMN IF NOT EXISTS build_status varchar(16)",
-    "ALTER TABLE {runs} ADD COLUMN IF NOT EXISTS build_failures text",
-    "ALTER TABLE {runs} ADD COLUMN IF NOT EXISTS published_at timestamptz",
 )
 
 

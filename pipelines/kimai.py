@@ -134,7 +134,7 @@ class Kimai:
                         tagged(
                             "catalog",
                             "",
-                            "SELECT table_name, column_name, data_type, column_type, is_nullable"
+                            "SELECT table_name, column_name, data_type, column_type"
                             " FROM information_schema.columns"
                             " WHERE table_schema = DATABASE() AND table_name IN :t"
                             " ORDER BY table_name, ordinal_position",
@@ -143,13 +143,12 @@ class Kimai:
                     {"t": list(tables)},
                 ).fetchall()
                 for r in rows:
-                    out[r[0]].append(SourceColumn(r[1], r[2].lower(), r[3].lower(), r[4] == "YES"))
+                    out[r[0]].append(SourceColumn(r[1], r[2].lower(), r[3].lower()))
                 return out, self._unique_keys(conn, tables)
             for table in tables:
                 pragma = conn.execute(sa.text(f'PRAGMA table_info("{table}")')).fetchall()
                 out[table] = [
-                    SourceColumn(r[1], (r[2] or "").lower(), (r[2] or "").lower(), not r[3])
-                    for r in pragma
+                    SourceColumn(r[1], (r[2] or "").lower(), (r[2] or "").lower()) for r in pragma
                 ]
             return out, None
 

@@ -53,17 +53,12 @@ class SourceColumn:
     """Base type name, lower case (``int``, ``tinyint``, ``datetime`` …)."""
     column_type: str
     """Full declared type, lower case (``tinyint(1)``, ``varchar(150)`` …)."""
-    nullable: bool
 
 
 TEXT_MAX_CHARS = 1_000_000
 """Longest text replicated (rule ``oversized_text``). Kimai's TEXT columns hold at most
 65,535 bytes; only its LONGTEXT columns (invoice texts) can exceed this, and a value over
 MariaDB's ``max_allowed_packet`` (16 MiB by default) could not be read at all."""
-
-REPLACEMENT_CHARACTER = "\ufffd"
-"""What a NUL character in Kimai's text becomes (rule ``nul_in_text``): PostgreSQL text
-cannot hold NUL."""
 
 DataRule = Literal["nul_in_text", "oversized_text", "invalid_date", "duplicate_key"]
 """The rules a Kimai value is replicated under when it cannot be copied as it is."""
@@ -164,6 +159,7 @@ def map_mysql_column(col: SourceColumn) -> ReplicaColumn:
                     f"CHAR_LENGTH({q})",
                 )
             )
+        # PostgreSQL text cannot hold NUL: it becomes U+FFFD (X'EFBFBD' in UTF-8)
         value = f"REPLACE({cut}, {nul}, _utf8mb4 X'EFBFBD')"
         return ReplicaColumn(col.name, "text", value, tuple(issues))
     # DECIMAL, TIME, BIT, binary types: exact text is the only lossless common form.

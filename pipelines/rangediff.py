@@ -317,7 +317,6 @@ class RangeComparer:
     def _read_kimai(self, purpose: str, sql: str) -> pa.Table:
         table = self.kimai.read_query(self.layout, purpose, sql)  # type: ignore[arg-type]
         self.stats.kimai_rows_returned += table.num_rows
-        self.stats.kimai_bytes_returned += table.nbytes
         return table
 
     def _both(
@@ -388,10 +387,6 @@ class RangeComparer:
                 if self.digests:
                     theirs, ours = self._digests(pool, start, end)
                     counts = (_counts(theirs), _counts(ours))
-                    self.stats.buckets += len(
-                        set(theirs.column("bucket").to_pylist())
-                        | set(ours.column("bucket").to_pylist())
-                    )
                     ranges = differing_buckets(theirs, ours, start, end, bucket)
                     self.stats.buckets_differing += len(ranges)
                     self.differing_ranges.extend(ranges)

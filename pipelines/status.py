@@ -164,8 +164,6 @@ def data_issue_counts(replica: Replica, analytics_schema: str) -> dict[str, int]
 
 def _build_health(replica: Replica, runs: str) -> BuildHealth:
     health = BuildHealth()
-    if "build_status" not in replica.table_columns(RUNS):
-        return health  # an audit table from before builds were recorded
     served = replica.query(
         f"SELECT published_at, run_id FROM {runs} WHERE published_at IS NOT NULL"
         " ORDER BY published_at DESC LIMIT 1"
@@ -309,17 +307,13 @@ def run_detail(settings: Settings, run_id: str) -> dict[str, Any] | None:
     try:
         if not replica.exists(RUNS):
             return None
-        # an audit table from before builds were recorded lacks their columns
-        present = set(replica.table_columns(RUNS))
-        cols = [c for c in _RUN_COLUMNS if c in present]
         rows = replica.query(
-            f"SELECT {', '.join(cols)} FROM {replica.qualified(RUNS)} WHERE run_id = %s",
+            f"SELECT {', '.join(_RUN_COLUMNS)} FROM {replica.qualified(RUNS)} WHERE run_id = %s",
             (run_id,),
         )
         if not rows:
             return None
-        record = dict(zip(cols, rows[0], strict=True))
-        run = {c: record.get(c) for c in _RUN_COLUMNS}
+        run = dict(zip(_RUN_COLUMNS, rows[0], strict=True))
         if run["options"]:
             run["options"] = json.loads(run["options"])
         tables = replica.query(

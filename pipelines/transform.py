@@ -33,7 +33,6 @@ class TransformResult:
     passed: int = 0
     failed: list[str] = field(default_factory=list)
     warned: list[str] = field(default_factory=list)
-    skipped: int = 0
     schemas: set[str] = field(default_factory=set)
     """The schemas of the models, seeds and snapshots the invocation ran (or skipped)."""
     published_at: dt.datetime | None = None
@@ -253,9 +252,7 @@ def run_dbt(
             result.failed.append(f"{name} ({status}: {' '.join(first_line)})")
         elif status == "warn":
             result.warned.append(name)
-        elif status == "skipped":
-            result.skipped += 1
-        else:
+        elif status != "skipped":  # skipped: behind a failure, counted with neither
             result.passed += 1
     for name in result.warned:
         log.warning("dbt warning: %s", name)

@@ -11,8 +11,6 @@ class FingerprintStats:
     """What comparing whole rows by range digests cost (`pipelines.rangediff`)."""
 
     kimai_rows_returned: int = 0
-    kimai_bytes_returned: int = 0
-    buckets: int = 0
     buckets_differing: int = 0
     keys_differing: int = 0
 

@@ -213,11 +213,8 @@ def run_audit_row(atlas_db: str, pid: int, schema: str = "kimai_replica") -> tup
             cur.execute("SELECT to_regclass(%s)", (f"{schema}.sync_runs",))
             if cur.fetchone()[0] is None:
                 return None
-            # read build_status through jsonb: a run killed while creating the audit table
-            # can leave it without its later columns until the next run adds them
             cur.execute(
-                f"SELECT r.status, r.finished_at, to_jsonb(r) ->> 'build_status'"
-                f" FROM {schema}.sync_runs r WHERE r.pid = %s",
+                f"SELECT status, finished_at, build_status FROM {schema}.sync_runs WHERE pid = %s",
                 (pid,),
             )
             return cur.fetchone()

@@ -481,8 +481,9 @@ def test_the_same_seed_and_day_give_the_same_demo_data(tmp_path: Path) -> None:
     assert first["kimai2_timesheet"] != other["kimai2_timesheet"]
 
 
+@pytest.mark.usefixtures("clean_env")
 def test_second_run_propagates_inserts_edits_and_deletes(
-    first_run: DemoRun, tmp_path: Path, clean_env: None
+    first_run: DemoRun, tmp_path: Path
 ) -> None:
     paths = copy_demo(first_run, tmp_path / "demo")
     incremental = dataclasses.replace(
@@ -652,8 +653,9 @@ def _relation(fetch: Any, view: str, key: str) -> tuple[list[str], list[tuple]]:
     return columns, [tuple(_normalised(v) for v in row) for row in rows]
 
 
+@pytest.mark.usefixtures("clean_env")
 def test_dbt_gives_identical_views_on_postgres_and_duckdb(
-    edge_case_run: DemoRun, tmp_path: Path, pg_database: str, clean_env: None
+    edge_case_run: DemoRun, tmp_path: Path, pg_database: str
 ) -> None:
     assert edge_case_run.returncode == 0, edge_case_run.stderr
     duck = copy_demo(edge_case_run, tmp_path / "duck")

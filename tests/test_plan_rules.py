@@ -26,7 +26,7 @@ def _layout(table: str, kimai_name: str, *columns: tuple[str, str, str]) -> Tabl
     return TableLayout(
         spec=TABLES_BY_NAME[table],
         kimai_name=kimai_name,
-        columns=tuple(map_mysql_column(SourceColumn(n, t, ct, True)) for n, t, ct in columns),
+        columns=tuple(map_mysql_column(SourceColumn(n, t, ct)) for n, t, ct in columns),
         dialect="mysql",
     )
 
@@ -164,7 +164,7 @@ def test_a_resumed_stream_starts_after_the_last_key_in_key_order() -> None:
 def test_mysql_types_map_to_exact_replica_types(
     data_type: str, column_type: str, replica_type: str, value: str
 ) -> None:
-    column = map_mysql_column(SourceColumn("c", data_type, column_type, True))
+    column = map_mysql_column(SourceColumn("c", data_type, column_type))
     assert (column.data_type, column.value_sql) == (replica_type, value)
 
 

@@ -9,7 +9,6 @@
 -#}
 {%- set facts_model = timesheet_facts_model() -%}
 {%- set report_date = to_report_date('facts.started_at') -%}
-{{ config(post_hook=["{{ drop_legacy_facts_table(ref('" ~ facts_model ~ "').schema) }}"]) }}
 
 select
     timesheet_id,

@@ -227,12 +227,9 @@ class Bench:
         sample.rss_peak_at = sampler.peak_at
         d = {k: after.user[k] - before.user[k] for k in after.user}
         sample.kimai_rows_examined = after.table_rows_read - before.table_rows_read
-        sample.kimai_rows_read = int(d["rows_read"])
         sample.kimai_rows_sent = int(d["rows_sent"])
         sample.kimai_bytes_sent = int(d["bytes_sent"])
-        sample.kimai_bytes_received = int(d["bytes_received"])
         sample.kimai_cpu = d["cpu_time"]
-        sample.kimai_selects = int(d["select_commands"])
         sample.mariadbd_cpu = after.mariadbd_cpu - before.mariadbd_cpu
         sample.pg_cpu = after.pg_cpu - before.pg_cpu
         busy = after.host - before.host

@@ -31,12 +31,9 @@ class Sample:
     rc: int = 0
     rows: int = 0
     kimai_rows_examined: int = 0
-    kimai_rows_read: int = 0
     kimai_rows_sent: int = 0
     kimai_bytes_sent: int = 0
-    kimai_bytes_received: int = 0
     kimai_cpu: float = 0.0
-    kimai_selects: int = 0
     mariadbd_cpu: float = 0.0
     pg_cpu: float = 0.0
     others_cpu: float = 0.0
