@@ -814,5 +814,5 @@ def next_steps(result: DemoResult) -> list[str]:
         "  export KIMAI_DB_HOST=kimai-db.internal KIMAI_DB_USER=atlas_ro KIMAI_DB_PASSWORD=...",
         "  export ATLAS_DB_HOST=atlas-db.internal ATLAS_DB_USER=postgres ATLAS_DB_PASSWORD=...",
         f"  {py} -m pipelines.run          # sync every table, then dbt build",
-        "(all variables: README.md, Configuration)",
+        "(all variables: docs/configuration.md)",
     ]
