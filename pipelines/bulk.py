@@ -2,7 +2,7 @@
 
 Used for initial loads and ``--full-refresh``, where every row is written anyway. dlt's
 own parquet/ADBC path first writes the whole table to a file, then copies it into a staging
-table and merges: three passes, and memory that grows with the table (perf-baseline.md).
+table and merges: three passes, and memory that grows with the table (docs/benchmark.md).
 This path overlaps reading and writing (a reader thread feeds a bounded queue that ADBC
 drains), holds at most a few batches in memory whatever the table size, and commits once,
 so readers see either the old replica or the complete new one — never an empty or partial

@@ -1,6 +1,6 @@
 """The dbt project's structure, without a database: layout rules, documentation, parse.
 
-The rules are the project's review habits (style.md): sources mirror the registry, only
+The rules are the project's review habits (docs/development.md): sources mirror the registry, only
 staging reads sources, every model states its grain and tests its key, no adapter checks
 scattered in models, and `dbt parse` succeeds with the example profile.
 """
