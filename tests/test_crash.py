@@ -13,6 +13,7 @@ from pipelines.demo.kimai_data import build_kimai
 from tests.conftest import (
     kimai_url,
     mariadb_connect,
+    pg_connect,
     run_audit_row,
     run_cli,
     start_cli,
@@ -33,10 +34,14 @@ def _kill_mid_run(env: dict[str, str], seconds: float) -> bool:
     """
     proc = start_cli("sync", env=env)
     deadline = time.monotonic() + 60
-    while run_audit_row(env["ATLAS_DB_DATABASE"], proc.pid) is None:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "the run never recorded its start"
-        time.sleep(0.02)
+    conn = pg_connect(env["ATLAS_DB_DATABASE"])
+    try:
+        while run_audit_row(env["ATLAS_DB_DATABASE"], proc.pid, conn=conn) is None:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the run never recorded its start"
+            time.sleep(0.02)
+    finally:
+        conn.close()
     try:
         proc.communicate(timeout=seconds)
         return False
