@@ -87,7 +87,7 @@ def record_last_run(settings: Settings, status: str, seconds: float) -> None:
     """Keep the outcome of a run that ended, whether or not its audit row could be written.
 
     Metrics must never report an earlier success when a run failed without an audit row
-    (Atlas DB read-only or unreachable, the lock lost): `pipelines.metrics` takes this
+    (Atlas DB read-only or unreachable, the lock lost): `pipelines.record.metrics` takes this
     outcome when it is newer than the audit's last run.
 
     Raises:

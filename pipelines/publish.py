@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipelines.adapters.layout import quote_ansi
 from pipelines.config import Settings
 from pipelines.dberrors import database_failure
 from pipelines.errors import PipelineError
-from pipelines.layout import quote_ansi
 from pipelines.lock import OWNER_COMMENT
 from pipelines.transform import TransformResult, run_dbt, work_dir
 

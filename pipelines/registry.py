@@ -27,7 +27,7 @@ SYNCED_AT = "synced_at"
 DATA_ISSUES = "data_issues"
 """Replica column: the data rules the row was read under (NULL: copied as it is).
 
-One line per issue, ``rule|column|raw`` (see `pipelines.layout`); BI lists them in
+One line per issue, ``rule|column|raw`` (see `pipelines.adapters.layout`); BI lists them in
 ``vw_data_issues``."""
 
 
@@ -37,7 +37,7 @@ class Reference:
 
     Kimai changes some of them silently (its "delete and move records to" action rewrites
     them by bulk UPDATE without bumping ``modified_at``), so a run checks them; see
-    `pipelines.orphans`.
+    `pipelines.sync.orphans`.
     """
 
     column: str

@@ -267,7 +267,7 @@ def _run(
 
 
 def _write_metrics(settings: Any, path: Path, outcome: str, seconds: float) -> None:
-    from pipelines import metrics
+    from pipelines.record import metrics
 
     try:
         metrics.write_textfile(path, metrics.for_run(settings, outcome, seconds))
@@ -410,7 +410,7 @@ def status_command(
 
     def show() -> None:
         from pipelines.config import load_settings
-        from pipelines.status import collect, render
+        from pipelines.record.status import collect, render
 
         settings = load_settings()
         settings.require_atlas_file()

@@ -9,15 +9,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from pipelines import deadline
-from pipelines.audit import Audit, RunRecord, detect_trigger
+from pipelines.adapters.replica import open_replica
 from pipelines.config import Settings
 from pipelines.deadline import run_deadline
 from pipelines.errors import EXIT_DATABASE, EXIT_OK, LockLost, PipelineError
 from pipelines.lock import HeldLock, run_lock
 from pipelines.paths import dbt_work_dir, dlt_pipelines_dir, record_last_run
 from pipelines.publish import BuildRequest, build
+from pipelines.record.audit import Audit, RunRecord, detect_trigger
 from pipelines.registry import TableSpec, select_tables
-from pipelines.replica import open_replica
 from pipelines.sync import sync
 from pipelines.transform import TransformResult
 from pipelines.types import SyncOptions, SyncResult

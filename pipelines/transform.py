@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.adapters.replica import open_replica
 from pipelines.config import Settings
 from pipelines.dberrors import classify
 from pipelines.errors import ConfigError, DatabaseError, DataTestFailed
 from pipelines.paths import dbt_work_dir
-from pipelines.replica import open_replica
 
 log = logging.getLogger("pipelines.transform")
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class FingerprintStats:
-    """What comparing whole rows by range digests cost (`pipelines.rangediff`)."""
+    """What comparing whole rows by range digests cost (`pipelines.sync.rangediff`)."""
 
     kimai_rows_returned: int = 0
     buckets_differing: int = 0

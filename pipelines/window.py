@@ -5,7 +5,7 @@ resource state as ISO text. The window starts `overlap_seconds` before it: Kimai
 ``modified_at`` from the PHP clock at flush time (one-second resolution), so a row can
 commit after rows with a later stamp were already read. ``--since`` adds the rows whose
 local day is on or after that date. The SQL of the window is written by the Kimai reader
-(`pipelines.kimai.Kimai.read_window`); this module holds only values.
+(`pipelines.adapters.kimai.Kimai.read_window`); this module holds only values.
 """
 
 from __future__ import annotations

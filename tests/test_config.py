@@ -249,7 +249,7 @@ def test_time_limits_reach_every_session_and_the_deadline_caps_kimai_statements(
     ],
 )
 def test_a_remote_database_without_a_tls_mode_is_warned_about(env, warned):
-    from pipelines.status import Status, render
+    from pipelines.record.status import Status, render
 
     warnings = load_settings(env).tls_warnings()
     assert [w.split(" is reached")[0] for w in warnings] == warned

@@ -1,8 +1,8 @@
 """No function of the HTTP service's package or of the metrics module is longer than 80 lines.
 
-The limit is enforced for `pipelines/serve/` and `pipelines/metrics.py` only: other modules of `pipelines/` have longer
-functions today (the sync's `sync`, `plan_tables`, the demo's data generator), which the
-test lists without failing.
+The limit is enforced for `pipelines/serve/` and `pipelines/record/metrics.py` only: other
+modules of `pipelines/` have longer functions today (the sync's `sync`, `plan_tables`, the
+demo's data generator), which the test lists without failing.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.unit
 
 PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
 MAX_LINES = 80
-ENFORCED = ("serve", "metrics")
+ENFORCED = ("serve", "record/metrics")
 """Paths under pipelines/ (a package or a module) whose functions must stay within the limit."""
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines import changes, kimai, load, plan
+from pipelines.adapters import kimai
 from pipelines.demo.kimai_data import build_kimai
+from pipelines.sync import changes, load, plan
 from tests.conftest import kimai_exec, kimai_query, kimai_url, pg_query, sync_now
 from tests.replica_check import assert_replica_equals_kimai
 

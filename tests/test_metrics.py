@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import metrics
-from pipelines.status import BuildHealth, Status, TableHealth
+from pipelines.record import metrics
+from pipelines.record.status import BuildHealth, Status, TableHealth
 from tests.metric_families import ALL_FAMILIES, RUN_FAMILIES, parse
 
 pytestmark = pytest.mark.unit

@@ -8,8 +8,8 @@ from tests.metric_families import Parsed, parse
 
 
 def test_a_run_refused_by_a_read_only_atlas_db_reads_as_failed_in_the_metrics(env):
-    from pipelines import metrics
     from pipelines.config import load_settings
+    from pipelines.record import metrics
 
     def served() -> Parsed:  # what the HTTP service's /metrics answers
         return parse(metrics.exposition(metrics.from_audit(settings)).decode())

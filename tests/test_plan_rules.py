@@ -8,12 +8,19 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
+from pipelines.adapters.kimai import _after_key, window_sql
+from pipelines.adapters.layout import SourceColumn, TableLayout, map_mysql_column, ranges_sql
 from pipelines.errors import MassDeleteRefused
-from pipelines.kimai import _after_key, window_sql
-from pipelines.layout import SourceColumn, TableLayout, map_mysql_column, ranges_sql
-from pipelines.plan import TablePlan, check_mass_delete
-from pipelines.rangediff import MARIADB, POSTGRES, Side, differing_buckets, digest_sql, rows_sql
 from pipelines.registry import TABLES_BY_NAME
+from pipelines.sync.plan import TablePlan, check_mass_delete
+from pipelines.sync.rangediff import (
+    MARIADB,
+    POSTGRES,
+    Side,
+    differing_buckets,
+    digest_sql,
+    rows_sql,
+)
 from pipelines.types import SyncOptions
 from pipelines.window import Window, incremental_window
 

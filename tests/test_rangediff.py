@@ -11,13 +11,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipelines import rangediff
+from pipelines.adapters.kimai import Kimai
+from pipelines.adapters.replica import open_replica
 from pipelines.config import load_settings
 from pipelines.demo.kimai_data import build_kimai
-from pipelines.kimai import Kimai
-from pipelines.rangediff import BUCKET, Comparison, Mode, RangeComparer
 from pipelines.registry import TABLES_BY_NAME
-from pipelines.replica import open_replica
+from pipelines.sync import rangediff
+from pipelines.sync.rangediff import BUCKET, Comparison, Mode, RangeComparer
 from tests.conftest import kimai_exec, kimai_url, pg_query, sync_now
 from tests.replica_check import assert_replica_equals_kimai
 

@@ -18,7 +18,7 @@ def test_references_point_at_registry_tables_with_one_key_column() -> None:
 
 def test_tables_read_by_cursor_reference_only_tables_read_whole() -> None:
     """The orphan check takes a parent's key set from its plan, which only `full` tables
-    carry whole (pipelines.orphans.parent_keys_after_run)."""
+    carry whole (pipelines.sync.orphans.parent_keys_after_run)."""
     for spec in TABLES:
         if spec.sync == "incremental":
             assert spec.references

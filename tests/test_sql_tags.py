@@ -9,9 +9,9 @@ import connectorx
 import pymysql.cursors
 import pytest
 
-from pipelines import changes, plan
 from pipelines.demo.kimai_data import build_kimai
 from pipelines.sqltag import read_tag, tagged
+from pipelines.sync import changes, plan
 from tests.conftest import kimai_exec, kimai_url, sync_now
 
 # Kimai's eleven tables, and what a sync asks Kimai for, written out here

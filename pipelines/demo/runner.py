@@ -31,11 +31,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from pipelines.adapters.replica import open_replica
 from pipelines.config import Settings, load_settings
 from pipelines.currencies import format_money
 from pipelines.errors import ConfigError
 from pipelines.lock import file_lock
-from pipelines.replica import open_replica
 from pipelines.runner import RunOutcome, RunRequest, execute
 from pipelines.tables import Column, number, render_table, text
 from pipelines.types import SyncOptions

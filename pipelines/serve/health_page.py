@@ -15,7 +15,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from pipelines.status import BuildHealth, Status, TableHealth, ago
+from pipelines.record.status import BuildHealth, Status, TableHealth, ago
 
 _COLOURS = {
     "success": "#2e7d32",

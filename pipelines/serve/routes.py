@@ -26,16 +26,16 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict
 
-from pipelines import metrics as product_metrics
 from pipelines.config import Settings
 from pipelines.errors import LockHeld, PipelineError
+from pipelines.record import metrics as product_metrics
+from pipelines.record.status import collect, run_detail
 from pipelines.registry import TABLES_BY_NAME
 from pipelines.runner import RunRequest
 from pipelines.serve import health_page, tokens
 from pipelines.serve.auth import RequireScope
 from pipelines.serve.guard import MAX_BODY_BYTES
 from pipelines.serve.worker import RunWorker
-from pipelines.status import collect, run_detail
 from pipelines.types import SyncOptions
 
 LOG = logging.getLogger("pipelines.serve")

@@ -482,7 +482,7 @@ class Bench:
 
         `indexed`: each table also gets `synced_at` (filled by its default) and, after its
         copy, the very CREATE INDEX / PRIMARY KEY statements the product issues after a
-        first load (pipelines.layout), so the reference does the same work as (b).
+        first load (pipelines.adapters.layout), so the reference does the same work as (b).
         """
         columns = self._raw_columns(tables)
         indexes = self._product_indexes(schema) if indexed else {}
@@ -541,7 +541,7 @@ class Bench:
         import dataclasses
         import types
 
-        from pipelines.layout import index_ddl, primary_key_ddl
+        from pipelines.adapters.layout import index_ddl, primary_key_ddl
         from pipelines.registry import DATA_ISSUES, TABLES
 
         out: dict[str, list[str]] = {}

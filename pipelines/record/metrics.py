@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 from pipelines.config import Settings
 from pipelines.errors import PipelineError
 from pipelines.paths import read_last_run
-from pipelines.status import Status, collect
+from pipelines.record.status import Status, collect
 
 PREFIX = "kimai_atlas_sync_"
 

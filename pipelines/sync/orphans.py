@@ -27,10 +27,10 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
+from pipelines.adapters.replica import Replica
 from pipelines.diff import keys_not_in, packed_keys
-from pipelines.plan import TablePlan
 from pipelines.registry import TABLES_BY_NAME
-from pipelines.replica import Replica
+from pipelines.sync.plan import TablePlan
 
 
 def parent_keys_after_run(parent: str, plans: Sequence[TablePlan], replica: Replica) -> pa.Array:

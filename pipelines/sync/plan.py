@@ -3,7 +3,7 @@
 Kimai hard-deletes rows (and cascades) without touching any change column, so the only
 way to see deletes without binlog access is to compare the key sets. The comparison is
 keys only (8 bytes a row) and streamed by key range for the big tables
-(`pipelines.rangediff`); the small ``full`` tables are read whole,
+(`pipelines.sync.rangediff`); the small ``full`` tables are read whole,
 since every run compares all their rows anyway. A reconciling run compares whole rows by
 range digests instead (they see deletes, inserts and changed rows alike, and move far
 fewer bytes than the keys). All reads of all tables, on both sides, run concurrently: the
@@ -19,12 +19,12 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from pipelines.adapters.kimai import Kimai, window_sql
+from pipelines.adapters.layout import TableLayout
+from pipelines.adapters.replica import PostgresReplica, Replica
 from pipelines.diff import keys_not_in, packed_keys, same_key_sets
 from pipelines.errors import MassDeleteRefused
-from pipelines.kimai import Kimai, window_sql
-from pipelines.layout import TableLayout
-from pipelines.rangediff import Comparison, RangeComparer
-from pipelines.replica import PostgresReplica, Replica
+from pipelines.sync.rangediff import Comparison, RangeComparer
 from pipelines.window import Window
 
 
@@ -64,7 +64,7 @@ class TablePlan:
     reference_values: dict[str, pa.Array] | None = None
     """Distinct values of each foreign-key column in the replica (tables read by cursor)."""
     orphans: pa.Array | None = None
-    """Keys of replica rows whose reference would dangle after this run (`pipelines.orphans`)."""
+    """Keys of replica rows whose reference would dangle after this run (`sync.orphans`)."""
 
     @property
     def new_columns(self) -> list[str]:
@@ -171,7 +171,7 @@ def plan_tables(
         digests: Compare key sets by per-bucket digests first (both servers compute them),
             reading only the keys of buckets that differ.
         references: Tables whose foreign-key columns' distinct values are read from the
-            replica, for the orphan check (`pipelines.orphans`).
+            replica, for the orphan check (`pipelines.sync.orphans`).
 
     """
     windows = dict(windows or {})

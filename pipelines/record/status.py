@@ -7,11 +7,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pipelines.audit import RUNS, TABLE_RUNS
+from pipelines.adapters.layout import quote_ansi
+from pipelines.adapters.replica import Replica, open_replica
 from pipelines.config import Settings
-from pipelines.layout import quote_ansi
+from pipelines.record.audit import RUNS, TABLE_RUNS
 from pipelines.registry import TABLES
-from pipelines.replica import Replica, open_replica
 from pipelines.tables import number, render_table, text
 
 

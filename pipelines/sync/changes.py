@@ -7,7 +7,8 @@
 
 Comparing with the replica first keeps a no-change run from writing anything. Tables with
 nothing to compare with (first loads, full refreshes, new Kimai columns) are rewritten
-whole, by the streaming bulk path where it exists (`bulk_load`).
+whole, by the streaming bulk path where it exists: the load stage runs that COPY
+(`pipelines.sync.load.bulk_loads`), and this stage only says which tables take it.
 """
 
 from __future__ import annotations
@@ -21,13 +22,12 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.bulk import BulkLoader
+from pipelines.adapters.kimai import BATCH_ROWS, Kimai, window_sql
+from pipelines.adapters.layout import TableLayout, conform
+from pipelines.adapters.replica import Replica
 from pipelines.diff import changed_rows, keys_not_in, packed_keys, unpack_keys
-from pipelines.kimai import BATCH_ROWS, Kimai, window_sql
-from pipelines.layout import TableLayout, conform
-from pipelines.plan import ROWS_AHEAD, TablePlan
 from pipelines.registry import SYNCED_AT
-from pipelines.replica import Replica
+from pipelines.sync.plan import ROWS_AHEAD, TablePlan
 from pipelines.types import SyncOptions, TableStats
 from pipelines.window import format_cursor, max_cursor
 
@@ -44,7 +44,7 @@ class TableExtractor:
         synced_at: dt.datetime,
         stats: TableStats,
         say: Callable[[str], None] | None = None,
-        bulk: BulkLoader | None = None,
+        bulk_path: bool = False,
     ) -> None:
         self.plan = plan
         self.layout: TableLayout = plan.layout
@@ -63,11 +63,13 @@ class TableExtractor:
             or bool(plan.new_columns)
             or plan.window_is_most_of_table
         )
-        # ... and such whole-table writes stream straight into PostgreSQL
-        self.bulk = bulk if self.rewrite else None
+        # ... and such whole-table writes stream straight into PostgreSQL (where it can)
+        self.bulk_path = bulk_path and self.rewrite
         self._written_keys: list[pa.Array] = []
-        self._bulk_cursor: dt.datetime | None = None
+        self.bulk_cursor: dt.datetime | None = None
+        """The newest cursor value the bulk path wrote (set by the load stage)."""
         self.bulk_done = False
+        """Whether the bulk path has written this table (set by the load stage)."""
         self.collected: list[pa.Table] | None = None
         self.collected_state: dict[str, Any] = {}
         self._stamps: pa.Array | None = None
@@ -79,7 +81,8 @@ class TableExtractor:
 
     # -- output helpers ----------------------------------------------------------------------
 
-    def _stamp(self, rows: pa.Table) -> pa.Table:
+    def stamp(self, rows: pa.Table) -> pa.Table:
+        """Rows as the replica holds them: with this run's ``synced_at``."""
         field = self.layout.arrow_schema.field(SYNCED_AT)
         if self._stamps is None or len(self._stamps) < rows.num_rows:
             # built once per batch size and sliced: a Python list per batch costs real time
@@ -97,7 +100,7 @@ class TableExtractor:
             new = int(pc.sum(pc.is_in(keys, value_set=self.plan.missing)).as_py() or 0)
         self.stats.inserted += new
         self.stats.updated += rows.num_rows - new
-        yield self._stamp(rows)
+        yield self.stamp(rows)
 
     def _delete_markers(self) -> Iterator[pa.Table]:
         deleted = self.plan.deleted
@@ -129,10 +132,10 @@ class TableExtractor:
         """
         started = time.monotonic()
         mode = self.layout.sync
-        if self.bulk is not None:
-            # the COPY ran before dlt's extract (`bulk_load`); only the cursor is left to store
-            if self._bulk_cursor is not None:
-                state["cursor"] = format_cursor(self._bulk_cursor)
+        if self.bulk_path:
+            # the COPY ran before dlt's extract (`load.bulk_loads`); the cursor is left to store
+            if self.bulk_cursor is not None:
+                state["cursor"] = format_cursor(self.bulk_cursor)
             self.stats.cursor_after = state.get("cursor")
             started -= self.stats.seconds
         elif mode == "pairs":
@@ -141,7 +144,7 @@ class TableExtractor:
             yield from self._full()
         else:
             yield from self._incremental(state)
-        if self.bulk is None:
+        if not self.bulk_path:
             yield from self._delete_markers()
         st = self.stats
         if self.plan.replica_count == 0 and mode != "full":
@@ -156,7 +159,7 @@ class TableExtractor:
 
     @property
     def checks_references(self) -> bool:
-        """Whether this run looks for rows whose reference would dangle (`pipelines.orphans`).
+        """Whether this run looks for rows whose reference would dangle (`pipelines.sync.orphans`).
 
         Only tables read by cursor need it: the others are compared whole with Kimai, and a
         table rewritten whole takes every row from Kimai anyway.
@@ -166,7 +169,7 @@ class TableExtractor:
     @property
     def streams_through_dlt(self) -> bool:
         """Whether every row is written through dlt (a rewrite without the bulk path)."""
-        return self.rewrite and self.bulk is None
+        return self.rewrite and not self.bulk_path
 
     def preview_rewrite(self) -> None:
         """Count what a whole-table rewrite would write, without reading the rows (dry runs).
@@ -198,35 +201,6 @@ class TableExtractor:
     def has_output(self) -> bool:
         """Whether `collect` found rows to write."""
         return bool(self.collected)
-
-    def bulk_load(self) -> None:
-        """Write the whole table by streaming COPY (first loads, full refreshes).
-
-        Runs before dlt's extract, several tables at a time; the new cursor is stored into
-        dlt's state when the table's resource runs.
-        """
-        assert self.bulk is not None
-        started = time.monotonic()
-        layout, plan = self.layout, self.plan
-        cursor_col = layout.spec.cursor
-        newest: list[dt.datetime | None] = [None]
-
-        def source() -> Iterator[pa.Table]:
-            for table in self.kimai.stream_rows(layout):
-                self.stats.rows_read += table.num_rows
-                if cursor_col:
-                    newest[0] = max_cursor(newest[0], table.column(cursor_col))
-                yield self._stamp(table)
-
-        replace = plan.replica_count > 0
-        written = self.bulk.load(layout, source(), replace=replace)
-        self.stats.inserted += len(plan.missing) if replace else written
-        self.stats.updated += written - len(plan.missing) if replace else 0
-        self.stats.deleted += len(plan.deleted) if replace else 0
-        self.stats.cursor_before = format_cursor(plan.cursor)
-        self._bulk_cursor = newest[0]
-        self.stats.seconds = time.monotonic() - started
-        self.bulk_done = True
 
     def _pairs(self) -> Iterator[pa.Table]:
         if self.rewrite:
@@ -278,7 +252,7 @@ class TableExtractor:
         Candidates are the rows in the cursor window, every key the replica lacks, every row
         whose reference would dangle (a silent "move records to") and, when reconciling,
         every key whose rows differ. They come in bounded batches: a window too big to hold
-        (`pipelines.plan.ROWS_AHEAD`) is streamed from Kimai in key order.
+        (`pipelines.sync.plan.ROWS_AHEAD`) is streamed from Kimai in key order.
         """
         layout, plan = self.layout, self.plan
         if self.options.reconcile and plan.comparer is None:

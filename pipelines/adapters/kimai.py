@@ -17,10 +17,7 @@ from typing import Any
 import pyarrow as pa
 import sqlalchemy as sa
 
-from pipelines.config import Settings
-from pipelines.dberrors import classify, database_failure, describe, is_fatal_signal
-from pipelines.errors import DatabaseError, KimaiSchemaError, RunTimedOut
-from pipelines.layout import (
+from pipelines.adapters.layout import (
     SourceColumn,
     TableLayout,
     conform,
@@ -29,12 +26,15 @@ from pipelines.layout import (
     map_sqlite_column,
     ranges_sql,
 )
+from pipelines.config import Settings
+from pipelines.dberrors import classify, database_failure, describe, is_fatal_signal
+from pipelines.errors import DatabaseError, KimaiSchemaError, RunTimedOut
 from pipelines.registry import TableSpec
 from pipelines.retry import with_retries
 from pipelines.sqltag import Purpose, tagged
 from pipelines.window import Window
 
-log = logging.getLogger("pipelines.kimai")
+log = logging.getLogger("pipelines.adapters.kimai")
 
 BATCH_ROWS = 25_000
 """Rows per Arrow batch on the bulk path: bounds memory whatever the table size."""

@@ -1,10 +1,10 @@
 """One sync run, stage by stage.
 
-1. plan: key sets, cursor windows, the guard (`pipelines.plan`, `pipelines.window`,
-   `pipelines.orphans`);
-2. change sets per table (`pipelines.changes`);
-3. load: the dlt merge or the bulk path (`pipelines.load`, `pipelines.bulk`);
-4. record: the runner writes the audit (`pipelines.runner`, `pipelines.audit`).
+1. plan: key sets, cursor windows, the guard (`pipelines.sync.plan`, `pipelines.window`,
+   `pipelines.sync.orphans`);
+2. change sets per table (`pipelines.sync.changes`);
+3. load: the dlt merge or the bulk path (`pipelines.sync.load`, `pipelines.sync.bulk`);
+4. record: the runner writes the audit (`pipelines.runner`, `pipelines.record.audit`).
 """
 
 from __future__ import annotations
@@ -17,19 +17,19 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pipelines import changelog
-from pipelines.bulk import BulkLoader
-from pipelines.changes import TableExtractor
+from pipelines.adapters.kimai import Kimai
+from pipelines.adapters.layout import TableLayout
+from pipelines.adapters.replica import PostgresReplica, Replica, open_replica
 from pipelines.config import Settings
 from pipelines.diff import keys_not_in
 from pipelines.errors import MassDeleteRefused
-from pipelines.kimai import Kimai
-from pipelines.layout import TableLayout
-from pipelines.load import BULK_WORKERS, bulk_loads, prepare_pipeline, run_dlt, stored_states
-from pipelines.orphans import find_orphans
-from pipelines.plan import TablePlan, check_mass_delete, plan_tables, supports_fingerprints
+from pipelines.record import changelog
 from pipelines.registry import TableSpec
-from pipelines.replica import PostgresReplica, Replica, open_replica
+from pipelines.sync.bulk import BulkLoader
+from pipelines.sync.changes import TableExtractor
+from pipelines.sync.load import BULK_WORKERS, bulk_loads, prepare_pipeline, run_dlt, stored_states
+from pipelines.sync.orphans import find_orphans
+from pipelines.sync.plan import TablePlan, check_mass_delete, plan_tables, supports_fingerprints
 from pipelines.types import SyncOptions, SyncResult, TableStats
 from pipelines.window import Window, incremental_window
 
@@ -105,7 +105,7 @@ def sync(
                 for p in plans
             ]
             extractors = [
-                TableExtractor(p, kimai, replica, options, synced_at, stats, say, bulk)
+                TableExtractor(p, kimai, replica, options, synced_at, stats, say, bulk is not None)
                 for p, stats in zip(plans, result.tables, strict=True)
             ]
             for e in extractors:
@@ -128,7 +128,11 @@ def sync(
                 )
             )
             # ... and the first loads of empty tables, which no pending dlt package touches
-            finishing = bulk_loads([e for e in extractors if e.plan.replica_count == 0], finisher)
+            finishing = (
+                bulk_loads([e for e in extractors if e.plan.replica_count == 0], bulk, finisher)
+                if bulk is not None
+                else []
+            )
             pipeline, resumed, states = prepared.result()
         result.resumed_pending = resumed
         if resumed and not dry_run:
@@ -143,7 +147,8 @@ def sync(
                     e.preview_rewrite()
             _collect(pipeline, extractors, dry_run=True)
         else:
-            finishing += bulk_loads(extractors, finisher)
+            if bulk is not None:
+                finishing += bulk_loads(extractors, bulk, finisher)
             if _collect(pipeline, extractors):
                 run_dlt(pipeline, extractors, settings.retry, lambda: check("the merge"))
             for future in finishing:

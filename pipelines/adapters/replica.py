@@ -17,11 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.config import Settings
-from pipelines.dberrors import database_failure
-from pipelines.diff import packed_keys
-from pipelines.kimai import KEYS_PER_QUERY, chunks
-from pipelines.layout import (
+from pipelines.adapters.kimai import KEYS_PER_QUERY, chunks
+from pipelines.adapters.layout import (
     TableLayout,
     conform,
     index_ddl,
@@ -30,6 +27,9 @@ from pipelines.layout import (
     quote_ansi,
     ranges_sql,
 )
+from pipelines.config import Settings
+from pipelines.dberrors import database_failure
+from pipelines.diff import packed_keys
 from pipelines.registry import DATA_ISSUES, TableSpec
 from pipelines.retry import with_retries
 from pipelines.window import as_utc

@@ -40,10 +40,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from pipelines.layout import TableLayout, quote_ansi
-from pipelines.replica import PostgresReplica, Replica
+from pipelines.adapters.layout import TableLayout, quote_ansi
+from pipelines.adapters.replica import PostgresReplica, Replica
 
-log = logging.getLogger("pipelines.changelog")
+log = logging.getLogger("pipelines.record.changelog")
 
 LOG_TABLE = "sync_change_log"
 PRUNED_TABLE = "sync_change_log_pruned"

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipelines.adapters.layout import quote_ansi
+from pipelines.adapters.replica import Replica
 from pipelines.errors import LockLost
-from pipelines.layout import quote_ansi
-from pipelines.replica import Replica
 from pipelines.types import TableStats
 
 RUNS = "sync_runs"

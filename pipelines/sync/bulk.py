@@ -19,11 +19,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines import changelog
+from pipelines.adapters.layout import TableLayout, index_ddl, primary_key_ddl, quote_ansi
 from pipelines.config import Settings
 from pipelines.dberrors import database_failure
 from pipelines.errors import PipelineError
-from pipelines.layout import TableLayout, index_ddl, primary_key_ddl, quote_ansi
+from pipelines.record import changelog
 from pipelines.registry import DATA_ISSUES, SYNCED_AT
 
 QUEUE_BATCHES = 2

@@ -40,16 +40,16 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.diff import keys_not_in, packed_keys
-from pipelines.kimai import Kimai
-from pipelines.layout import (
+from pipelines.adapters.kimai import Kimai
+from pipelines.adapters.layout import (
     ReplicaColumn,
     TableLayout,
     quote_ansi,
     quote_mysql,
     ranges_sql,
 )
-from pipelines.replica import Replica
+from pipelines.adapters.replica import Replica
+from pipelines.diff import keys_not_in, packed_keys
 from pipelines.types import FingerprintStats
 
 Mode = Literal["keys", "rows"]

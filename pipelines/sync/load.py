@@ -9,29 +9,33 @@ together with the load package: it advances only when the rows it covers are loa
 a package a crashed run left behind is completed (or aborted, rewinding the state) before
 anything new is read.
 
-Whole-table rewrites stream by COPY instead (`pipelines.bulk`), a few tables at a time.
+Whole-table rewrites stream by COPY instead (`pipelines.sync.bulk`), a few tables at a time.
 """
 
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from typing import Any
 
 import pyarrow as pa
 
-from pipelines.changes import TableExtractor
+from pipelines.adapters.layout import quote_ansi
 from pipelines.config import Settings
 from pipelines.dberrors import classify, database_failure, pipeline_error_in, root_cause
-from pipelines.layout import quote_ansi
 from pipelines.paths import dlt_pipelines_dir
 from pipelines.registry import SYNCED_AT
 from pipelines.retry import RetryPolicy, with_retries
+from pipelines.sync.bulk import BulkLoader
+from pipelines.sync.changes import TableExtractor
+from pipelines.window import format_cursor, max_cursor
 
-log = logging.getLogger("pipelines.load")
+log = logging.getLogger("pipelines.sync.load")
 
 
 def _configure_dlt() -> None:
@@ -177,29 +181,58 @@ BULK_WORKERS = 2
 """Whole tables streamed at once on the bulk path (the big two are timesheets and pairs)."""
 
 
-def bulk_loads(extractors: list[TableExtractor], finisher: ThreadPoolExecutor) -> list[Future]:
+def bulk_loads(
+    extractors: list[TableExtractor], loader: BulkLoader, finisher: ThreadPoolExecutor
+) -> list[Future]:
     """Run the streaming COPY of every table that takes it (once), a few tables at a time.
 
     Returns:
         The index builds, which go on in `finisher` while the run continues.
 
     """
-    bulk = [e for e in extractors if e.bulk is not None and not e.bulk_done]
+    bulk = [e for e in extractors if e.bulk_path and not e.bulk_done]
     if not bulk:
         return []
     # biggest first, so the long table starts at once and the small ones fill in beside it
     bulk.sort(key=lambda e: e.layout.sync != "incremental")
-    bulk[0].bulk.ensure_schemas()
+    loader.ensure_schemas()
     finishing = []
     with ThreadPoolExecutor(max_workers=BULK_WORKERS, thread_name_prefix="bulk") as pool:
-        loads = {pool.submit(e.bulk_load): e for e in bulk}
+        loads = {pool.submit(_bulk_load, e, loader): e for e in bulk}
         # each table's indexes are built as soon as its own load has committed
         for future in as_completed(loads):
             future.result()
-            e = loads[future]
-            assert e.bulk is not None
-            finishing.append(finisher.submit(e.bulk.finish, e.layout))
+            finishing.append(finisher.submit(loader.finish, loads[future].layout))
     return finishing
+
+
+def _bulk_load(e: TableExtractor, loader: BulkLoader) -> None:
+    """Write one whole table by streaming COPY (first loads, full refreshes).
+
+    Runs before dlt's extract, several tables at a time; the new cursor is stored into
+    dlt's state when the table's resource runs (`TableExtractor.rows`).
+    """
+    started = time.monotonic()
+    layout, plan, stats = e.layout, e.plan, e.stats
+    cursor_col = layout.spec.cursor
+    newest: list[dt.datetime | None] = [None]
+
+    def source() -> Iterator[pa.Table]:
+        for table in e.kimai.stream_rows(layout):
+            stats.rows_read += table.num_rows
+            if cursor_col:
+                newest[0] = max_cursor(newest[0], table.column(cursor_col))
+            yield e.stamp(table)
+
+    replace = plan.replica_count > 0
+    written = loader.load(layout, source(), replace=replace)
+    stats.inserted += len(plan.missing) if replace else written
+    stats.updated += written - len(plan.missing) if replace else 0
+    stats.deleted += len(plan.deleted) if replace else 0
+    stats.cursor_before = format_cursor(plan.cursor)
+    e.bulk_cursor = newest[0]
+    stats.seconds = time.monotonic() - started
+    e.bulk_done = True
 
 
 ROWS_PER_PACKAGE = 200_000
