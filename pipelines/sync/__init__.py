@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -100,19 +101,26 @@ def sync(
                     raise
                 # a dry run previews what the guard would stop
                 result.guard_refusal = str(exc)
-            result.tables = [
-                TableStats(p.name, kimai_rows=p.kimai_count, replica_rows_before=p.replica_count)
+            # the plan stage's last step: rows whose parent this run deletes or that moved
+            plans = [
+                dataclasses.replace(p, orphans=find_orphans(p, plans, replica))
+                if p.checks_references(options.full_refresh)
+                else p
                 for p in plans
             ]
-            extractors = [
+            result.tables = [
+                TableStats(
+                    p.name,
+                    kimai_rows=p.kimai_count,
+                    replica_rows_before=p.replica_count,
+                    orphans=0 if p.orphans is None else len(keys_not_in(p.orphans, p.deleted)),
+                )
+                for p in plans
+            ]
+            return [
                 TableExtractor(p, kimai, replica, options, synced_at, stats, say, bulk is not None)
                 for p, stats in zip(plans, result.tables, strict=True)
             ]
-            for e in extractors:
-                if e.checks_references:
-                    e.plan.orphans = find_orphans(e.plan, plans, replica)
-                    e.stats.orphans = len(keys_not_in(e.plan.orphans, e.plan.deleted))
-            return extractors
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlt") as setup:
             # importing dlt and reading its state overlaps the key sweeps ...

@@ -54,15 +54,7 @@ class TableExtractor:
         self.synced_at = synced_at
         self.stats = stats
         self.say = say or (lambda _line: None)
-        # every row is written when there is nothing to compare with (a first load, a full
-        # refresh, new Kimai columns the replica's rows do not hold yet, or a cursor window
-        # holding most of the table)
-        self.rewrite = (
-            options.full_refresh
-            or plan.replica_count == 0
-            or bool(plan.new_columns)
-            or plan.window_is_most_of_table
-        )
+        self.rewrite = plan.rewrites(options.full_refresh)
         # ... and such whole-table writes stream straight into PostgreSQL (where it can)
         self.bulk_path = bulk_path and self.rewrite
         self._written_keys: list[pa.Array] = []
@@ -156,15 +148,6 @@ class TableExtractor:
             f"{st.table}: read {st.rows_read:,} rows ({rate:,.0f}/s), {st.inserted:,} new,"
             f" {st.updated:,} changed, {st.deleted:,} deleted{moved}"
         )
-
-    @property
-    def checks_references(self) -> bool:
-        """Whether this run looks for rows whose reference would dangle (`pipelines.sync.orphans`).
-
-        Only tables read by cursor need it: the others are compared whole with Kimai, and a
-        table rewritten whole takes every row from Kimai anyway.
-        """
-        return not self.rewrite and self.plan.reference_values is not None
 
     @property
     def streams_through_dlt(self) -> bool:

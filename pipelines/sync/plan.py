@@ -32,9 +32,13 @@ def _no_keys() -> pa.Array:
     return pa.array([], pa.int64())
 
 
-@dataclass
+@dataclass(frozen=True)
 class TablePlan:
-    """What one run knows about a table before it extracts anything."""
+    """What one run knows about a table before it extracts anything.
+
+    Frozen: the plan stage hands it on as it is; the orphan check, the plan stage's last
+    step, makes a new plan with `orphans` set (`dataclasses.replace`).
+    """
 
     layout: TableLayout
     replica_columns: list[str]
@@ -89,6 +93,27 @@ class TablePlan:
     def name(self) -> str:
         """Short table name."""
         return self.layout.spec.name
+
+    def rewrites(self, full_refresh: bool) -> bool:
+        """Whether every row is written: there is nothing to compare with.
+
+        So it is for a first load, a full refresh, new Kimai columns the replica's rows do not
+        hold yet, or a cursor window holding most of the table.
+        """
+        return (
+            full_refresh
+            or self.replica_count == 0
+            or bool(self.new_columns)
+            or self.window_is_most_of_table
+        )
+
+    def checks_references(self, full_refresh: bool) -> bool:
+        """Whether this run looks for rows whose reference would dangle (`sync.orphans`).
+
+        Only tables read by cursor need it: the others are compared whole with Kimai, and a
+        table rewritten whole takes every row from Kimai anyway.
+        """
+        return not self.rewrites(full_refresh) and self.reference_values is not None
 
 
 def _from_rows(layout: TableLayout, kimai: pa.Table, replica: pa.Table, **extra) -> TablePlan:
