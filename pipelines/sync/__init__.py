@@ -15,7 +15,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from pipelines.adapters.kimai import Kimai
@@ -69,114 +69,163 @@ def sync(
 
     """
     started = time.monotonic()
-    say = progress or (lambda _line: None)
-    check = before_write or (lambda _what: None)
     options = options or SyncOptions(overlap_seconds=settings.overlap_seconds)
-    result = SyncResult(dry_run=dry_run)
-    kimai = Kimai(settings)
-    replica = open_replica(settings)
-    # index builds after first loads run beside dlt's work
-    finisher = ThreadPoolExecutor(max_workers=BULK_WORKERS, thread_name_prefix="index")
+    run = _Run(settings, options, dry_run, allow_mass_delete, progress, before_write)
     try:
-        kimai.check()
-        replica.check()
-        layouts = kimai.layouts(specs)
-        if not dry_run:
-            # the orphan check reads the foreign-key indexes (a replica made before they
-            # existed gets them here, once)
-            check("the replica's indexes")
-            replica.ensure_indexes(layouts)
-            changelog.ensure(replica, layouts)
-        synced_at = dt.datetime.now(dt.UTC)
-        streams = isinstance(replica, PostgresReplica) and not dry_run
-        bulk = BulkLoader(settings, check) if streams else None
-
-        def prepare(plans: list[TablePlan]) -> list[TableExtractor]:
-            try:
-                check_mass_delete(
-                    plans, settings.mass_delete_max_share, MASS_DELETE_MIN_ROWS, allow_mass_delete
-                )
-            except MassDeleteRefused as exc:
-                if not dry_run:
-                    raise
-                # a dry run previews what the guard would stop
-                result.guard_refusal = str(exc)
-            # the plan stage's last step: rows whose parent this run deletes or that moved
-            plans = [
-                dataclasses.replace(p, orphans=find_orphans(p, plans, replica))
-                if p.checks_references(options.full_refresh)
-                else p
-                for p in plans
-            ]
-            result.tables = [
-                TableStats(
-                    p.name,
-                    kimai_rows=p.kimai_count,
-                    replica_rows_before=p.replica_count,
-                    orphans=0 if p.orphans is None else len(keys_not_in(p.orphans, p.deleted)),
-                )
-                for p in plans
-            ]
-            return [
-                TableExtractor(p, kimai, replica, options, synced_at, stats, say, bulk is not None)
-                for p, stats in zip(plans, result.tables, strict=True)
-            ]
-
+        run.connect(specs)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlt") as setup:
             # importing dlt and reading its state overlaps the key sweeps ...
             prepared = setup.submit(prepare_pipeline, settings, dry_run)
-            extractors = prepare(
-                _plan(
-                    kimai,
-                    replica,
-                    layouts,
-                    options,
-                    lambda: prepared.result()[2],
-                    settings.key_digests,
-                )
-            )
+            extractors = run.changes(run.plans(lambda: prepared.result()[2]))
             # ... and the first loads of empty tables, which no pending dlt package touches
-            finishing = (
-                bulk_loads([e for e in extractors if e.plan.replica_count == 0], bulk, finisher)
-                if bulk is not None
-                else []
-            )
+            run.bulk_loads([e for e in extractors if e.plan.replica_count == 0])
             pipeline, resumed, states = prepared.result()
-        result.resumed_pending = resumed
+        run.result.resumed_pending = resumed
         if resumed and not dry_run:
             # an interrupted load was just completed: what was read before it is stale
-            extractors = prepare(
-                _plan(kimai, replica, layouts, options, lambda: states, settings.key_digests)
-            )
-
+            extractors = run.changes(run.plans(lambda: states))
         if dry_run:
-            for e in extractors:
-                if e.streams_through_dlt:
-                    e.preview_rewrite()
-            _collect(pipeline, extractors, dry_run=True)
+            run.preview(pipeline, extractors)
         else:
-            if bulk is not None:
-                finishing += bulk_loads(extractors, bulk, finisher)
-            if _collect(pipeline, extractors):
-                run_dlt(pipeline, extractors, settings.retry, lambda: check("the merge"))
-            for future in finishing:
-                future.result()
-            check("the change log's upkeep")
-            replica.ensure_indexes(layouts)
-            # tables created by this run's loads get their triggers (and a rewrite row)
-            changelog.ensure(replica, layouts)
-            changelog.prune(replica)
-            if options.reconcile:
-                for e in extractors:
-                    e.stats.unrepaired = e.unrepaired()
-        for stats in result.tables:
-            stats.kimai_bytes_read = kimai.bytes_read.get(stats.table, 0)
+            run.load(pipeline, extractors)
+        for stats in run.result.tables:
+            stats.kimai_bytes_read = run.kimai.bytes_read.get(stats.table, 0)
     finally:
-        finisher.shutdown(wait=True)
-        kimai.close()
-        replica.close()
-    result.seconds = time.monotonic() - started
-    return result
+        run.close()
+    run.result.seconds = time.monotonic() - started
+    return run.result
+
+
+class _Run:
+    """One sync run's connections and settings, and its stages as methods, in order."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        options: SyncOptions,
+        dry_run: bool,
+        allow_mass_delete: bool,
+        progress: Callable[[str], None] | None,
+        before_write: Callable[[str], None] | None,
+    ) -> None:
+        self.settings = settings
+        self.options = options
+        self.dry_run = dry_run
+        self.allow_mass_delete = allow_mass_delete
+        self.say = progress or (lambda _line: None)
+        self.check = before_write or (lambda _what: None)
+        self.result = SyncResult(dry_run=dry_run)
+        self.kimai = Kimai(settings)
+        self.replica = open_replica(settings)
+        # index builds after first loads run beside dlt's work
+        self.finisher = ThreadPoolExecutor(max_workers=BULK_WORKERS, thread_name_prefix="index")
+        self.finishing: list[Future] = []
+        self.layouts: list[TableLayout] = []
+        self.synced_at = dt.datetime.now(dt.UTC)
+        streams = isinstance(self.replica, PostgresReplica) and not dry_run
+        self.bulk = BulkLoader(settings, self.check) if streams else None
+
+    def connect(self, specs: Sequence[TableSpec]) -> None:
+        """Check both databases and read the tables' layouts."""
+        self.kimai.check()
+        self.replica.check()
+        self.layouts = self.kimai.layouts(specs)
+        if not self.dry_run:
+            # the orphan check reads the foreign-key indexes (a replica made before they
+            # existed gets them here, once)
+            self.check("the replica's indexes")
+            self.replica.ensure_indexes(self.layouts)
+            changelog.ensure(self.replica, self.layouts)
+        self.synced_at = dt.datetime.now(dt.UTC)
+
+    def plans(self, states: Callable[[], dict[str, dict[str, Any]]]) -> list[TablePlan]:
+        """Stage 1: every table's plan, past the mass-delete guard, with its orphans."""
+        plans = _plan(
+            self.kimai,
+            self.replica,
+            self.layouts,
+            self.options,
+            states,
+            self.settings.key_digests,
+        )
+        try:
+            check_mass_delete(
+                plans,
+                self.settings.mass_delete_max_share,
+                MASS_DELETE_MIN_ROWS,
+                self.allow_mass_delete,
+            )
+        except MassDeleteRefused as exc:
+            if not self.dry_run:
+                raise
+            # a dry run previews what the guard would stop
+            self.result.guard_refusal = str(exc)
+        # the plan stage's last step: rows whose parent this run deletes or that moved
+        return [
+            dataclasses.replace(p, orphans=find_orphans(p, plans, self.replica))
+            if p.checks_references(self.options.full_refresh)
+            else p
+            for p in plans
+        ]
+
+    def changes(self, plans: list[TablePlan]) -> list[TableExtractor]:
+        """Stage 2: one change set maker per table, and the table's figures so far."""
+        self.result.tables = [
+            TableStats(
+                p.name,
+                kimai_rows=p.kimai_count,
+                replica_rows_before=p.replica_count,
+                orphans=0 if p.orphans is None else len(keys_not_in(p.orphans, p.deleted)),
+            )
+            for p in plans
+        ]
+        return [
+            TableExtractor(
+                p,
+                self.kimai,
+                self.replica,
+                self.options,
+                self.synced_at,
+                stats,
+                self.say,
+                bulk_path=self.bulk is not None,
+            )
+            for p, stats in zip(plans, self.result.tables, strict=True)
+        ]
+
+    def bulk_loads(self, extractors: list[TableExtractor]) -> None:
+        """Stage 3, whole tables: the streaming COPY of those that take it."""
+        if self.bulk is not None:
+            self.finishing += bulk_loads(extractors, self.bulk, self.finisher)
+
+    def load(self, pipeline: Any, extractors: list[TableExtractor]) -> None:
+        """Stage 3: write every change set, then keep the replica's indexes and log."""
+        self.bulk_loads(extractors)
+        if _collect(pipeline, extractors):
+            run_dlt(pipeline, extractors, self.settings.retry, lambda: self.check("the merge"))
+        for future in self.finishing:
+            future.result()
+        self.check("the change log's upkeep")
+        self.replica.ensure_indexes(self.layouts)
+        # tables created by this run's loads get their triggers (and a rewrite row)
+        changelog.ensure(self.replica, self.layouts)
+        changelog.prune(self.replica)
+        if self.options.reconcile:
+            for e in extractors:
+                e.stats.unrepaired = e.unrepaired()
+
+    def preview(self, pipeline: Any, extractors: list[TableExtractor]) -> None:
+        """A dry run's stage 3: count what each table would write."""
+        for e in extractors:
+            if e.streams_through_dlt:
+                e.preview_rewrite()
+        _collect(pipeline, extractors, dry_run=True)
+
+    def close(self) -> None:
+        """Wait for index builds, then close both connections."""
+        self.finisher.shutdown(wait=True)
+        self.kimai.close()
+        self.replica.close()
 
 
 def _plan(
