@@ -12,3 +12,24 @@
     {%- endif -%}
     {{ return('int_timesheet_facts_materialized' if mode == 'table_incremental' else 'int_timesheet_facts') }}
 {%- endmacro %}
+
+{#-
+    The columns the timesheet facts take from their project (int_projects_joined_to_overlays
+    with Atlas's overlays), as fact column → expression over that model's columns, `{p}`
+    standing for its alias. Listed once: int_timesheet_facts selects them, and the
+    incremental refresh (macros/timesheet_facts_refresh.sql) compares them with the stored
+    rows to find the projects whose facts changed, since an overlay change (status, taxonomy
+    tags, customer) writes no change-log row.
+-#}
+{% macro timesheet_facts_project_columns() -%}
+    {{ return({
+        'project_name': '{p}.project_name',
+        'customer_id': '{p}.customer_id',
+        'customer_name': '{p}.customer_name',
+        'currency': '{p}.currency',
+        'project_is_billable': '{p}.is_billable',
+        'project_status_id': '{p}.status_id',
+        'project_status': '{p}.status_name',
+        'project_tags': "coalesce({p}.project_tags, '')",
+    }) }}
+{%- endmacro %}

@@ -138,17 +138,12 @@
         -- without a log row
         projects_now as (
             select
-                project_id,
-                project_name,
-                customer_id,
-                customer_name,
-                currency,
-                status_id,
-                status_name,
-                coalesce(project_tags, '') as project_tags,
-                is_billable
-            from {{ ref('int_projects_joined_to_overlays') }}
-            where origin = 'kimai'
+                projects.project_id
+                {%- for column, expression in timesheet_facts_project_columns().items() %},
+                {{ expression | replace('{p}', 'projects') }} as {{ column }}
+                {%- endfor %}
+            from {{ ref('int_projects_joined_to_overlays') }} as projects
+            where projects.origin = 'kimai'
         ),
 
         changed_projects as (
@@ -160,14 +155,10 @@
                 where kept.project_id = projects_now.project_id
                 limit 1
             ) as kept
-            where kept.project_name is distinct from projects_now.project_name
-                or kept.customer_id is distinct from projects_now.customer_id
-                or kept.customer_name is distinct from projects_now.customer_name
-                or kept.currency is distinct from projects_now.currency
-                or kept.project_status_id is distinct from projects_now.status_id
-                or kept.project_status is distinct from projects_now.status_name
-                or kept.project_tags is distinct from projects_now.project_tags
-                or kept.project_is_billable is distinct from projects_now.is_billable
+            where
+                {%- for column in timesheet_facts_project_columns() %}
+                {{ 'or ' if not loop.first }}kept.{{ column }} is distinct from projects_now.{{ column }}
+                {%- endfor %}
         )
 
         -- written or deleted timesheets and tag pairs (key_1 is the timesheet id)

@@ -27,17 +27,8 @@ activities as (
 
 projects as (
 
-    select
-        project_id,
-        project_name,
-        customer_id,
-        customer_name,
-        currency,
-        status_id,
-        status_name,
-        project_tags,
-        is_billable
-    from {{ ref('int_projects_joined_to_overlays') }}
+    -- the columns taken are timesheet_facts_project_columns() (joined below)
+    select * from {{ ref('int_projects_joined_to_overlays') }}
     where origin = 'kimai'
 
 ),
@@ -57,12 +48,14 @@ joined as (
         users.user_name,
         users.username,
         timesheets.project_id,
-        projects.project_name,
         timesheets.activity_id,
         activities.activity_name,
-        projects.customer_id,
-        projects.customer_name,
-        projects.currency,
+
+        ---------- from the project with Atlas's overlays (listed once, in
+        ---------- macros/timesheet_facts_model.sql: the incremental refresh compares them)
+        {%- for column, expression in timesheet_facts_project_columns().items() %}
+        {{ expression | replace('{p}', 'projects') }} as {{ column }},
+        {%- endfor %}
 
         ---------- time
         timesheets.started_at,
@@ -82,7 +75,6 @@ joined as (
         ---------- flags
         timesheets.is_running,
         timesheets.is_billable,
-        projects.is_billable as project_is_billable,
         activities.is_billable as activity_is_billable,
         timesheets.is_exported,
 
@@ -93,10 +85,7 @@ joined as (
         timesheets.hourly_rate,
         timesheets.fixed_rate_amount,
 
-        ---------- project overlay and tags
-        projects.status_id as project_status_id,
-        projects.status_name as project_status,
-        coalesce(projects.project_tags, '') as project_tags,
+        ---------- tags
         coalesce(timesheet_tags.timesheet_tags, '') as timesheet_tags,
         coalesce(timesheet_tags.timesheet_tags_array, {{ empty_tag_array() }}) as timesheet_tags_array,
 
