@@ -55,7 +55,7 @@ class TableExtractor:
         self.stats = stats
         self.say = say or (lambda _line: None)
         self.rewrite = plan.rewrites(options.full_refresh)
-        # ... and such whole-table writes stream straight into PostgreSQL (where it can)
+        # a whole-table write streams straight into PostgreSQL where the run can (bulk_path)
         self.bulk_path = bulk_path and self.rewrite
         self._written_keys: list[pa.Array] = []
         self.bulk_cursor: dt.datetime | None = None
