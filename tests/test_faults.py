@@ -126,7 +126,7 @@ def test_mariadb_restarted_mid_extract(big_kimai):
     out, err = proc.communicate(timeout=300)
     assert proc.returncode in (0, 4), err
     if proc.returncode == 4:
-        assert len(err.strip().splitlines()) == 1
+        assert len(err.strip().splitlines()) == 1, err
     done = run_cli("sync", env=env)
     assert done.returncode == 0, done.stderr
     assert_replica_equals_kimai(env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"])

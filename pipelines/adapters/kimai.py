@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,19 @@ BATCH_ROWS = 25_000
 
 KEYS_PER_QUERY = 10_000
 """Keys per ``IN (…)`` list when rows are fetched by key."""
+
+
+def connectorx() -> Any:
+    """The connectorx module, its Rust logger silenced unless RUST_LOG says otherwise.
+
+    connectorx's connection pool logs every failed connection attempt to stderr at ERROR
+    level when RUST_LOG is unset: Kimai restarting mid-read printed eight such lines before
+    the run's own one-line error. The run reports the failure itself, once.
+    """
+    os.environ.setdefault("RUST_LOG", "off")
+    import connectorx as cx
+
+    return cx
 
 
 class Kimai:
@@ -256,7 +270,7 @@ class Kimai:
         self.bytes_read[name] = self.bytes_read.get(name, 0) + data.nbytes
 
     def _read(self, layout: TableLayout, purpose: Purpose, sql: str) -> pa.Table:
-        import connectorx as cx
+        cx = connectorx()
 
         sql = tagged(purpose, layout.kimai_name, sql)
 
@@ -285,7 +299,7 @@ class Kimai:
         back-pressure (see `page_rows`). A transient failure (Kimai restarting, a killed
         connection) resumes after the last key received instead of starting the table over.
         """
-        import connectorx as cx
+        cx = connectorx()
 
         key = layout.key
         order = ", ".join(layout.quote(k) for k in key)
