@@ -126,7 +126,13 @@ def test_mariadb_restarted_mid_extract(big_kimai):
     out, err = proc.communicate(timeout=300)
     assert proc.returncode in (0, 4), err
     if proc.returncode == 4:
-        assert len(err.strip().splitlines()) == 1, err
+        # the run's own error, once, last; before it only the run's own retry warnings (as
+        # many as Kimai's downtime took), never a driver's log or a traceback
+        *before, last = err.strip().splitlines()
+        assert last.startswith("error: ") and "Traceback" not in err, err
+        assert all(
+            " WARNING " in line and ("retry" in line or "resuming" in line) for line in before
+        ), err
     done = run_cli("sync", env=env)
     assert done.returncode == 0, done.stderr
     assert_replica_equals_kimai(env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"])
