@@ -99,6 +99,9 @@ def sync(
 class _Run:
     """One sync run's connections and settings, and its stages as methods, in order."""
 
+    synced_at: dt.datetime
+    """The ``synced_at`` of every row this run writes: taken once `connect` is done."""
+
     def __init__(
         self,
         settings: Settings,
@@ -121,7 +124,6 @@ class _Run:
         self.finisher = ThreadPoolExecutor(max_workers=BULK_WORKERS, thread_name_prefix="index")
         self.finishing: list[Future] = []
         self.layouts: list[TableLayout] = []
-        self.synced_at = dt.datetime.now(dt.UTC)
         streams = isinstance(self.replica, PostgresReplica) and not dry_run
         self.bulk = BulkLoader(settings, self.check) if streams else None
 
