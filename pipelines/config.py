@@ -184,6 +184,9 @@ class Settings:
     """``ATLAS_DB_SSL_MODE``: libpq's ``sslmode`` (``ATLAS_DB_URL``'s own ``sslmode`` wins)."""
     atlas_ssl_root_cert: Path | None = None
     """``ATLAS_DB_SSL_ROOT_CERT``: libpq's ``sslrootcert``, the CA for ``verify-full``."""
+    build_max_age_hours: float = 24.0
+    """``ATLAS_BUILD_MAX_AGE_HOURS``: a scheduled run builds once the last build is older,
+    even when nothing changed (`pipelines.build_gate`); 0 builds every time."""
 
     @property
     def kimai_dialect(self) -> str:
@@ -594,6 +597,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         kimai_tls=_kimai_tls(env),
         atlas_ssl_mode=_atlas_ssl_mode(env),
         atlas_ssl_root_cert=_path(env, "ATLAS_DB_SSL_ROOT_CERT"),
+        build_max_age_hours=_float(env, "ATLAS_BUILD_MAX_AGE_HOURS", 24, 0, 1e6),
         limits=Limits(
             kimai_statement=_float(env, "KIMAI_DB_STATEMENT_TIMEOUT_SECONDS", 1800, 0, 1e6),
             kimai_lock_wait=_int(env, "KIMAI_DB_LOCK_WAIT_TIMEOUT_SECONDS", 120),

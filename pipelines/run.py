@@ -259,6 +259,8 @@ def _run(
             print("dry run: an interrupted run left a load pending; a real run completes it first")
         done = "dry run: nothing was written" if dry_run else "sync finished"
         print(f"{done} in {result.sync.seconds:.1f} s")
+    if result.unchanged is not None:
+        print(f"dbt build skipped: {result.unchanged}; what BI reads is current")
     if result.transform is not None:
         t = result.transform
         print(f"dbt build passed: {t.passed} nodes ok, {len(t.warned)} warnings")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from pipelines import deadline
+from pipelines import build_gate, deadline
 from pipelines.adapters.replica import open_replica
 from pipelines.config import Settings
 from pipelines.deadline import run_deadline
@@ -54,6 +54,9 @@ class RunOutcome:
 
     sync: SyncResult | None = None
     transform: TransformResult | None = None
+    """The dbt build; None when there was none (or `unchanged` says why not)."""
+    unchanged: str | None = None
+    """Why the run did no dbt work: nothing the build reads changed (`pipelines.build_gate`)."""
     run_id: str | None = None
 
 
@@ -138,7 +141,7 @@ def _run_locked(
                 lock.check("the audit")
                 audit.record_tables(record, outcome.sync.tables, request.options.reconcile)
         if request.transform:
-            outcome.transform = _transform(settings, request, lock, audit, record)
+            _transform(settings, request, lock, audit, record, outcome)
         if audit is not None:
             lock.check("the audit")
     except LockLost:
@@ -179,17 +182,34 @@ def _transform(
     lock: HeldLock,
     audit: Audit | None,
     record: RunRecord | None,
-) -> TransformResult:
-    """The dbt build and its publication, recorded in the run's audit row."""
+    outcome: RunOutcome,
+) -> None:
+    """The dbt build and its publication, recorded in the run's audit row.
+
+    A scheduled run (`run`) whose build inputs did not change since the last green build
+    does no dbt work and records its build as unchanged (`pipelines.build_gate`).
+    """
     lock.check("the dbt build")
     if audit is None or record is None:
-        return build(
+        outcome.transform = build(
             settings,
             request.build,
             target_dir=request.dbt_dir,
             on_publish=lambda _cursor: lock.check("publishing the build"),
         )
-    audit.build_started(record)
+        return
+    # a selection tests part of the project only: no later run may rely on it
+    whole = not request.build.select
+    inputs = _build_inputs(settings, audit) if whole else None
+    if request.command == "run" and whole and inputs is not None:
+        verdict = build_gate.decide(settings, audit.replica, audit.runs, inputs)
+        if not verdict.build:
+            audit.build_unchanged(record, inputs.to_json())
+            log.info("no dbt build: %s", verdict.reason)
+            outcome.unchanged = verdict.reason
+            return
+        log.info("dbt build: %s", verdict.reason)
+    audit.build_started(record, inputs.to_json() if inputs is not None else None)
 
     def publish(cursor: object) -> None:
         # inside the swap's transaction: a lost lock rolls the swap back
@@ -197,13 +217,24 @@ def _transform(
         audit.mark_published(record, cursor)
 
     try:
-        return build(settings, request.build, target_dir=request.dbt_dir, on_publish=publish)
+        outcome.transform = build(
+            settings, request.build, target_dir=request.dbt_dir, on_publish=publish
+        )
     except LockLost:
         raise  # writes nothing more
     except PipelineError as exc:
         # fenced: raises LockLost instead when the lock went meanwhile
         audit.build_failed(record, str(_timed_out_or(exc)))
         raise
+
+
+def _build_inputs(settings: Settings, audit: Audit) -> build_gate.BuildInputs | None:
+    """What the build reads, or None (it builds, and no later run skips on its record)."""
+    try:
+        return build_gate.read_inputs(settings, audit.replica)
+    except Exception as exc:  # a gate that cannot decide must not fail the run: it builds
+        log.warning("could not read the build's inputs, so it runs: %s", exc)
+        return None
 
 
 def _timed_out_or(exc: BaseException) -> BaseException:

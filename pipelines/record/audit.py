@@ -40,10 +40,11 @@ _DDL = (
     exit_code integer,
     error text,
     options text,
-    -- the run's dbt build: running, published, failed or crashed (NULL: no build)
+    -- the run's dbt build: running, published, unchanged, failed or crashed (NULL: none)
     build_status varchar(16),
     build_failures text,
-    published_at timestamptz
+    published_at timestamptz,
+    build_inputs text
 )""",
     """CREATE TABLE IF NOT EXISTS {table_runs} (
     run_id varchar(32) NOT NULL,
@@ -139,6 +140,15 @@ class Audit:
         self.replica.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ansi(self.replica.schema)}")
         for ddl in _DDL:
             self.replica.execute(ddl.format(runs=self.runs, table_runs=self.table_runs))
+        # audit tables of 0.1.0 lack the build's inputs (`pipelines.build_gate`); asked
+        # first, since ALTER TABLE waits for every reader of vw_sync_health, even if a no-op
+        added = self.replica.query(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = %s"
+            " AND table_name = %s AND column_name = 'build_inputs'",
+            (self.replica.schema, RUNS),
+        )
+        if not added:
+            self.replica.execute(f"ALTER TABLE {self.runs} ADD COLUMN build_inputs text")
 
     def start(
         self,
@@ -230,9 +240,26 @@ class Audit:
             if not written:
                 raise _lost("the audit of the tables")
 
-    def build_started(self, record: RunRecord) -> None:
-        """Record that the run's dbt build began (a crash leaves it 'running', then 'crashed')."""
-        self._update_run(record, "build_status = 'running'", ())
+    def build_started(self, record: RunRecord, inputs: str | None = None) -> None:
+        """Record that the run's dbt build began (a crash leaves it 'running', then 'crashed').
+
+        Args:
+            record: The run.
+            inputs: What the build reads (`pipelines.build_gate.BuildInputs.to_json`).
+
+        """
+        self._update_run(record, "build_status = 'running', build_inputs = %s", (inputs,))
+
+    def build_unchanged(self, record: RunRecord, inputs: str) -> None:
+        """Record that the run found the build BI reads current: nothing it reads changed.
+
+        ``published_at`` says since when BI's data is confirmed current.
+        """
+        self._update_run(
+            record,
+            "build_status = 'unchanged', build_inputs = %s, published_at = transaction_timestamp()",
+            (inputs,),
+        )
 
     def build_failed(self, record: RunRecord, failures: str) -> None:
         """Record that the run's dbt build failed and was not published, and why."""

@@ -129,7 +129,8 @@ def _audit_families(status: Status) -> Iterator[Metric]:
     build = status.build
     for name, value in (
         ("bi_build_published_timestamp_seconds", _seconds(build.served_published_at)),
-        ("last_build_success", 1.0 if build.last_status == "published" else 0.0),
+        # a build found unchanged left BI on a green build, as a published one does
+        ("last_build_success", 1.0 if build.last_status in {"published", "unchanged"} else 0.0),
         ("errors_total", float(status.errors_total)),
     ):
         family = _family(name)

@@ -35,9 +35,12 @@ class BuildHealth:
     """Which dbt build BI reads, and how the last build ended."""
 
     served_published_at: dt.datetime | None = None
+    """When the build BI reads was published, or last confirmed current (`built_at`)."""
     served_run_id: str | None = None
+    built_at: dt.datetime | None = None
+    """When the build BI reads was published, if a later run found it current (unchanged)."""
     last_status: str | None = None
-    """published, failed or crashed (the last build that ended)."""
+    """published, unchanged, failed or crashed (the last build that ended)."""
     last_ended_at: dt.datetime | None = None
     last_failures: str | None = None
 
@@ -165,14 +168,19 @@ def data_issue_counts(replica: Replica, analytics_schema: str) -> dict[str, int]
 def _build_health(replica: Replica, runs: str) -> BuildHealth:
     health = BuildHealth()
     served = replica.query(
-        f"SELECT published_at, run_id FROM {runs} WHERE published_at IS NOT NULL"
+        f"SELECT published_at, run_id, build_status FROM {runs} WHERE published_at IS NOT NULL"
         " ORDER BY published_at DESC LIMIT 1"
     )
     if served:
         health.served_published_at, health.served_run_id = _utc(served[0][0]), served[0][1]
+        if served[0][2] == "unchanged":
+            built = replica.query(
+                f"SELECT max(published_at) FROM {runs} WHERE build_status = 'published'"
+            )
+            health.built_at = _utc(built[0][0]) if built else None
     last = replica.query(
         f"SELECT build_status, coalesce(finished_at, started_at), build_failures FROM {runs}"
-        " WHERE build_status IN ('published', 'failed', 'crashed')"
+        " WHERE build_status IN ('published', 'unchanged', 'failed', 'crashed')"
         " ORDER BY started_at DESC LIMIT 1"
     )
     if last:
@@ -227,6 +235,11 @@ def render(status: Status) -> str:
     lines += ["", "BI build", ""]
     if b.served_published_at is None:
         lines.append("BI reads no published build yet")
+    elif b.built_at is not None:
+        lines.append(
+            f"BI reads the build published {when(b.built_at)} UTC, confirmed current"
+            f" {when(b.served_published_at)} UTC (nothing it reads changed since)"
+        )
     else:
         lines.append(f"BI reads the build published {when(b.served_published_at)} UTC")
     if b.last_status in {"failed", "crashed"}:

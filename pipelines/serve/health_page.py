@@ -133,6 +133,11 @@ def _table_row(t: TableHealth, stale: list[str]) -> dict[str, Any]:
 def _build(b: BuildHealth) -> dict[str, Any]:
     if b.served_published_at is None:
         served = "BI reads no published build yet."
+    elif b.built_at is not None:
+        served = (
+            f"BI reads the build published {_when(b.built_at)}, confirmed current"
+            f" {_when(b.served_published_at)} by run {b.served_run_id} (nothing it reads changed)."
+        )
     else:
         served = (
             f"BI reads the build published {_when(b.served_published_at)} (run {b.served_run_id})."

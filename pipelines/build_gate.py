@@ -1,0 +1,228 @@
+"""The build gate: a scheduled run whose build inputs did not change does no dbt work.
+
+A dbt build reads four things: the replica, Atlas's overlay tables, the dbt project (with
+the settings it is built under) and nothing else. A run records a digest of each
+(`BuildInputs`) with its build. The next scheduled run (`run`, sync then build) compares:
+
+* the replica's position: the newest position of the change log (`pipelines.record.
+  changelog`), which every committed write of a replica table advances, in the same
+  transaction; a pruned log keeps its last position;
+* the overlays: an order-independent digest of every row of every overlay source table
+  the dbt project declares (Atlas's application writes them outside any lock of ours);
+* the project: every file under the project's model, macro and test paths, its
+  `dbt_project.yml`, the profile, the dbt and product versions and the settings the build
+  reads (schemas, BI role, report time zone, facts materialization);
+* the last build: it must have ended green (published, or itself unchanged), BI's views
+  must all be there, and the last real build must be younger than
+  ``ATLAS_BUILD_MAX_AGE_HOURS`` (a few checks read the clock: "more than a year ahead of
+  the build", the last 31 days).
+
+When all four match, the run records its build as ``unchanged``, confirmed current now,
+and imports no dbt. Everything BI reads stays as it is: the views read the replica live,
+and the tables a build materializes derive from inputs that did not change.
+
+The embedded DuckDB has no change log, so there every run builds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import importlib.metadata
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from pipelines.adapters.layout import quote_ansi
+from pipelines.adapters.replica import PostgresReplica, Replica
+from pipelines.config import Settings
+from pipelines.record.changelog import LOG_TABLE, PRUNED_TABLE
+from pipelines.transform import dbt_env, project_dir
+
+log = logging.getLogger("pipelines.build_gate")
+
+OVERLAY_SOURCE = "atlas"
+"""The dbt source whose tables are Atlas's overlays (models/staging/atlas)."""
+
+GREEN = ("published", "unchanged")
+"""Build statuses after which BI reads a build that passed every test."""
+
+_SECRET_ENV = ("ATLAS_DB_PASSWORD",)
+"""Settings the build reads that stay out of the digest (it is stored)."""
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    """Digests of what a dbt build reads; equal inputs give an equal build."""
+
+    replica: str
+    """The change log's position (its newest change, or the last pruned one)."""
+    overlays: str
+    """Digest of every overlay table's rows."""
+    project: str
+    """Digest of the dbt project's files, versions and settings."""
+
+    def to_json(self) -> str:
+        """The form stored in the run audit (``sync_runs.build_inputs``)."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> BuildInputs | None:
+        """The inputs stored by a run; None when there are none or they do not parse."""
+        try:
+            return cls(**json.loads(text)) if text else None
+        except (TypeError, ValueError):
+            return None
+
+    def changed_since(self, before: BuildInputs) -> list[str]:
+        """The names of the inputs that differ from `before` (empty: none)."""
+        return [name for name, value in asdict(self).items() if getattr(before, name) != value]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a run must build, and why (for its log line)."""
+
+    build: bool
+    reason: str
+
+
+def read_inputs(settings: Settings, replica: Replica) -> BuildInputs | None:
+    """The current build inputs; None where they cannot be known (no change log).
+
+    Raises:
+        psycopg2.Error: Atlas DB refused a query (the caller builds anyway).
+
+    """
+    if not isinstance(replica, PostgresReplica):
+        return None
+    position = _replica_position(replica)
+    if position is None:
+        return None
+    project = project_dir(settings)
+    return BuildInputs(
+        replica=position,
+        overlays=_overlay_digest(replica, settings.overlay_schema, project),
+        project=project_digest(settings, project),
+    )
+
+
+def decide(
+    settings: Settings, replica: Replica, runs_table: str, inputs: BuildInputs | None
+) -> Verdict:
+    """Whether this run must build, comparing `inputs` with the last build's."""
+    if inputs is None:
+        return Verdict(True, "no change log to compare with")
+    last = replica.query(
+        f"SELECT run_id, build_status, build_inputs FROM {runs_table}"
+        " WHERE build_status IN ('published', 'unchanged', 'failed', 'crashed')"
+        " ORDER BY started_at DESC LIMIT 1"
+    )
+    if not last:
+        return Verdict(True, "no build yet")
+    run_id, status, stored = last[0]
+    if status not in GREEN:
+        return Verdict(True, f"the last build {status}")
+    before = BuildInputs.from_json(stored)
+    if before is None:
+        return Verdict(True, "the last build recorded no inputs")
+    changed = inputs.changed_since(before)
+    if changed:
+        return Verdict(True, f"{' and '.join(changed)} changed")
+    built = replica.query(
+        f"SELECT max(published_at) FROM {runs_table} WHERE build_status = 'published'"
+    )[0][0]
+    max_age = dt.timedelta(hours=settings.build_max_age_hours)
+    if built is None or dt.datetime.now(dt.UTC) - built >= max_age:
+        return Verdict(True, f"the last build is older than {settings.build_max_age_hours:g} h")
+    missing = _missing_marts(replica, settings.analytics_schema, project_dir(settings))
+    if missing:
+        return Verdict(True, f"BI's {', '.join(missing[:3])} missing")
+    return Verdict(False, f"nothing it reads changed since the build of run {run_id}")
+
+
+def project_digest(settings: Settings, project: Path) -> str:
+    """Digest of what the dbt project builds from, apart from the data.
+
+    The files under the project's model, macro and test paths and `dbt_project.yml`, the
+    profile, the dbt and product versions, and the settings the build reads.
+    """
+    config = yaml.safe_load((project / "dbt_project.yml").read_text()) or {}
+    digest = hashlib.sha256()
+    files = [project / "dbt_project.yml", _profile(settings, project)]
+    for key in ("model-paths", "macro-paths", "test-paths", "seed-paths", "snapshot-paths"):
+        for folder in config.get(key) or []:
+            files += sorted(p for p in (project / folder).rglob("*") if p.is_file())
+    for path in files:
+        # names relative to the project: a copy of it elsewhere digests the same
+        name = path.relative_to(project) if path.is_relative_to(project) else path
+        digest.update(f"{name}\0".encode())
+        digest.update(path.read_bytes())
+    env = {k: v for k, v in sorted(dbt_env(settings).items()) if k not in _SECRET_ENV}
+    versions = {p: importlib.metadata.version(p) for p in ("dbt-core", "dbt-postgres")}
+    versions["product"] = importlib.metadata.version("kimai-atlas-sync")
+    digest.update(json.dumps([env, versions], sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _profile(settings: Settings, project: Path) -> Path:
+    if settings.dbt_profiles_dir is not None:
+        return settings.dbt_profiles_dir / "profiles.yml"
+    return project / "profiles.example.yml"
+
+
+def _replica_position(replica: Replica) -> str | None:
+    log_table, pruned = replica.qualified(LOG_TABLE), replica.qualified(PRUNED_TABLE)
+    exists = replica.query("SELECT to_regclass(%s), to_regclass(%s)", (log_table, pruned))
+    if None in exists[0]:
+        return None
+    row = replica.query(
+        f"SELECT greatest((SELECT max(change_id) FROM {log_table}),"
+        f" (SELECT max(pruned_through) FROM {pruned}))"
+    )
+    return str(row[0][0]) if row[0][0] is not None else None
+
+
+def overlay_tables(project: Path) -> list[str]:
+    """The tables of the project's overlay source (`OVERLAY_SOURCE`), as dbt names them."""
+    tables: list[str] = []
+    for path in sorted((project / "models").rglob("_*sources.yml")):
+        for source in (yaml.safe_load(path.read_text()) or {}).get("sources") or []:
+            if source.get("name") == OVERLAY_SOURCE:
+                tables += [t.get("identifier") or t["name"] for t in source.get("tables") or []]
+    return tables
+
+
+def _overlay_digest(replica: Replica, schema: str, project: Path) -> str:
+    """Digest of every row of every overlay table, whatever order the rows come in.
+
+    Each row's text form is hashed (md5, 64 bits of it) and the hashes are summed: one pass,
+    no sort. A missing table digests as missing (the build will say what is wrong).
+    """
+    parts = []
+    for table in overlay_tables(project):
+        name = f"{quote_ansi(schema)}.{quote_ansi(table)}"
+        if replica.query("SELECT to_regclass(%s)", (name,))[0][0] is None:
+            parts.append(f"{table}:missing")
+            continue
+        count, total = replica.query(
+            "SELECT count(*), coalesce(sum(('x' || left(md5(t::text), 16))::bit(64)::bigint"
+            f"::numeric), 0) FROM {name} AS t"
+        )[0]
+        parts.append(f"{table}:{count}:{total}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _missing_marts(replica: Replica, analytics_schema: str, project: Path) -> list[str]:
+    """The project's vw_* views that the live BI schema lacks."""
+    names = sorted(p.stem for p in (project / "models" / "marts").glob("vw_*.sql"))
+    found = replica.query(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = ANY(%s)",
+        (analytics_schema, names),
+    )
+    present = {r[0] for r in found}
+    return [n for n in names if n not in present]
