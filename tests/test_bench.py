@@ -24,6 +24,7 @@ SCENARIO_ROWS = {
     "e1": "| (e1) `reconcile`,",
     "f0": "| (f0) first `transform`",
     "fv": "| (fv) `transform` (dbt build), view mode",
+    "cr": "| (cr) no-change scheduled `run`",
     "qb": "| (qb) Metabase question: `vw_budget_months`",
     "qu": "| (qu) Metabase question: `vw_user_days`",
     "fi0": "| (fi0) first build with table_incremental",

@@ -1,16 +1,33 @@
 """The build gate: a scheduled run that finds nothing changed does no dbt work; any change
-to what a build reads (Kimai's rows, an overlay row, a model file), a failed last build or
-an old one makes it build."""
+to what a build reads (Kimai's rows, an overlay row, a model file, a setting), a failed last
+build, a missing view or an old build makes it build.
+
+End to end (the CLI, dbt) for a quiet run and a Kimai edit; every other reason through the
+gate's own decision on the same real databases, each undone to show the digest returns."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+from pipelines.adapters.replica import open_replica
+from pipelines.build_gate import decide, read_inputs
+from pipelines.config import load_settings
 from pipelines.demo.atlas_overlays import create_atlas_overlays, replica_currencies
 from pipelines.demo.kimai_data import build_kimai
-from tests.conftest import kimai_exec, kimai_query, kimai_url, pg_connect, pg_query, run_cli
+from pipelines.record.audit import Audit
+from tests.conftest import (
+    kimai_exec,
+    kimai_query,
+    kimai_url,
+    pg_connect,
+    pg_query,
+    run_cli,
+    sync_now,
+)
 from tests.stack import project_copy
 
 # a line of `python -X importtime` for a module of dbt (`dbt`, `dbt.cli.main`, ...)
@@ -68,7 +85,7 @@ def assert_built(db: str, oid_before: int) -> int:
     return oid
 
 
-def test_quiet_runs_skip_dbt_and_every_changed_input_builds(synced, tmp_path):
+def test_a_quiet_run_skips_dbt_and_a_kimai_edit_builds(synced):
     env, db = synced, synced["ATLAS_DB_DATABASE"]
     scheduled_run(env)
     assert last_build(db)[0] == "published"
@@ -96,45 +113,79 @@ def test_quiet_runs_skip_dbt_and_every_changed_input_builds(synced, tmp_path):
     )[0]
     assert tuple(map(int, bi_total)) == tuple(map(int, kimai_total))
 
-    # a timesheet edited in Kimai
+    # a timesheet edited in Kimai: the sync's write moves the change log, and it builds
     kimai_exec(
         env["KIMAI_DB_DATABASE"],
         "UPDATE kimai2_timesheet SET description = 'gate', modified_at = NOW()"
         " WHERE id = (SELECT min(id) FROM (SELECT id FROM kimai2_timesheet) AS t)",
     )
     scheduled_run(env)
-    oid = assert_built(db, oid)
+    assert_built(db, oid)
 
-    # an overlay row edited by Atlas
-    pg_query(
-        db,
-        "UPDATE public.project_statuses SET name = name || ' (gate)'"
-        " WHERE id = (SELECT min(id) FROM public.project_statuses)",
+    # every other reason, through the gate's decision on these databases
+    settings = load_settings(dotenv=False)
+    replica = open_replica(settings)
+    try:
+        assert_each_change_forces_a_build(settings, replica, db, env)
+    finally:
+        replica.close()
+
+
+def assert_each_change_forces_a_build(settings, replica, db, env) -> None:
+    runs = replica.qualified("sync_runs")
+
+    def verdict(settings=settings) -> str | None:
+        """None when the gate would skip dbt; why it would build otherwise."""
+        found = decide(settings, replica, runs, read_inputs(settings, replica))
+        return found.reason if found.build else None
+
+    assert verdict() is None  # as the CLI would find it after its own build
+
+    first = "WHERE id = (SELECT min(id) FROM public.project_statuses)"
+    pg_query(db, f"UPDATE public.project_statuses SET name = name || ' (gate)' {first}")
+    assert verdict() == "overlays changed"
+    pg_query(db, f"UPDATE public.project_statuses SET name = replace(name, ' (gate)', '') {first}")
+    assert verdict() is None
+
+    kimai_exec(
+        env["KIMAI_DB_DATABASE"],
+        "DELETE FROM kimai2_timesheet WHERE id = (SELECT max(id) FROM"
+        " (SELECT id FROM kimai2_timesheet) AS t)",
     )
-    scheduled_run(env)
-    oid = assert_built(db, oid)
+    sync_now("timesheets")
+    assert verdict() == "replica changed"
+    # (from here on, the last build is the one of a run recording these inputs)
+    record_build(replica, settings, "published")
+    assert verdict() is None
 
-    # the same project elsewhere digests the same; a changed model file builds
-    project = project_copy(tmp_path / "project")
-    scheduled_run(env, DBT_PROJECT_DIR=str(project))
-    assert last_build(db)[0] == "unchanged"
+    project = project_copy(Path(settings.state_dir) / "project")
+    moved = replace(settings, dbt_project_dir=project)
+    assert verdict(moved) is None  # the same project elsewhere digests the same
     model = project / "models" / "marts" / "vw_projects.sql"
     model.write_text(model.read_text() + "\n-- edited\n")
-    scheduled_run(env, DBT_PROJECT_DIR=str(project))
-    oid = assert_built(db, oid)
+    assert verdict(moved) == "project changed"
+    assert verdict(replace(settings, report_timezone="Europe/Berlin")) == "project changed"
 
-    # a failed build (a payment in a currency that does not exist), then the inputs of the
-    # last green build again: it builds, since the last build failed
-    first = "WHERE id = (SELECT min(id) FROM public.payments)"
-    currency = pg_query(db, f"SELECT currency FROM public.payments {first}")[0][0]
-    pg_query(db, f"UPDATE public.payments SET currency = 'QQQ' {first}")
-    out = scheduled_run(env, expect=1, DBT_PROJECT_DIR=str(project))
-    assert "is_iso_currency_code" in out and last_build(db)[0] == "failed"
-    assert live_schema_oid(db) == oid
-    pg_query(db, f"UPDATE public.payments SET currency = %s {first}", (currency,))
-    scheduled_run(env, DBT_PROJECT_DIR=str(project))
-    oid = assert_built(db, oid)
+    assert verdict(replace(settings, build_max_age_hours=0)).startswith("the last build is older")
 
-    # nothing changed, but the last build is older than ATLAS_BUILD_MAX_AGE_HOURS
-    scheduled_run(env, DBT_PROJECT_DIR=str(project), ATLAS_BUILD_MAX_AGE_HOURS="0")
-    assert_built(db, oid)
+    pg_query(db, "ALTER VIEW analytics.vw_users RENAME TO vw_users_gone")
+    assert verdict() == "BI's vw_users missing"
+    pg_query(db, "ALTER VIEW analytics.vw_users_gone RENAME TO vw_users")
+    assert verdict() is None
+
+    # a failed build, whose inputs are those of the last green one: it builds again
+    record_build(replica, settings, "failed")
+    assert verdict() == "the last build failed"
+
+
+def record_build(replica, settings, outcome: str) -> None:
+    """A `transform` run recorded through the audit as the runner records one."""
+    audit = Audit(replica)
+    record = audit.start("transform", "cli", {})
+    audit.build_started(record, read_inputs(settings, replica).to_json())
+    if outcome == "published":
+        audit.mark_published(record)
+        audit.finish(record, "success", 0)
+    else:
+        audit.build_failed(record, "a data test failed")
+        audit.finish(record, "failed", 1)

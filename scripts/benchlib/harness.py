@@ -641,9 +641,10 @@ class Bench:
         sample = self.measure(scenario, round_, cmd, env=env)
         self._read_audit(sample, atlas_db)
         self._read_phases(sample)
-        if args[0] == "transform":
+        command = args[0] if args else "run"
+        if command == "transform":
             self._read_dbt(sample, env)
-        if check and args[0] in ("sync", "reconcile"):
+        if check and command in ("sync", "reconcile", "run"):
             sample.check = self.check_replica(atlas_db)
         elif sample.rc == 0 and not sample.check:
             sample.check = "ok"
@@ -814,6 +815,14 @@ class Bench:
             # Metabase's questions on the views the build made (view mode)
             for scenario, sql in BI_QUESTIONS.items():
                 step(self.question(scenario, round_, atlas, sql))
+            # the scheduled job right after: nothing changed, so it does no dbt work
+            sample = step(self.product("cr", round_, atlas, [], profile=profile))
+            built = pg_query(
+                atlas,
+                f'SELECT build_status FROM "{REPLICA}".sync_runs ORDER BY started_at DESC LIMIT 1',
+            )
+            if built != [("unchanged",)]:
+                sample.notes.append(f"expected no dbt build, the audit says {built}")
 
         group = {"c": run_c, "e": run_e, "fv": run_fv}
         order = rotate(["c", "e", "fv"], index)

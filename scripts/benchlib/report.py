@@ -25,6 +25,8 @@ TITLES = {
     "e1": "(e1) `reconcile`, {silent} silent differences",
     "f0": "(f0) first `transform` in a new Atlas DB (cold dbt parse; info)",
     "fv": "(fv) `transform` (dbt build), view mode",
+    "cr": "(cr) no-change scheduled `run` right after (fv): sync, and its build gate finds"
+    " nothing changed (no dbt; info)",
     "qb": "(qb) Metabase question: `vw_budget_months`, every monthly budget this month",
     "qu": "(qu) Metabase question: `vw_user_days` with `vw_users`, utilization per user over"
     " the last full month",
@@ -48,6 +50,7 @@ ORDER = [
     "e1",
     "f0",
     "fv",
+    "cr",
     "qb",
     "qu",
     "fi0",
@@ -58,7 +61,8 @@ ORDER = [
     "m",
 ]
 PRODUCT_SCENARIOS = [
-    *["b", "c", "c2", "d", "e0", "e0t", "e1", "f0", "fv", "fi0", "fi1", "fis", "fi", "s", "m"]
+    *["b", "c", "c2", "d", "e0", "e0t", "e1", "f0", "fv", "cr", "fi0", "fi1", "fis", "fi", "s"],
+    "m",
 ]
 FACTS_MODEL = "int_timesheet_facts_materialized"
 
