@@ -17,6 +17,7 @@ from typing import Any
 from pipelines.adapters.replica import open_replica
 from pipelines.config import Settings
 from pipelines.dberrors import classify
+from pipelines.dbt_sessions import kept_sessions
 from pipelines.errors import ConfigError, DatabaseError, DataTestFailed
 from pipelines.paths import dbt_work_dir
 
@@ -180,7 +181,8 @@ def invoke_dbt(
             cli += ["--log-level-file", "warn"]
         if _project_changed(tdir / "target", project):
             cli += ["--no-partial-parse"]
-        return dbtRunner().invoke(cli)
+        with kept_sessions():
+            return dbtRunner().invoke(cli)
 
 
 def _project_changed(target: Path, project: Path) -> bool:

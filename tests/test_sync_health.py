@@ -9,8 +9,27 @@ import pytest
 from pipelines.demo.atlas_overlays import create_atlas_overlays, replica_currencies
 from pipelines.demo.kimai_data import build_kimai
 from pipelines.registry import TABLES
-from tests.conftest import kimai_url, pg_connect, pg_query, run_cli
+from tests.conftest import kimai_url, pg_connect, pg_query, run_cli, wait_for
 from tests.metric_families import ALL_FAMILIES, RUN_FAMILIES, parse
+
+
+def sessions_opened(db: str) -> int:
+    """Sessions PostgreSQL has opened on `db`, once the product's sessions have all ended.
+
+    A session is counted when it ends, so first wait for every product session to be gone.
+    """
+    wait_for(
+        lambda: (
+            not pg_query(
+                db,
+                "SELECT 1 FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+                " AND application_name LIKE 'kimai-atlas%%'",
+                (db,),
+            )
+        ),
+        "the run's sessions to end",
+    )
+    return pg_query(db, "SELECT sessions FROM pg_stat_database WHERE datname = %s", (db,))[0][0]
 
 
 @pytest.fixture
@@ -30,8 +49,11 @@ def test_health_view_status_and_metrics_agree_with_the_replica(stack, tmp_path):
     env, db = stack, stack["ATLAS_DB_DATABASE"]
     out = run_cli("reconcile", "--metrics-file", str(tmp_path / "m.prom"), env=env)
     assert out.returncode == 0, out.stderr
+    before = sessions_opened(db)
     out = run_cli("transform", env=env, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
+    # dbt's threads keep their sessions from node to node: a session per node was ~260
+    assert sessions_opened(db) - before <= 20
     health = {
         r[0]: r[1:]
         for r in pg_query(
