@@ -8,11 +8,14 @@ another replica schema is refused (exit 2, naming the owner) whether or not the 
 
 from __future__ import annotations
 
+import pytest
+
 from pipelines.demo.kimai_data import build_kimai
 from tests.conftest import kimai_url, pg_query, run_cli
 from tests.stack import OVERLAY, create_overlays
 
 
+@pytest.mark.heavy
 def test_a_second_replica_schema_cannot_build_the_same_analytics_schema(env):
     atlas = env["ATLAS_DB_DATABASE"]
     build_kimai(kimai_url(env["KIMAI_DB_DATABASE"]), seed=31, timesheets=300)

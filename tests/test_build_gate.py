@@ -85,6 +85,7 @@ def assert_built(db: str, oid_before: int) -> int:
     return oid
 
 
+@pytest.mark.heavy
 def test_a_quiet_run_skips_dbt_and_a_kimai_edit_builds(synced):
     env, db = synced, synced["ATLAS_DB_DATABASE"]
     scheduled_run(env)

@@ -10,6 +10,7 @@ import os
 import random
 import subprocess
 import time
+import uuid
 
 import pytest
 
@@ -104,10 +105,29 @@ def _wait_for_query(db: str, pattern: str, timeout: float = 30.0) -> bool:
     return False
 
 
+@pytest.fixture(scope="module")
+def big_kimai_database():
+    """300,000 timesheets, built once for the module: each test syncs it into its own Atlas
+    DB (the first only reads Kimai; the second changes rows, which any sync then reads)."""
+    name = f"kimai_t_{uuid.uuid4().hex[:12]}"
+    conn = mariadb_connect()
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    conn.close()
+    try:
+        build_kimai(kimai_url(name), seed=13, timesheets=300_000)
+        yield name
+    finally:
+        conn = mariadb_connect()  # the server was restarted meanwhile
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        conn.close()
+
+
 @pytest.fixture
-def big_kimai(env):
-    build_kimai(kimai_url(env["KIMAI_DB_DATABASE"]), seed=13, timesheets=300_000)
-    return env
+def big_kimai(env, big_kimai_database, monkeypatch):
+    monkeypatch.setenv("KIMAI_DB_DATABASE", big_kimai_database)
+    return {**env, "KIMAI_DB_DATABASE": big_kimai_database}
 
 
 def test_mariadb_restarted_mid_extract(big_kimai):

@@ -61,6 +61,7 @@ def _columns(stack: Stack, view: str) -> list[str]:
     ]
 
 
+@pytest.mark.heavy
 def test_a_renamed_or_retyped_mart_column_fails_the_build_and_bi_keeps_its_views(
     built: Stack, tmp_path: Path
 ) -> None:

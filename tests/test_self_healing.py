@@ -233,6 +233,7 @@ def test_guard_share_is_configurable(kimai, env):
     assert_replica_equals_kimai(env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"])
 
 
+@pytest.mark.heavy
 @pytest.mark.slow
 def test_reconcile_of_300k_rows_reads_a_sliver_of_kimai(env):
     """300,000 timesheets, more than one of the sweep's key ranges: no differences, a
