@@ -83,6 +83,13 @@ def _shared_fixtures(item: pytest.Item) -> set[str]:
 @pytest.fixture
 def mariadb_database() -> Iterator[str]:
     """An empty MariaDB database with a unique name, dropped afterwards."""
+    with throwaway_mariadb_database() as name:
+        yield name
+
+
+@contextmanager
+def throwaway_mariadb_database() -> Iterator[str]:
+    """Create an empty MariaDB database with a unique name; drop it on leaving."""
     name = f"kimai_t_{uuid.uuid4().hex[:12]}"
     conn = mariadb_connect()
     with conn.cursor() as cur:

@@ -227,11 +227,12 @@ def name_key(name: str) -> tuple[str, str]:
     return (name.lower(), name)
 
 
-def create_overlays(stack_db: str, seed: int = 42) -> OverlaySummary:
+def create_overlays(stack_db: str, seed: int = 42, schema: str = OVERLAY) -> OverlaySummary:
+    """Atlas's overlay tables in `schema`, for the projects and customers of the replica."""
     conn = pg_connect(stack_db)
     try:
         projects, customers = replica_currencies(conn, REPLICA)
-        return create_atlas_overlays(conn, OVERLAY, projects, customers, seed=seed)
+        return create_atlas_overlays(conn, schema, projects, customers, seed=seed)
     finally:
         conn.close()
 

@@ -16,19 +16,9 @@ import pytest
 from pipelines.adapters.replica import open_replica
 from pipelines.build_gate import decide, read_inputs
 from pipelines.config import load_settings
-from pipelines.demo.atlas_overlays import create_atlas_overlays, replica_currencies
-from pipelines.demo.kimai_data import build_kimai
 from pipelines.record.audit import Audit
-from tests.conftest import (
-    kimai_exec,
-    kimai_query,
-    kimai_url,
-    pg_connect,
-    pg_query,
-    run_cli,
-    sync_now,
-)
-from tests.stack import project_copy
+from tests.conftest import first_sync, kimai_exec, kimai_query, pg_query, run_cli, sync_now
+from tests.stack import create_overlays, project_copy
 
 # a line of `python -X importtime` for a module of dbt (`dbt`, `dbt.cli.main`, ...)
 DBT_IMPORT = re.compile(r"^import time:.*\|\s+dbt(\.|\s*$)", re.MULTILINE)
@@ -36,14 +26,8 @@ DBT_IMPORT = re.compile(r"^import time:.*\|\s+dbt(\.|\s*$)", re.MULTILINE)
 
 @pytest.fixture
 def synced(env):
-    build_kimai(kimai_url(env["KIMAI_DB_DATABASE"]), seed=5, timesheets=300)
-    assert run_cli("sync", env=env).returncode == 0
-    conn = pg_connect(env["ATLAS_DB_DATABASE"])
-    try:
-        projects, customers = replica_currencies(conn, "kimai_replica")
-        create_atlas_overlays(conn, "public", projects, customers, seed=5)
-    finally:
-        conn.close()
+    first_sync(env, seed=5, timesheets=300)
+    create_overlays(env["ATLAS_DB_DATABASE"], seed=5, schema="public")
     return env
 
 

@@ -10,7 +10,6 @@ import os
 import random
 import subprocess
 import time
-import uuid
 
 import pytest
 
@@ -23,6 +22,7 @@ from tests.conftest import (
     run_audit_row,
     run_cli,
     start_cli,
+    throwaway_mariadb_database,
 )
 from tests.replica_check import assert_replica_equals_kimai
 
@@ -109,19 +109,9 @@ def _wait_for_query(db: str, pattern: str, timeout: float = 30.0) -> bool:
 def big_kimai_database():
     """300,000 timesheets, built once for the module: each test syncs it into its own Atlas
     DB (the first only reads Kimai; the second changes rows, which any sync then reads)."""
-    name = f"kimai_t_{uuid.uuid4().hex[:12]}"
-    conn = mariadb_connect()
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    conn.close()
-    try:
+    with throwaway_mariadb_database() as name:
         build_kimai(kimai_url(name), seed=13, timesheets=300_000)
         yield name
-    finally:
-        conn = mariadb_connect()  # the server was restarted meanwhile
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-        conn.close()
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from pipelines.demo.atlas_overlays import create_atlas_overlays, replica_currencies
 from pipelines.demo.kimai_data import build_kimai
 from pipelines.registry import TABLES
-from tests.conftest import kimai_url, pg_connect, pg_query, run_cli, wait_for
+from tests.conftest import first_sync, kimai_url, pg_query, run_cli, wait_for
 from tests.metric_families import ALL_FAMILIES, RUN_FAMILIES, parse
+from tests.stack import create_overlays
 
 
 def sessions_opened(db: str) -> int:
@@ -34,14 +34,8 @@ def sessions_opened(db: str) -> int:
 
 @pytest.fixture
 def stack(env):
-    build_kimai(kimai_url(env["KIMAI_DB_DATABASE"]), seed=9, timesheets=600)
-    assert run_cli("sync", env=env).returncode == 0
-    conn = pg_connect(env["ATLAS_DB_DATABASE"])
-    try:
-        projects, customers = replica_currencies(conn, "kimai_replica")
-        create_atlas_overlays(conn, "public", projects, customers, seed=9)
-    finally:
-        conn.close()
+    first_sync(env, seed=9, timesheets=600)
+    create_overlays(env["ATLAS_DB_DATABASE"], seed=9, schema="public")
     return env
 
 
