@@ -12,10 +12,11 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import pymysql
 import pytest
 
 from pipelines.demo.servers import (  # noqa: F401 - the tests import them from here
@@ -101,6 +102,12 @@ def throwaway_mariadb_database() -> Iterator[str]:
         # a new connection: the server may have been restarted by the test
         conn = mariadb_connect()
         with conn.cursor() as cur:
+            # as PostgreSQL's DROP DATABASE ... WITH (FORCE): a connection the test left
+            # open in a transaction would make the DROP wait for ever (on this very process)
+            cur.execute("SELECT id FROM information_schema.processlist WHERE db = %s", (name,))
+            for (session,) in cur.fetchall():
+                with suppress(pymysql.err.OperationalError):  # gone meanwhile
+                    cur.execute(f"KILL {int(session)}")
             cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
         conn.close()
 

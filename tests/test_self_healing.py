@@ -258,12 +258,12 @@ def test_reconcile_of_300k_rows_reads_a_sliver_of_kimai(env):
     assert quiet.kimai_bytes_read <= 0.01 * table_bytes, (quiet.kimai_bytes_read, table_bytes)
     assert quiet.rows_read == 0
 
-    ids = [
-        r[0]
-        for r in engine.connect().execute(
-            sa.text("SELECT id FROM kimai2_timesheet WHERE exported = 0 ORDER BY id LIMIT 1000")
+    with engine.connect() as conn:  # closed: an open read would block the DROP DATABASE
+        ids = list(
+            conn.execute(
+                sa.text("SELECT id FROM kimai2_timesheet WHERE exported = 0 ORDER BY id LIMIT 1000")
+            ).scalars()
         )
-    ]
     with engine.connect() as conn:
         kimai_do.mark_exported(conn, ids[:500])
         for i in ids[500:]:
