@@ -39,6 +39,7 @@ import yaml
 from pipelines.adapters.layout import quote_ansi
 from pipelines.adapters.replica import PostgresReplica, Replica
 from pipelines.config import Settings
+from pipelines.record.audit import last_build, last_published_at
 from pipelines.record.changelog import LOG_TABLE, PRUNED_TABLE
 from pipelines.transform import dbt_env, project_dir
 
@@ -116,32 +117,25 @@ def decide(
     """Whether this run must build, comparing `inputs` with the last build's."""
     if inputs is None:
         return Verdict(True, "no change log to compare with")
-    last = replica.query(
-        f"SELECT run_id, build_status, build_inputs FROM {runs_table}"
-        " WHERE build_status IN ('published', 'unchanged', 'failed', 'crashed')"
-        " ORDER BY started_at DESC LIMIT 1"
-    )
-    if not last:
+    last = last_build(replica, runs_table)
+    if last is None:
         return Verdict(True, "no build yet")
-    run_id, status, stored = last[0]
-    if status not in GREEN:
-        return Verdict(True, f"the last build {status}")
-    before = BuildInputs.from_json(stored)
+    if last.status not in GREEN:
+        return Verdict(True, f"the last build {last.status}")
+    before = BuildInputs.from_json(last.inputs)
     if before is None:
         return Verdict(True, "the last build recorded no inputs")
     changed = inputs.changed_since(before)
     if changed:
         return Verdict(True, f"{' and '.join(changed)} changed")
-    built = replica.query(
-        f"SELECT max(published_at) FROM {runs_table} WHERE build_status = 'published'"
-    )[0][0]
+    built = last_published_at(replica, runs_table)
     max_age = dt.timedelta(hours=settings.build_max_age_hours)
     if built is None or dt.datetime.now(dt.UTC) - built >= max_age:
         return Verdict(True, f"the last build is older than {settings.build_max_age_hours:g} h")
     missing = _missing_marts(replica, settings.analytics_schema, project_dir(settings))
     if missing:
         return Verdict(True, f"BI's {', '.join(missing[:3])} missing")
-    return Verdict(False, f"nothing it reads changed since the build of run {run_id}")
+    return Verdict(False, f"nothing it reads changed since the build of run {last.run_id}")
 
 
 def project_digest(settings: Settings, project: Path) -> str:

@@ -299,3 +299,33 @@ def _lost(before: str) -> LockLost:
         f"the run lock was lost before {before}; stopped without writing more,"
         " the next run repairs what this one left"
     )
+
+
+@dataclass(frozen=True)
+class LastBuild:
+    """The newest run that ended a build, as ``sync_runs`` holds it."""
+
+    run_id: str
+    status: str
+    """published, unchanged, failed or crashed."""
+    ended_at: dt.datetime
+    failures: str | None
+    inputs: str | None
+    """`pipelines.build_gate.BuildInputs` as JSON (published and unchanged builds)."""
+
+
+def last_build(replica: Replica, runs: str) -> LastBuild | None:
+    """The newest ended build in the audit table `runs` (qualified), or None."""
+    rows = replica.query(
+        f"SELECT run_id, build_status, coalesce(finished_at, started_at), build_failures,"
+        f" build_inputs FROM {runs}"
+        " WHERE build_status IN ('published', 'unchanged', 'failed', 'crashed')"
+        " ORDER BY started_at DESC LIMIT 1"
+    )
+    return LastBuild(*rows[0]) if rows else None
+
+
+def last_published_at(replica: Replica, runs: str) -> dt.datetime | None:
+    """When the newest real (not ``unchanged``) build was published, or None."""
+    rows = replica.query(f"SELECT max(published_at) FROM {runs} WHERE build_status = 'published'")
+    return rows[0][0] if rows else None

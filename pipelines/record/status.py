@@ -10,7 +10,7 @@ from typing import Any
 from pipelines.adapters.layout import quote_ansi
 from pipelines.adapters.replica import Replica, open_replica
 from pipelines.config import Settings
-from pipelines.record.audit import RUNS, TABLE_RUNS
+from pipelines.record.audit import RUNS, TABLE_RUNS, last_build, last_published_at
 from pipelines.registry import TABLES
 from pipelines.tables import number, render_table, text
 
@@ -174,18 +174,11 @@ def _build_health(replica: Replica, runs: str) -> BuildHealth:
     if served:
         health.served_published_at, health.served_run_id = _utc(served[0][0]), served[0][1]
         if served[0][2] == "unchanged":
-            built = replica.query(
-                f"SELECT max(published_at) FROM {runs} WHERE build_status = 'published'"
-            )
-            health.built_at = _utc(built[0][0]) if built else None
-    last = replica.query(
-        f"SELECT build_status, coalesce(finished_at, started_at), build_failures FROM {runs}"
-        " WHERE build_status IN ('published', 'unchanged', 'failed', 'crashed')"
-        " ORDER BY started_at DESC LIMIT 1"
-    )
-    if last:
-        health.last_status, health.last_failures = last[0][0], last[0][2]
-        health.last_ended_at = _utc(last[0][1])
+            health.built_at = _utc(last_published_at(replica, runs))
+    last = last_build(replica, runs)
+    if last is not None:
+        health.last_status, health.last_failures = last.status, last.failures
+        health.last_ended_at = _utc(last.ended_at)
     return health
 
 
