@@ -8,6 +8,7 @@ dates, booleans (Kimai's TINYINT(1)).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 from pipelines.registry import TABLES, TableSpec
@@ -44,9 +45,15 @@ ALLOWED_ROWS: dict[str, tuple[str, frozenset[str]]] = {
 }
 
 
-def kimai_columns(kimai_db: str, table: str) -> list[tuple[str, str, str]]:
+Connect = Callable[[str], Any]
+"""Opens a connection to a named database (the shared servers' by default)."""
+
+
+def kimai_columns(
+    kimai_db: str, table: str, kimai: Connect = mariadb_connect
+) -> list[tuple[str, str, str]]:
     """(name, data_type, column_type) of a Kimai table, in order."""
-    conn = mariadb_connect(kimai_db)
+    conn = kimai(kimai_db)
     try:
         with conn.cursor() as cur:
             cur.execute(
@@ -82,11 +89,13 @@ def _norm_replica(value: Any) -> Any:
     return value
 
 
-def kimai_rows(kimai_db: str, spec: TableSpec, prefix: str = "kimai2_") -> dict[tuple, tuple]:
+def kimai_rows(
+    kimai_db: str, spec: TableSpec, prefix: str = "kimai2_", kimai: Connect = mariadb_connect
+) -> dict[tuple, tuple]:
     """Kimai's rows of one table keyed by primary key, secrets (columns and rows) left out."""
     table = spec.kimai_name(prefix)
-    cols = [c for c in kimai_columns(kimai_db, table) if c[0] not in spec.excluded_columns]
-    conn = mariadb_connect(kimai_db)
+    cols = [c for c in kimai_columns(kimai_db, table, kimai) if c[0] not in spec.excluded_columns]
+    conn = kimai(kimai_db)
     try:
         with conn.cursor() as cur:
             cur.execute(f"SELECT {', '.join(f'`{c[0]}`' for c in cols)} FROM `{table}`")
@@ -106,10 +115,14 @@ def kimai_rows(kimai_db: str, spec: TableSpec, prefix: str = "kimai2_") -> dict[
 
 
 def replica_rows(
-    pg_db: str, spec: TableSpec, columns: list[str], schema: str = "kimai_replica"
+    pg_db: str,
+    spec: TableSpec,
+    columns: list[str],
+    schema: str = "kimai_replica",
+    atlas: Connect = pg_connect,
 ) -> dict[tuple, dict]:
     """The replica's rows of one table keyed by primary key, limited to `columns`."""
-    conn = pg_connect(pg_db)
+    conn = atlas(pg_db)
     try:
         with conn.cursor() as cur:
             quoted = ", ".join('"' + c + '"' for c in columns)
@@ -130,14 +143,19 @@ def assert_replica_equals_kimai(
     specs: list[TableSpec] | tuple[TableSpec, ...] = TABLES,
     schema: str = "kimai_replica",
     prefix: str = "kimai2_",
+    kimai: Connect = mariadb_connect,
+    atlas: Connect = pg_connect,
 ) -> dict[str, int]:
-    """Assert every replica table equals its Kimai table; return the row counts compared."""
+    """Assert every replica table equals its Kimai table; return the row counts compared.
+
+    `kimai` and `atlas` open the connections (to a test's private servers, say).
+    """
     counts = {}
     for spec in specs:
-        expected = kimai_rows(kimai_db, spec, prefix)
-        columns = [c[0] for c in kimai_columns(kimai_db, spec.kimai_name(prefix))]
+        expected = kimai_rows(kimai_db, spec, prefix, kimai)
+        columns = [c[0] for c in kimai_columns(kimai_db, spec.kimai_name(prefix), kimai)]
         columns = [c for c in columns if c not in spec.excluded_columns]
-        actual = replica_rows(pg_db, spec, columns, schema)
+        actual = replica_rows(pg_db, spec, columns, schema, atlas)
         assert_rows_equal(spec.replica_table, expected, actual, columns)
         counts[spec.name] = len(expected)
     return counts

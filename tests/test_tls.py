@@ -10,37 +10,20 @@ checked each server's certificate against the given root.
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg2
 import pymysql
 import pytest
 
 from pipelines.demo.atlas_overlays import create_atlas_overlays
 from pipelines.demo.kimai_data import build_kimai
 from tests.conftest import run_cli
-
-PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1:]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _as_postgres(*cmd: str) -> None:
-    # initdb and postgres refuse to run as root
-    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    subprocess.run([*prefix, *cmd], check=True, capture_output=True, text=True, timeout=120)
+from tests.private_servers import private_mariadb, private_postgres
 
 
 def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
@@ -59,89 +42,53 @@ def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def tls_postgres() -> Iterator[dict[str, object]]:
-    """A private PostgreSQL accepting only TLS (hostssl), with a self-signed certificate."""
-    if not PG_BIN or shutil.which("openssl") is None:
-        pytest.fail("PostgreSQL's server binaries and openssl are needed (scripts/services)")
-    bin_dir = Path(PG_BIN[0])
+def certificates() -> Iterator[Path]:
+    """A directory the servers can read (owned by postgres when run as root)."""
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is needed for the TLS tests")
     # not under pytest's own temporary directory: its parents are private to root
-    root = Path(tempfile.mkdtemp(prefix="tls-postgres-"))
-    data, port = root / "data", _free_port()
-    cert, key = _self_signed(root, "server")
-    other, _ = _self_signed(root, "stranger")
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-        for path in (cert, key):
-            shutil.chown(path, "postgres")
-    key.chmod(0o600)
-    _as_postgres(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
-                 "--no-sync")  # fmt: skip
-    with (data / "postgresql.conf").open("a") as conf:
-        conf.write(
-            f"port = {port}\nlisten_addresses = '127.0.0.1'\n"
-            f"unix_socket_directories = '{root}'\nfsync = off\n"
-            f"ssl = on\nssl_cert_file = '{cert}'\nssl_key_file = '{key}'\n"
-        )
-    (data / "pg_hba.conf").write_text(
-        "local all all trust\n"
-        "hostssl all all 127.0.0.1/32 trust\n"
-        "hostnossl all all 127.0.0.1/32 reject\n"
-    )
-    _as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "start")
+    root = Path(tempfile.mkdtemp(prefix="tls-certificates-"))
     try:
-        admin = psycopg2.connect(host=str(root), port=port, user="postgres", dbname="postgres")
-        admin.autocommit = True
-        with admin.cursor() as cur:
-            cur.execute("CREATE DATABASE atlas")
-        admin.close()
-        yield {"port": port, "cert": cert, "stranger": other, "socket": root}
+        yield root
     finally:
-        _as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
         shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def tls_mariadb() -> Iterator[dict[str, object]]:
+def tls_postgres(certificates: Path) -> Iterator[dict[str, object]]:
+    """A private PostgreSQL accepting only TLS (hostssl), with a self-signed certificate."""
+    cert, key = _self_signed(certificates, "pg-server")
+    other, _ = _self_signed(certificates, "pg-stranger")
+    if os.geteuid() == 0:
+        for path in (certificates, cert, key):
+            shutil.chown(path, "postgres")
+    key.chmod(0o600)
+    hba = (
+        "local all all trust\n"
+        "hostssl all all 127.0.0.1/32 trust\n"
+        "hostnossl all all 127.0.0.1/32 reject\n"
+    )
+    settings = f"ssl = on\nssl_cert_file = '{cert}'\nssl_key_file = '{key}'\n"
+    with private_postgres(settings, hba=hba) as server:
+        server.query("postgres", "CREATE DATABASE atlas")
+        yield {"port": server.port, "cert": cert, "stranger": other, "server": server}
+
+
+@pytest.fixture(scope="module")
+def tls_mariadb(certificates: Path) -> Iterator[dict[str, object]]:
     """A private MariaDB that refuses connections without TLS (require_secure_transport)."""
-    root = Path(tempfile.mkdtemp(prefix="tls-mariadb-"))
-    port, sock = _free_port(), root / "sock"
-    cert, key = _self_signed(root, "server")
-    other, _ = _self_signed(root, "stranger")
-    user = ["--user=root"] if os.geteuid() == 0 else []
-    subprocess.run(
-        ["mariadb-install-db", "--no-defaults", f"--datadir={root / 'data'}", *user,
-         "--auth-root-authentication-method=normal", "--skip-test-db"],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-    server = subprocess.Popen(
-        ["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={root / 'data'}", f"--port={port}",
-         f"--socket={sock}", "--bind-address=127.0.0.1", *user, f"--ssl-cert={cert}",
-         f"--ssl-key={key}", "--require-secure-transport=ON", "--skip-log-bin",
-         "--innodb-buffer-pool-size=64M", f"--pid-file={root / 'pid'}"],
-        stdout=subprocess.DEVNULL, stderr=(root / "log").open("w"),
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while True:  # the local socket counts as secure: the fixture's own way in
-            try:
-                pymysql.connect(unix_socket=str(sock), user="root").close()
-                break
-            except pymysql.err.OperationalError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.2)
-        yield {"port": port, "socket": sock, "cert": cert, "stranger": other}
-    finally:
-        server.terminate()
-        server.wait(60)
-        shutil.rmtree(root, ignore_errors=True)
+    cert, key = _self_signed(certificates, "mariadb-server")
+    other, _ = _self_signed(certificates, "mariadb-stranger")
+    # the local socket counts as secure: the test's own way in
+    with private_mariadb(
+        f"--ssl-cert={cert}", f"--ssl-key={key}", "--require-secure-transport=ON"
+    ) as server:
+        yield {"port": server.port, "socket": server.socket, "cert": cert, "stranger": other}
 
 
 def _tls_connect(server: dict[str, object]):
     # the test's own reads go over the server's local socket
-    return psycopg2.connect(
-        host=str(server["socket"]), port=server["port"], user="postgres", dbname="atlas"
-    )
+    return server["server"].connect("atlas")  # type: ignore[attr-defined]
 
 
 def _tls_query(server: dict[str, object], sql: str) -> list[tuple]:
