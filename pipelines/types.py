@@ -26,9 +26,28 @@ class SyncOptions:
     """Also compare every column of every row (fingerprints), not only the cursor window."""
 
 
-@dataclass
+@dataclass(frozen=True)
+class ChangeCounts:
+    """What the change stage read and wrote of one table (`pipelines.sync.changes`).
+
+    For a table rewritten by the streaming COPY, what that load read and wrote
+    (`pipelines.sync.load`); for a dry run, what the run would write.
+    """
+
+    rows_read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    cursor_before: str | None = None
+    cursor_after: str | None = None
+    seconds: float = 0.0
+    kimai_rows: int | None = None
+    """Kimai's row count where the plan did not count it (first loads: no key sweep)."""
+
+
+@dataclass(frozen=True)
 class TableStats:
-    """Counts for one table in one run."""
+    """Counts for one table in one run, assembled from the stages' results (`of`)."""
 
     table: str
     kimai_rows: int = 0
@@ -47,6 +66,41 @@ class TableStats:
     """What comparing range fingerprints cost (reconciling runs on MariaDB → PostgreSQL)."""
     unrepaired: int | None = None
     """Rows of the reconciled ranges that still differ after the load (reconciling runs)."""
+
+    @classmethod
+    def of(
+        cls,
+        table: str,
+        changes: ChangeCounts,
+        *,
+        kimai_rows: int,
+        replica_rows_before: int,
+        orphans: int,
+        fingerprint: FingerprintStats | None = None,
+        kimai_bytes_read: int = 0,
+        unrepaired: int | None = None,
+    ) -> TableStats:
+        """One table's figures, assembled once the run's stages are done.
+
+        From its change counts, what its plan counted (Kimai's and the replica's rows,
+        orphans re-read) and what the run measured around them.
+        """
+        return cls(
+            table,
+            kimai_rows=kimai_rows if changes.kimai_rows is None else changes.kimai_rows,
+            replica_rows_before=replica_rows_before,
+            rows_read=changes.rows_read,
+            inserted=changes.inserted,
+            updated=changes.updated,
+            deleted=changes.deleted,
+            cursor_before=changes.cursor_before,
+            cursor_after=changes.cursor_after,
+            seconds=changes.seconds,
+            kimai_bytes_read=kimai_bytes_read,
+            orphans=orphans,
+            fingerprint=fingerprint,
+            unrepaired=unrepaired,
+        )
 
     @property
     def written(self) -> int:

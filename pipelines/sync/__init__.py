@@ -22,7 +22,6 @@ from pipelines.adapters.kimai import Kimai
 from pipelines.adapters.layout import TableLayout
 from pipelines.adapters.replica import PostgresReplica, Replica, open_replica
 from pipelines.config import Settings
-from pipelines.diff import keys_not_in
 from pipelines.errors import MassDeleteRefused
 from pipelines.record import changelog
 from pipelines.registry import TableSpec
@@ -88,8 +87,7 @@ def sync(
             run.preview(pipeline, extractors)
         else:
             run.load(pipeline, extractors)
-        for stats in run.result.tables:
-            stats.kimai_bytes_read = run.kimai.bytes_read.get(stats.table, 0)
+        run.result.tables = run.stats(extractors)
     finally:
         run.close()
     run.result.seconds = time.monotonic() - started
@@ -124,6 +122,8 @@ class _Run:
         self.finisher = ThreadPoolExecutor(max_workers=BULK_WORKERS, thread_name_prefix="index")
         self.finishing: list[Future] = []
         self.layouts: list[TableLayout] = []
+        self.unrepaired: dict[str, int] = {}
+        """Per table, rows still differing after a reconciling load."""
         streams = isinstance(self.replica, PostgresReplica) and not dry_run
         self.bulk = BulkLoader(settings, self.check) if streams else None
 
@@ -171,16 +171,7 @@ class _Run:
         ]
 
     def changes(self, plans: list[TablePlan]) -> list[TableExtractor]:
-        """Stage 2: one change set maker per table, and the table's figures so far."""
-        self.result.tables = [
-            TableStats(
-                p.name,
-                kimai_rows=p.kimai_count,
-                replica_rows_before=p.replica_count,
-                orphans=0 if p.orphans is None else len(keys_not_in(p.orphans, p.deleted)),
-            )
-            for p in plans
-        ]
+        """Stage 2: one change set maker per table."""
         return [
             TableExtractor(
                 p,
@@ -188,11 +179,10 @@ class _Run:
                 self.replica,
                 self.options,
                 self.synced_at,
-                stats,
                 self.say,
                 bulk_path=self.bulk is not None,
             )
-            for p, stats in zip(plans, self.result.tables, strict=True)
+            for p in plans
         ]
 
     def bulk_loads(self, extractors: list[TableExtractor]) -> None:
@@ -213,8 +203,7 @@ class _Run:
         changelog.ensure(self.replica, self.layouts)
         changelog.prune(self.replica)
         if self.options.reconcile:
-            for e in extractors:
-                e.stats.unrepaired = e.unrepaired()
+            self.unrepaired = {e.plan.name: e.unrepaired() for e in extractors}
 
     def preview(self, pipeline: Any, extractors: list[TableExtractor]) -> None:
         """A dry run's stage 3: count what each table would write."""
@@ -222,6 +211,22 @@ class _Run:
             if e.streams_through_dlt:
                 e.preview_rewrite()
         _collect(pipeline, extractors, dry_run=True)
+
+    def stats(self, extractors: list[TableExtractor]) -> list[TableStats]:
+        """Every table's figures, from its plan, its change counts and the load's checks."""
+        return [
+            TableStats.of(
+                e.plan.name,
+                e.counts,
+                kimai_rows=e.plan.kimai_count,
+                replica_rows_before=e.plan.replica_count,
+                orphans=e.plan.orphans_reread,
+                fingerprint=None if e.plan.comparer is None else e.plan.comparer.stats,
+                kimai_bytes_read=self.kimai.bytes_read.get(e.plan.name, 0),
+                unrepaired=self.unrepaired.get(e.plan.name),
+            )
+            for e in extractors
+        ]
 
     def close(self) -> None:
         """Wait for index builds, then close both connections."""

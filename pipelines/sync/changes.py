@@ -14,6 +14,7 @@ whole, by the streaming bulk path where it exists: the load stage runs that COPY
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -28,7 +29,7 @@ from pipelines.adapters.replica import Replica
 from pipelines.diff import changed_rows, keys_not_in, packed_keys, unpack_keys
 from pipelines.registry import SYNCED_AT
 from pipelines.sync.plan import ROWS_AHEAD, TablePlan
-from pipelines.types import SyncOptions, TableStats
+from pipelines.types import ChangeCounts, SyncOptions
 from pipelines.window import format_cursor, max_cursor
 
 
@@ -42,7 +43,6 @@ class TableExtractor:
         replica: Replica,
         options: SyncOptions,
         synced_at: dt.datetime,
-        stats: TableStats,
         say: Callable[[str], None] | None = None,
         bulk_path: bool = False,
     ) -> None:
@@ -52,7 +52,7 @@ class TableExtractor:
         self.replica = replica
         self.options = options
         self.synced_at = synced_at
-        self.stats = stats
+        self._counts = ChangeCounts()
         self.say = say or (lambda _line: None)
         self.rewrite = plan.rewrites(options.full_refresh)
         # a whole-table write streams straight into PostgreSQL where the run can (bulk_path)
@@ -60,16 +60,31 @@ class TableExtractor:
         self._written_keys: list[pa.Array] = []
         self.bulk_cursor: dt.datetime | None = None
         """The newest cursor value the bulk path wrote (set by the load stage)."""
-        self.bulk_done = False
-        """Whether the bulk path has written this table (set by the load stage)."""
+        self.bulk_result: ChangeCounts | None = None
+        """What the bulk path read and wrote (set by the load stage once it has)."""
         self.collected: list[pa.Table] | None = None
         self.collected_state: dict[str, Any] = {}
         self._stamps: pa.Array | None = None
         self._stream: Iterator[pa.Table] | None = None
         self.stream_state: dict[str, Any] = {}
         self.stream_done = False
-        if plan.comparer is not None:
-            stats.fingerprint = plan.comparer.stats
+
+    @property
+    def counts(self) -> ChangeCounts:
+        """What this table's change set read and wrote so far (final once its rows are out)."""
+        return self._counts
+
+    @property
+    def bulk_done(self) -> bool:
+        """Whether the bulk path has written this table."""
+        return self.bulk_result is not None
+
+    def _count(self, **added: int) -> None:
+        c = self._counts
+        self._counts = dataclasses.replace(c, **{k: getattr(c, k) + n for k, n in added.items()})
+
+    def _note(self, **values: Any) -> None:
+        self._counts = dataclasses.replace(self._counts, **values)
 
     # -- output helpers ----------------------------------------------------------------------
 
@@ -90,8 +105,7 @@ class TableExtractor:
             new = rows.num_rows
         else:
             new = int(pc.sum(pc.is_in(keys, value_set=self.plan.missing)).as_py() or 0)
-        self.stats.inserted += new
-        self.stats.updated += rows.num_rows - new
+        self._count(inserted=new, updated=rows.num_rows - new)
         yield self.stamp(rows)
 
     def _delete_markers(self) -> Iterator[pa.Table]:
@@ -101,7 +115,7 @@ class TableExtractor:
             deleted = keys_not_in(deleted, pa.concat_arrays(self._written_keys))
         if len(deleted) == 0:
             return
-        self.stats.deleted += len(deleted)
+        self._count(deleted=len(deleted))
         keys = unpack_keys(deleted, self.layout.key)
         markers = pa.Table.from_arrays(
             [
@@ -128,8 +142,10 @@ class TableExtractor:
             # the COPY ran before dlt's extract (`load.bulk_loads`); the cursor is left to store
             if self.bulk_cursor is not None:
                 state["cursor"] = format_cursor(self.bulk_cursor)
-            self.stats.cursor_after = state.get("cursor")
-            started -= self.stats.seconds
+            if self.bulk_result is not None:
+                self._counts = self.bulk_result
+                started -= self.bulk_result.seconds
+            self._note(cursor_after=state.get("cursor"))
         elif mode == "pairs":
             yield from self._pairs()
         elif mode == "full":
@@ -138,15 +154,16 @@ class TableExtractor:
             yield from self._incremental(state)
         if not self.bulk_path:
             yield from self._delete_markers()
-        st = self.stats
         if self.plan.replica_count == 0 and mode != "full":
-            st.kimai_rows = st.rows_read  # planning skipped the key sweep: every row was read
-        st.seconds = time.monotonic() - started
-        rate = st.rows_read / st.seconds if st.seconds > 0 else 0.0
-        moved = f" ({st.orphans:,} re-read for a moved or deleted parent)" if st.orphans else ""
+            # planning skipped the key sweep: every row was read
+            self._note(kimai_rows=self._counts.rows_read)
+        self._note(seconds=time.monotonic() - started)
+        c, orphans = self._counts, self.plan.orphans_reread
+        rate = c.rows_read / c.seconds if c.seconds > 0 else 0.0
+        moved = f" ({orphans:,} re-read for a moved or deleted parent)" if orphans else ""
         self.say(
-            f"{st.table}: read {st.rows_read:,} rows ({rate:,.0f}/s), {st.inserted:,} new,"
-            f" {st.updated:,} changed, {st.deleted:,} deleted{moved}"
+            f"{self.plan.name}: read {c.rows_read:,} rows ({rate:,.0f}/s), {c.inserted:,} new,"
+            f" {c.updated:,} changed, {c.deleted:,} deleted{moved}"
         )
 
     @property
@@ -160,15 +177,17 @@ class TableExtractor:
         A first load inserts every Kimai row; a full refresh rewrites every row, of which
         the keys the replica lacks are new, and deletes the keys Kimai no longer has.
         """
-        plan, st = self.plan, self.stats
+        plan = self.plan
         if plan.replica_count == 0:
             # planning skips the key sweep of a first load: count Kimai's rows instead
-            st.kimai_rows = plan.kimai_count or self.kimai.count_rows(self.layout)
-            st.inserted = st.kimai_rows
+            rows = plan.kimai_count or self.kimai.count_rows(self.layout)
+            self._note(kimai_rows=rows, inserted=rows)
             return
-        st.inserted = len(plan.missing)
-        st.updated = plan.kimai_count - len(plan.missing)
-        st.deleted = len(plan.deleted)
+        self._note(
+            inserted=len(plan.missing),
+            updated=plan.kimai_count - len(plan.missing),
+            deleted=len(plan.deleted),
+        )
 
     def collect(self, state: dict[str, Any]) -> None:
         """Compute this run's output ahead of dlt, into `collected` (a copy of the state).
@@ -188,12 +207,12 @@ class TableExtractor:
     def _pairs(self) -> Iterator[pa.Table]:
         if self.rewrite:
             for batch in self.kimai.page_rows(self.layout):
-                self.stats.rows_read += batch.num_rows
+                self._count(rows_read=batch.num_rows)
                 yield from self._upserts(batch)
             return
         # every column is key: the key diff is the whole comparison, and a new pair's key,
         # read from Kimai while planning, is its whole row: those are this table's rows read
-        self.stats.rows_read += len(self.plan.missing)
+        self._count(rows_read=len(self.plan.missing))
         rows = conform(unpack_keys(self.plan.missing, self.layout.key), self.layout.data_schema)
         yield from self._upserts(rows)
 
@@ -201,7 +220,7 @@ class TableExtractor:
         # planning read both whole tables already
         new, old = self.plan.kimai_rows, self.plan.replica_rows
         assert new is not None and old is not None
-        self.stats.rows_read += new.num_rows
+        self._count(rows_read=new.num_rows)
         if not self.rewrite:
             new = changed_rows(new, old, self.layout.key)
         yield from self._upserts(new)
@@ -210,24 +229,24 @@ class TableExtractor:
         cursor_col = self.layout.spec.cursor
         assert cursor_col is not None
         cursor = self.plan.cursor
-        self.stats.cursor_before = format_cursor(cursor)
+        self._note(cursor_before=format_cursor(cursor))
         newest = cursor
 
         if self.rewrite:
             # nothing to compare with: stream the whole table in bounded batches
             for batch in self.kimai.page_rows(self.layout):
-                self.stats.rows_read += batch.num_rows
+                self._count(rows_read=batch.num_rows)
                 newest = max_cursor(newest, batch.column(cursor_col))
                 yield from self._upserts(batch)
         else:
             for candidates, old in self._candidates():
-                self.stats.rows_read += candidates.num_rows
+                self._count(rows_read=candidates.num_rows)
                 newest = max_cursor(newest, candidates.column(cursor_col))
                 yield from self._upserts(changed_rows(candidates, old, self.layout.key))
 
         if newest is not None and newest != cursor:
             state["cursor"] = format_cursor(newest)
-        self.stats.cursor_after = format_cursor(newest)
+        self._note(cursor_after=format_cursor(newest))
 
     def _candidates(self) -> Iterator[tuple[pa.Table, pa.Table]]:
         """Kimai rows that may differ from the replica, with the replica rows of their keys.

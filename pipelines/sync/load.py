@@ -33,6 +33,7 @@ from pipelines.registry import SYNCED_AT
 from pipelines.retry import RetryPolicy, with_retries
 from pipelines.sync.bulk import BulkLoader
 from pipelines.sync.changes import TableExtractor
+from pipelines.types import ChangeCounts
 from pipelines.window import format_cursor, max_cursor
 
 log = logging.getLogger("pipelines.sync.load")
@@ -213,26 +214,29 @@ def _bulk_load(e: TableExtractor, loader: BulkLoader) -> None:
     dlt's state when the table's resource runs (`TableExtractor.rows`).
     """
     started = time.monotonic()
-    layout, plan, stats = e.layout, e.plan, e.stats
+    layout, plan = e.layout, e.plan
     cursor_col = layout.spec.cursor
     newest: list[dt.datetime | None] = [None]
+    read = [0]
 
     def source() -> Iterator[pa.Table]:
         for table in e.kimai.stream_rows(layout):
-            stats.rows_read += table.num_rows
+            read[0] += table.num_rows
             if cursor_col:
                 newest[0] = max_cursor(newest[0], table.column(cursor_col))
             yield e.stamp(table)
 
     replace = plan.replica_count > 0
     written = loader.load(layout, source(), replace=replace)
-    stats.inserted += len(plan.missing) if replace else written
-    stats.updated += written - len(plan.missing) if replace else 0
-    stats.deleted += len(plan.deleted) if replace else 0
-    stats.cursor_before = format_cursor(plan.cursor)
     e.bulk_cursor = newest[0]
-    stats.seconds = time.monotonic() - started
-    e.bulk_done = True
+    e.bulk_result = ChangeCounts(
+        rows_read=read[0],
+        inserted=len(plan.missing) if replace else written,
+        updated=written - len(plan.missing) if replace else 0,
+        deleted=len(plan.deleted) if replace else 0,
+        cursor_before=format_cursor(plan.cursor),
+        seconds=time.monotonic() - started,
+    )
 
 
 ROWS_PER_PACKAGE = 200_000

@@ -94,6 +94,11 @@ class TablePlan:
         """Short table name."""
         return self.layout.spec.name
 
+    @property
+    def orphans_reread(self) -> int:
+        """Rows re-read for a moved or deleted parent: the orphans Kimai still has."""
+        return 0 if self.orphans is None else len(keys_not_in(self.orphans, self.deleted))
+
     def rewrites(self, full_refresh: bool) -> bool:
         """Whether every row is written: there is nothing to compare with.
 
