@@ -15,7 +15,9 @@ with
 
 scopes as (
 
-    select budget_scope, scope_id
+    select
+        budget_scope,
+        scope_id
     from {{ ref('int_budget_scopes') }}
     where is_monthly_budget
 
@@ -23,7 +25,10 @@ scopes as (
 
 projects as (
 
-    select project_id, customer_id from {{ ref('stg_kimai__projects') }}
+    select
+        project_id,
+        customer_id
+    from {{ ref('stg_kimai__projects') }}
 
 ),
 
@@ -34,7 +39,7 @@ groups as (
         timesheets.activity_id,
         projects.customer_id,
         cast({{ dbt.date_trunc('month', to_report_date('timesheets.started_at')) }} as date)
-            as report_month_start_date,
+        as report_month_start_date,
         cast(count(*) as {{ dbt.type_bigint() }}) as timesheet_count,
         sum(timesheets.duration_seconds) as duration_seconds,
         sum(timesheets.billable_seconds) as billable_seconds,
@@ -43,30 +48,61 @@ groups as (
     from {{ ref('int_timesheets_valued') }} as timesheets
     left join projects
         on timesheets.project_id = projects.project_id
-    where timesheets.project_id in (select scope_id from scopes where budget_scope = 'project')
-        or timesheets.activity_id in (select scope_id from scopes where budget_scope = 'activity')
-        or projects.customer_id in (select scope_id from scopes where budget_scope = 'customer')
+    where
+        timesheets.project_id in (
+            select scopes.scope_id from scopes
+            where scopes.budget_scope = 'project'
+        )
+        or timesheets.activity_id in (
+            select scopes.scope_id from scopes
+            where scopes.budget_scope = 'activity'
+        )
+        or projects.customer_id in (
+            select scopes.scope_id from scopes
+            where scopes.budget_scope = 'customer'
+        )
     group by 1, 2, 3, 4
 
 ),
 
 scoped as (
 
-    select 'project' as budget_scope, project_id as scope_id, groups.*
+    select
+        'project' as budget_scope,
+        groups.project_id as scope_id,
+        groups.*
     from groups
-    where project_id in (select scope_id from scopes where budget_scope = 'project')
+    where
+        groups.project_id in (
+            select scopes.scope_id from scopes
+            where scopes.budget_scope = 'project'
+        )
 
     union all
 
-    select 'customer' as budget_scope, customer_id as scope_id, groups.*
+    select
+        'customer' as budget_scope,
+        groups.customer_id as scope_id,
+        groups.*
     from groups
-    where customer_id in (select scope_id from scopes where budget_scope = 'customer')
+    where
+        groups.customer_id in (
+            select scopes.scope_id from scopes
+            where scopes.budget_scope = 'customer'
+        )
 
     union all
 
-    select 'activity' as budget_scope, activity_id as scope_id, groups.*
+    select
+        'activity' as budget_scope,
+        groups.activity_id as scope_id,
+        groups.*
     from groups
-    where activity_id in (select scope_id from scopes where budget_scope = 'activity')
+    where
+        groups.activity_id in (
+            select scopes.scope_id from scopes
+            where scopes.budget_scope = 'activity'
+        )
 
 ),
 
@@ -82,7 +118,7 @@ monthly as (
         cast(coalesce(sum(revenue), 0) as numeric(18, 4)) as revenue,
         cast(coalesce(sum(internal_cost), 0) as numeric(18, 4)) as internal_cost
     from scoped
-    group by budget_scope, scope_id, report_month_start_date
+    group by 1, 2, 3
 
 )
 

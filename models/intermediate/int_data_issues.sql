@@ -19,12 +19,24 @@ kimai_checks as (
 
 final as (
 
-    select table_name, row_key, column_name, rule, raw_value, first_seen_at
+    select
+        table_name,
+        row_key,
+        column_name,
+        rule,
+        raw_value,
+        first_seen_at
     from read_under_rule
 
     union all
 
-    select table_name, row_key, column_name, rule, raw_value, first_seen_at
+    select
+        table_name,
+        row_key,
+        column_name,
+        rule,
+        raw_value,
+        first_seen_at
     from kimai_checks
 
 )

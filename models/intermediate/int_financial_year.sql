@@ -1,4 +1,5 @@
--- One row per Kimai install: the first month and day of Kimai's financial year, from the system setting
+-- One row per Kimai install: the first month and day of Kimai's financial year, from the system
+-- setting
 -- `company.financial_year` (a `Y-m-d` date whose year Kimai ignores). Without the setting
 -- (or with a value Kimai's date picker would not have written) the financial year is the
 -- calendar year.

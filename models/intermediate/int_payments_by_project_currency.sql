@@ -13,7 +13,10 @@ payments as (
 
 overrides as (
 
-    select override_id, kimai_project_id from {{ ref('stg_atlas__overrides_projects') }}
+    select
+        override_id,
+        kimai_project_id
+    from {{ ref('stg_atlas__overrides_projects') }}
 
 ),
 
@@ -45,7 +48,8 @@ aggregated as (
         count(*) as payment_count,
         cast(sum(amount_minor) as {{ dbt.type_bigint() }}) as amount_minor,
         max(received_at) as last_received_at,
-        max(case when updated_at > created_at then updated_at else created_at end) as last_changed_at
+        max(case when updated_at > created_at then updated_at else created_at end)
+        as last_changed_at
 
     from resolved
     where project_id is not null

@@ -18,7 +18,10 @@ rollup_rows as (
 
 overrides as (
 
-    select override_id, kimai_project_id from {{ ref('stg_atlas__overrides_projects') }}
+    select
+        override_id,
+        kimai_project_id
+    from {{ ref('stg_atlas__overrides_projects') }}
 
 ),
 
@@ -48,15 +51,18 @@ compared as (
         coalesce(payments.currency, rollup_resolved.currency) as currency,
         coalesce(payments.amount_minor, 0) as payments_amount_minor,
         rollup_resolved.amount_minor as rollup_amount_minor,
-        coalesce(rollup_resolved.amount_minor, 0) - coalesce(payments.amount_minor, 0) as difference_minor,
+        coalesce(rollup_resolved.amount_minor, 0) - coalesce(payments.amount_minor, 0)
+        as difference_minor,
         payments.last_changed_at as payments_last_changed_at,
         rollup_resolved.as_of as rollup_as_of,
-        coalesce(rollup_resolved.amount_minor, 0) = coalesce(payments.amount_minor, 0) as is_consistent
+        coalesce(rollup_resolved.amount_minor, 0) = coalesce(payments.amount_minor, 0)
+        as is_consistent
 
     from payments
     full outer join rollup_resolved
-        on payments.project_id = rollup_resolved.project_id
-        and payments.currency = rollup_resolved.currency
+        on
+            payments.project_id = rollup_resolved.project_id
+            and payments.currency = rollup_resolved.currency
 
 )
 

@@ -7,7 +7,10 @@ with
 
 projects as (
 
-    select project_id, currency, money_collected_override
+    select
+        project_id,
+        currency,
+        money_collected_override
     from {{ ref('int_projects_joined_to_overlays') }}
 
 ),
@@ -41,16 +44,15 @@ final as (
         projects.project_id,
         projects.currency,
         coalesce(payments_per_project.payments_collected, '') as payments_collected,
-        cast(coalesce(payments_per_project.payment_count, 0) as {{ dbt.type_bigint() }}) as payment_count,
-        cast(coalesce(payments_per_project.payment_currency_count, 0) as {{ dbt.type_bigint() }}) as payment_currency_count,
+        cast(coalesce(payments_per_project.payment_count, 0) as {{ dbt.type_bigint() }})
+        as payment_count,
+        cast(coalesce(payments_per_project.payment_currency_count, 0) as {{ dbt.type_bigint() }})
+        as payment_currency_count,
         cast(coalesce(same_currency.amount, 0) as numeric(18, 4)) as payments_total,
         projects.money_collected_override,
         cast(
-            case
-                when projects.money_collected_override is not null
-                    then projects.money_collected_override
-                else coalesce(same_currency.amount, 0)
-            end as numeric(18, 4)
+            coalesce(projects.money_collected_override, same_currency.amount, 0)
+            as numeric(18, 4)
         ) as money_collected,
         case
             when projects.money_collected_override is not null then 'override'
@@ -60,8 +62,9 @@ final as (
 
     from projects
     left join payments as same_currency
-        on projects.project_id = same_currency.project_id
-        and projects.currency = same_currency.currency
+        on
+            projects.project_id = same_currency.project_id
+            and projects.currency = same_currency.currency
     left join payments_per_project
         on projects.project_id = payments_per_project.project_id
 

@@ -11,7 +11,10 @@ project_tags as (
 
 overrides as (
 
-    select override_id, kimai_project_id from {{ ref('stg_atlas__overrides_projects') }}
+    select
+        override_id,
+        kimai_project_id
+    from {{ ref('stg_atlas__overrides_projects') }}
 
 ),
 

@@ -7,7 +7,11 @@ with
 labelled as (
 
     -- distinct labels: two terms of one taxonomy may share a name (their codes differ)
-    select distinct project_id, taxonomy_name, term_name, tag_label
+    select distinct
+        project_id,
+        taxonomy_name,
+        term_name,
+        tag_label
     from {{ ref('int_project_tag_terms') }}
 
 ),
@@ -21,7 +25,8 @@ aggregated as (
             "'; '",
             'order by ' ~ sort_key('taxonomy_name') ~ ', ' ~ sort_key('term_name')
         ) }} as project_tags,
-        {{ tag_array_agg('tag_label', sort_key('taxonomy_name') ~ ', ' ~ sort_key('term_name')) }} as project_tags_array,
+        {{ tag_array_agg('tag_label', sort_key('taxonomy_name') ~ ', ' ~ sort_key('term_name')) }}
+        as project_tags_array,
         count(*) as project_tag_count
 
     from labelled

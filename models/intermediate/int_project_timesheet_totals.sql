@@ -15,7 +15,8 @@ totals as (
     select
         project_id,
         cast(count(*) as {{ dbt.type_bigint() }}) as timesheet_count,
-        cast(sum(case when is_running then 1 else 0 end) as {{ dbt.type_bigint() }}) as running_timesheet_count,
+        cast(sum(case when is_running then 1 else 0 end) as {{ dbt.type_bigint() }})
+        as running_timesheet_count,
         cast(coalesce(sum(duration_seconds), 0) as {{ dbt.type_bigint() }}) as duration_seconds,
         cast(coalesce(sum(billable_seconds), 0) as {{ dbt.type_bigint() }}) as billable_seconds,
         cast(coalesce(sum(revenue), 0) as numeric(18, 4)) as revenue,

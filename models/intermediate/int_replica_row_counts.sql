@@ -15,9 +15,9 @@
 ] %}
 
 {% for name, model in tables %}
-select
-    '{{ name }}' as table_name,
-    cast(count(*) as {{ dbt.type_bigint() }}) as replica_rows
-from {{ ref(model) }}
-{% if not loop.last %}union all{% endif %}
+    select
+        '{{ name }}' as table_name,
+        cast(count(*) as {{ dbt.type_bigint() }}) as replica_rows
+    from {{ ref(model) }}
+    {% if not loop.last %}union all{% endif %}
 {% endfor %}

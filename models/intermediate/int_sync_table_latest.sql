@@ -13,9 +13,13 @@ ranked as (
 
     select
         run_tables.*,
-        row_number() over (partition by table_name order by recorded_at desc) as sync_rank,
         row_number() over (
-            partition by table_name, is_reconciled order by recorded_at desc
+            partition by run_tables.table_name
+            order by run_tables.recorded_at desc
+        ) as sync_rank,
+        row_number() over (
+            partition by run_tables.table_name, run_tables.is_reconciled
+            order by run_tables.recorded_at desc
         ) as reconcile_rank
 
     from run_tables
@@ -24,13 +28,15 @@ ranked as (
 
 last_sync as (
 
-    select * from ranked where sync_rank = 1
+    select * from ranked
+    where sync_rank = 1
 
 ),
 
 last_reconcile as (
 
-    select * from ranked where is_reconciled and reconcile_rank = 1
+    select * from ranked
+    where is_reconciled and reconcile_rank = 1
 
 ),
 

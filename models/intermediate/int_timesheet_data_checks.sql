@@ -33,7 +33,8 @@ flagged as (
         ended_at < started_at as is_end_before_start,
         ended_at
     from timesheets
-    where (not is_running and (duration_seconds < 0 or duration_seconds > 2678400))
+    where
+        (not is_running and (duration_seconds < 0 or duration_seconds > 2678400))
         or ended_at < started_at
         or started_at > {{ dbt.dateadd('day', 366, dbt.current_timestamp()) }}
         or started_at < cast('1970-01-01' as {{ dbt.type_timestamp() }})
@@ -49,15 +50,15 @@ checks as (
         ('far_past_date', 'start_time', 'is_far_past', 'started_at'),
         ('end_before_start', 'end_time', 'is_end_before_start', 'ended_at'),
     ] %}
-    select
-        timesheet_id,
-        '{{ column }}' as column_name,
-        '{{ rule }}' as rule,
-        cast({{ value }} as {{ dbt.type_string() }}) as raw_value,
-        synced_at
-    from flagged
-    where {{ flag }}
-    {% if not loop.last %}union all{% endif %}
+        select
+            timesheet_id,
+            '{{ column }}' as column_name,
+            '{{ rule }}' as rule,
+            cast({{ value }} as {{ dbt.type_string() }}) as raw_value,
+            synced_at
+        from flagged
+        where {{ flag }}
+        {% if not loop.last %}union all{% endif %}
     {% endfor %}
 
 ),

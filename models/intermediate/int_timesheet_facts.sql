@@ -13,14 +13,20 @@ timesheets as (
 
 users as (
 
-    select user_id, user_name, username
+    select
+        user_id,
+        user_name,
+        username
     from {{ ref('stg_kimai__users') }}
 
 ),
 
 activities as (
 
-    select activity_id, activity_name, is_billable
+    select
+        activity_id,
+        activity_name,
+        is_billable
     from {{ ref('stg_kimai__activities') }}
 
 ),
@@ -54,13 +60,14 @@ joined as (
         ---------- from the project with Atlas's overlays (listed once, in
         ---------- macros/timesheet_facts_model.sql: the incremental refresh compares them)
         {%- for column, expression in timesheet_facts_project_columns().items() %}
-        {{ expression | replace('{p}', 'projects') }} as {{ column }},
+            {{ expression | replace('{p}', 'projects') }} as {{ column }},
         {%- endfor %}
 
         ---------- time
         timesheets.started_at,
         timesheets.ended_at,
-        {{ to_local_timestamp('timesheets.started_at', 'timesheets.timezone') }} as started_at_local,
+        {{ to_local_timestamp('timesheets.started_at', 'timesheets.timezone') }}
+        as started_at_local,
         {{ to_local_timestamp('timesheets.ended_at', 'timesheets.timezone') }} as ended_at_local,
         timesheets.timezone,
         timesheets.date_tz,
@@ -87,7 +94,8 @@ joined as (
 
         ---------- tags
         coalesce(timesheet_tags.timesheet_tags, '') as timesheet_tags,
-        coalesce(timesheet_tags.timesheet_tags_array, {{ empty_tag_array() }}) as timesheet_tags_array,
+        coalesce(timesheet_tags.timesheet_tags_array, {{ empty_tag_array() }})
+        as timesheet_tags_array,
 
         ---------- other Kimai columns
         timesheets.description,

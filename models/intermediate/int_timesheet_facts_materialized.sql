@@ -57,8 +57,8 @@ facts as (
     select * from {{ ref('int_timesheet_facts') }}
     where not (select recompute_all from {{ plan.refresh }})
         and {{ in_subquery('timesheet_id', 'select timesheet_id from ' ~ plan.candidates) }}
-    {%- else -%}
-    select * from {{ ref('int_timesheet_facts') }}
+    {%- else %}
+        select * from {{ ref('int_timesheet_facts') }}
     {%- endif %}
 
 )

@@ -6,19 +6,26 @@ with
 
 timesheet_tags as (
 
-    select timesheet_id, tag_id from {{ ref('stg_kimai__timesheet_tags') }}
+    select
+        timesheet_id,
+        tag_id
+    from {{ ref('stg_kimai__timesheet_tags') }}
 
 ),
 
 tags as (
 
-    select tag_id, tag_name from {{ ref('stg_kimai__tags') }}
+    select
+        tag_id,
+        tag_name
+    from {{ ref('stg_kimai__tags') }}
 
 )
 
 select
     timesheet_tags.timesheet_id,
-    {{ dbt.listagg('tags.tag_name', "', '", 'order by ' ~ sort_key('tags.tag_name')) }} as timesheet_tags,
+    {{ dbt.listagg('tags.tag_name', "', '", 'order by ' ~ sort_key('tags.tag_name')) }}
+    as timesheet_tags,
     {{ tag_array_agg('tags.tag_name', sort_key('tags.tag_name')) }} as timesheet_tags_array,
     count(*) as timesheet_tag_count
 

@@ -26,7 +26,8 @@ valued as (
         is_billable,
         is_exported,
         case when not is_running then duration_seconds end as duration_seconds,
-        case when not is_running then {{ seconds_to_hours('duration_seconds') }} end as duration_hours,
+        case when not is_running then {{ seconds_to_hours('duration_seconds') }} end
+        as duration_hours,
         case
             when is_running then null
             when is_billable then duration_seconds

@@ -29,17 +29,21 @@ pivoted as (
         user_id,
         max(case when preference_name = 'timezone' then preference_value end) as timezone,
         max(case when preference_name = 'first_weekday' then preference_value end) as first_weekday,
-        max(case when preference_name = 'work_contract_type' then preference_value end) as work_contract_type,
+        max(case when preference_name = 'work_contract_type' then preference_value end)
+        as work_contract_type,
         max(case when preference_name = 'work_monday' then preference_value end) as work_monday,
         max(case when preference_name = 'work_tuesday' then preference_value end) as work_tuesday,
-        max(case when preference_name = 'work_wednesday' then preference_value end) as work_wednesday,
+        max(case when preference_name = 'work_wednesday' then preference_value end)
+        as work_wednesday,
         max(case when preference_name = 'work_thursday' then preference_value end) as work_thursday,
         max(case when preference_name = 'work_friday' then preference_value end) as work_friday,
         max(case when preference_name = 'work_saturday' then preference_value end) as work_saturday,
         max(case when preference_name = 'work_sunday' then preference_value end) as work_sunday,
         max(case when preference_name = 'holidays' then preference_value end) as holidays,
-        max(case when preference_name = 'public_holiday_group' then preference_value end) as public_holiday_group,
-        max(case when preference_name = 'work_start_day' then preference_value end) as work_start_day,
+        max(case when preference_name = 'public_holiday_group' then preference_value end)
+        as public_holiday_group,
+        max(case when preference_name = 'work_start_day' then preference_value end)
+        as work_start_day,
         max(case when preference_name = 'work_last_day' then preference_value end) as work_last_day
     from preferences
     group by user_id
@@ -54,7 +58,8 @@ final as (
         pivoted.timezone as timezone_preference,
         -- Kimai: sunday only when set so, monday otherwise
         case when pivoted.first_weekday = 'sunday' then 'sunday' else 'monday' end as first_weekday,
-        case when pivoted.work_contract_type = 'day' then 'day' else 'none' end as work_contract_type,
+        case when pivoted.work_contract_type = 'day' then 'day' else 'none' end
+        as work_contract_type,
         {{ php_int('pivoted.work_monday') }} as work_monday_seconds,
         {{ php_int('pivoted.work_tuesday') }} as work_tuesday_seconds,
         {{ php_int('pivoted.work_wednesday') }} as work_wednesday_seconds,

@@ -19,7 +19,10 @@ scopes as (
 
 projects as (
 
-    select project_id, project_name, customer_id
+    select
+        project_id,
+        project_name,
+        customer_id
     from {{ ref('stg_kimai__projects') }}
 
 ),
@@ -30,7 +33,8 @@ totals as (
     select
         activity_id,
         cast(count(*) as {{ dbt.type_bigint() }}) as timesheet_count,
-        cast(sum(case when is_running then 1 else 0 end) as {{ dbt.type_bigint() }}) as running_timesheet_count,
+        cast(sum(case when is_running then 1 else 0 end) as {{ dbt.type_bigint() }})
+        as running_timesheet_count,
         cast(coalesce(sum(duration_seconds), 0) as {{ dbt.type_bigint() }}) as duration_seconds,
         cast(coalesce(sum(billable_seconds), 0) as {{ dbt.type_bigint() }}) as billable_seconds,
         cast(coalesce(sum(revenue), 0) as numeric(18, 4)) as revenue,
@@ -71,7 +75,8 @@ final as (
             'not scopes.is_monthly_budget',
         ) }},
         cast(coalesce(totals.timesheet_count, 0) as {{ dbt.type_bigint() }}) as timesheet_count,
-        cast(coalesce(totals.running_timesheet_count, 0) as {{ dbt.type_bigint() }}) as running_timesheet_count,
+        cast(coalesce(totals.running_timesheet_count, 0) as {{ dbt.type_bigint() }})
+        as running_timesheet_count,
         cast(coalesce(totals.duration_seconds, 0) as {{ dbt.type_bigint() }}) as duration_seconds,
         {{ seconds_to_hours('coalesce(totals.duration_seconds, 0)') }} as hours_recorded,
         {{ seconds_to_hours('coalesce(totals.billable_seconds, 0)') }} as billable_hours,

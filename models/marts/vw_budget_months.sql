@@ -50,8 +50,9 @@ months as (
     from scopes
     cross join current_month
     left join bounds
-        on scopes.budget_scope = bounds.budget_scope
-        and scopes.scope_id = bounds.scope_id
+        on
+            scopes.budget_scope = bounds.budget_scope
+            and scopes.scope_id = bounds.scope_id
 
 ),
 
@@ -77,12 +78,14 @@ final as (
         coalesce(usage.timesheet_count, 0) as timesheet_count
     from months
     inner join scopes
-        on months.budget_scope = scopes.budget_scope
-        and months.scope_id = scopes.scope_id
+        on
+            months.budget_scope = scopes.budget_scope
+            and months.scope_id = scopes.scope_id
     left join usage
-        on months.budget_scope = usage.budget_scope
-        and months.scope_id = usage.scope_id
-        and cast(months.month_start as date) = usage.report_month_start_date
+        on
+            months.budget_scope = usage.budget_scope
+            and months.scope_id = usage.scope_id
+            and cast(months.month_start as date) = usage.report_month_start_date
 
 )
 

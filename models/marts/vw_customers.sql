@@ -22,9 +22,15 @@ project_counts as (
 
     select
         customer_id,
-        cast(sum(case when origin = 'kimai' then 1 else 0 end) as {{ dbt.type_bigint() }}) as project_count,
-        cast(sum(case when origin = 'kimai' and is_visible then 1 else 0 end) as {{ dbt.type_bigint() }}) as visible_project_count,
-        cast(sum(case when origin = 'atlas' then 1 else 0 end) as {{ dbt.type_bigint() }}) as prospective_project_count
+        cast(sum(case when origin = 'kimai' then 1 else 0 end) as {{ dbt.type_bigint() }})
+        as project_count,
+        cast(
+            sum(case when origin = 'kimai' and is_visible then 1 else 0 end)
+            as {{ dbt.type_bigint() }}
+        )
+        as visible_project_count,
+        cast(sum(case when origin = 'atlas' then 1 else 0 end) as {{ dbt.type_bigint() }})
+        as prospective_project_count
 
     from projects
     where customer_id is not null
@@ -37,7 +43,8 @@ work as (
     select
         projects.customer_id,
         cast(sum(totals.timesheet_count) as {{ dbt.type_bigint() }}) as timesheet_count,
-        cast(sum(totals.running_timesheet_count) as {{ dbt.type_bigint() }}) as running_timesheet_count,
+        cast(sum(totals.running_timesheet_count) as {{ dbt.type_bigint() }})
+        as running_timesheet_count,
         cast(sum(totals.duration_seconds) as {{ dbt.type_bigint() }}) as duration_seconds,
         cast(sum(totals.billable_seconds) as {{ dbt.type_bigint() }}) as billable_seconds,
         sum(totals.revenue) as revenue,
@@ -67,8 +74,10 @@ final as (
         customers.budget_type,
         customers.time_budget_seconds,
         {{ seconds_to_hours('customers.time_budget_seconds') }} as time_budget_hours,
-        {{ is_monthly_budget('customers.budget_type', 'customers.budget', 'customers.time_budget_seconds') }}
-            as is_monthly_budget,
+        {{ is_monthly_budget(
+            'customers.budget_type', 'customers.budget', 'customers.time_budget_seconds'
+        ) }}
+        as is_monthly_budget,
         {{ budget_figures(
             'customers.budget',
             'customers.time_budget_seconds',

@@ -20,7 +20,10 @@ totals as (
 
 tags as (
 
-    select project_id, project_tags_array from {{ ref('int_project_tags_aggregated') }}
+    select
+        project_id,
+        project_tags_array
+    from {{ ref('int_project_tags_aggregated') }}
 
 ),
 
@@ -71,8 +74,10 @@ final as (
         projects.budget_type,
         projects.time_budget_seconds,
         {{ seconds_to_hours('projects.time_budget_seconds') }} as time_budget_hours,
-        {{ is_monthly_budget('projects.budget_type', 'projects.budget', 'projects.time_budget_seconds') }}
-            as is_monthly_budget,
+        {{ is_monthly_budget(
+            'projects.budget_type', 'projects.budget', 'projects.time_budget_seconds'
+        ) }}
+        as is_monthly_budget,
         {{ budget_figures(
             'projects.budget',
             'projects.time_budget_seconds',
@@ -84,7 +89,8 @@ final as (
 
         ---------- work recorded (finished timesheets; running timers counted apart)
         cast(coalesce(totals.timesheet_count, 0) as {{ dbt.type_bigint() }}) as timesheet_count,
-        cast(coalesce(totals.running_timesheet_count, 0) as {{ dbt.type_bigint() }}) as running_timesheet_count,
+        cast(coalesce(totals.running_timesheet_count, 0) as {{ dbt.type_bigint() }})
+        as running_timesheet_count,
         cast(coalesce(totals.duration_seconds, 0) as {{ dbt.type_bigint() }}) as duration_seconds,
         cast(coalesce(totals.hours_recorded, 0) as numeric(18, 6)) as hours_recorded,
         cast(coalesce(totals.billable_hours, 0) as numeric(18, 6)) as billable_hours,

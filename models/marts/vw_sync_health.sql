@@ -14,13 +14,19 @@ latest as (
 
 served_build as (
 
-    select run_id, published_at from {{ ref('int_bi_builds') }} where is_served
+    select
+        run_id,
+        published_at
+    from {{ ref('int_bi_builds') }}
+    where is_served
 
 ),
 
 data_issues as (
 
-    select table_name, count(*) as data_issue_rows
+    select
+        table_name,
+        count(*) as data_issue_rows
     from {{ ref('int_data_issues') }}
     group by table_name
 
@@ -28,7 +34,11 @@ data_issues as (
 
 last_build as (
 
-    select run_id, ended_at, build_status, build_failures
+    select
+        run_id,
+        ended_at,
+        build_status,
+        build_failures
     from {{ ref('int_bi_builds') }}
     where is_last_ended
 

@@ -9,13 +9,19 @@ with
 
 pairs as (
 
-    select timesheet_id, tag_id from {{ ref('stg_kimai__timesheet_tags') }}
+    select
+        timesheet_id,
+        tag_id
+    from {{ ref('stg_kimai__timesheet_tags') }}
 
 ),
 
 tags as (
 
-    select tag_id, tag_name from {{ ref('stg_kimai__tags') }}
+    select
+        tag_id,
+        tag_name
+    from {{ ref('stg_kimai__tags') }}
 
 ),
 

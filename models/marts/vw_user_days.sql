@@ -17,7 +17,9 @@ settings as (
 first_records as (
 
     -- a record before 1970 is a Kimai data issue (vw_data_issues), not a century of days
-    select user_id, greatest(min(date_tz), cast('1970-01-01' as date)) as first_date
+    select
+        user_id,
+        greatest(min(date_tz), cast('1970-01-01' as date)) as first_date
     from {{ ref('stg_kimai__timesheets') }}
     group by user_id
 
@@ -64,12 +66,24 @@ days as (
 
 stacked as (
 
-    select user_id, date_tz, expected_seconds, 0 as duration_seconds, 0 as billable_seconds, 1 as generated
+    select
+        user_id,
+        date_tz,
+        expected_seconds,
+        0 as duration_seconds,
+        0 as billable_seconds,
+        1 as generated
     from days
 
     union all
 
-    select user_id, date_tz, 0 as expected_seconds, duration_seconds, billable_seconds, 0 as generated
+    select
+        user_id,
+        date_tz,
+        0 as expected_seconds,
+        duration_seconds,
+        billable_seconds,
+        0 as generated
     from {{ ref('int_user_day_totals') }}
 
 ),

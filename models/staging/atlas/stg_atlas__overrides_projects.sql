@@ -21,8 +21,10 @@ renamed as (
 
         ---------- prospective projects keep their fields in extras_json
         {{ json_text('extras_json', 'name') }} as prospective_project_name,
-        cast({{ json_text('extras_json', 'customer_id') }} as {{ dbt.type_bigint() }}) as prospective_customer_id,
-        cast({{ json_text('extras_json', 'currency') }} as {{ dbt.type_string() }}) as prospective_currency,
+        cast({{ json_text('extras_json', 'customer_id') }} as {{ dbt.type_bigint() }})
+        as prospective_customer_id,
+        cast({{ json_text('extras_json', 'currency') }} as {{ dbt.type_string() }})
+        as prospective_currency,
 
         ---------- text
         notes as override_notes,

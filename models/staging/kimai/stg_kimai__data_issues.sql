@@ -22,16 +22,16 @@ with
 entries as (
 
     {% for name, relation, key in tables %}
-    select
-        '{{ name }}' as table_name,
-        {% for k in key -%}
-        cast({{ k }} as {{ dbt.type_string() }}){% if not loop.last %} || ',' || {% endif %}
-        {%- endfor %} as row_key,
-        unnest(string_to_array(data_issues, chr(10))) as entry,
-        synced_at
-    from {{ source('kimai', relation) }}
-    where data_issues is not null
-    {% if not loop.last %}union all{% endif %}
+        select
+            '{{ name }}' as table_name,
+            {% for k in key -%}
+                cast({{ k }} as {{ dbt.type_string() }}){% if not loop.last %} || ',' || {% endif %}
+            {%- endfor %} as row_key,
+            unnest(string_to_array(data_issues, chr(10))) as entry,
+            synced_at
+        from {{ source('kimai', relation) }}
+        where data_issues is not null
+        {% if not loop.last %}union all{% endif %}
     {% endfor %}
 
 ),

@@ -10,7 +10,7 @@ renamed as (
 
     select
         change_id,
-        -- the registry's short name (timesheets, timesheet_tags, users, ...); '*' for the log itself
+        -- the registry's short name (timesheets, timesheet_tags, ...); '*' for the log itself
         table_name,
         -- the row's key; for timesheet_tags key_1 is the timesheet id and key_2 the tag id
         key_1,
