@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -363,6 +363,30 @@ def connectorx_url(url: URL) -> str:
     return f"{scheme}://{auth}{url.host or '127.0.0.1'}{port}/{url.database or ''}{query}"
 
 
+def _environment(dotenv: bool) -> dict[str, str]:
+    """The process environment, over `.env` in the working directory when `dotenv`."""
+    if not dotenv:
+        return dict(os.environ)
+    from dotenv import dotenv_values
+
+    file_values = {k: v for k, v in dotenv_values(".env").items() if v is not None}
+    for name in sorted(PROCESS_ONLY & set(file_values)):
+        # a .env in whatever directory a run starts in must not choose the dbt profile or
+        # project: either can send Atlas DB's password to another host
+        log.warning("%s in .env is ignored: set it in the environment", name)
+        del file_values[name]
+    return {**file_values, **os.environ}
+
+
+def _choice(env: Mapping[str, str], name: str, choices: Sequence[str]) -> str:
+    """One of `choices` (the first when the variable is unset or empty)."""
+    value = _env(env, name, choices[0]) or choices[0]
+    if value not in choices:
+        allowed = f"{', '.join(choices[:-1])} or {choices[-1]}"
+        raise ConfigError(f"{name} must be {allowed}, got {value!r}")
+    return value
+
+
 def _env(env: Mapping[str, str], name: str, default: str | None = None) -> str | None:
     value = env.get(name)
     if value is None or value == "":
@@ -532,18 +556,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
 
     """
     if env is None:
-        if dotenv:
-            from dotenv import dotenv_values
-
-            file_values = {k: v for k, v in dotenv_values(".env").items() if v is not None}
-            for name in sorted(PROCESS_ONLY & set(file_values)):
-                # a .env in whatever directory a run starts in must not choose the dbt
-                # profile or project: either can send Atlas DB's password to another host
-                log.warning("%s in .env is ignored: set it in the environment", name)
-                del file_values[name]
-            env = {**file_values, **os.environ}
-        else:
-            env = dict(os.environ)
+        env = _environment(dotenv)
     prefix = _env(env, "KIMAI_TABLE_PREFIX", "kimai2_") or ""
     if not _PREFIX.fullmatch(prefix):
         raise ConfigError(f"KIMAI_TABLE_PREFIX may hold letters, digits and _ only, got {prefix!r}")
@@ -551,23 +564,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
     bi_role = _env(env, "ATLAS_BI_ROLE")
     if bi_role is not None and not _IDENTIFIER.fullmatch(bi_role):
         raise ConfigError(f"ATLAS_BI_ROLE must be a plain SQL identifier, got {bi_role!r}")
-    bi_role_scope = _env(env, "ATLAS_BI_ROLE_SCOPE", "replica") or "replica"
-    if bi_role_scope not in BI_ROLE_SCOPES:
-        raise ConfigError(
-            f"ATLAS_BI_ROLE_SCOPE must be {' or '.join(BI_ROLE_SCOPES)}, got {bi_role_scope!r}"
-        )
     replica_schema = _identifier(env, "ATLAS_REPLICA_SCHEMA", "kimai_replica", lower_case=True)
-    facts = _env(env, "ATLAS_TIMESHEET_FACTS_MATERIALIZATION", "view")
-    if facts not in {"view", "table_incremental"}:
-        raise ConfigError(
-            "ATLAS_TIMESHEET_FACTS_MATERIALIZATION must be view or table_incremental,"
-            f" got {facts!r}"
-        )
-    facts_check = _env(env, "ATLAS_TIMESHEET_FACTS_CHECK", "auto")
-    if facts_check not in {"auto", "full", "sample"}:
-        raise ConfigError(
-            f"ATLAS_TIMESHEET_FACTS_CHECK must be auto, full or sample, got {facts_check!r}"
-        )
     return Settings(
         report_timezone=_time_zone(env, "ATLAS_REPORT_TIMEZONE", "UTC"),
         kimai_url=_kimai_url(env),
@@ -577,13 +574,17 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         analytics_schema=_identifier(env, "ATLAS_ANALYTICS_SCHEMA", "analytics", lower_case=True),
         overlay_schema=_identifier(env, "ATLAS_OVERLAY_SCHEMA", "public"),
         bi_role=bi_role,
-        bi_role_scope=bi_role_scope,
+        bi_role_scope=_choice(env, "ATLAS_BI_ROLE_SCOPE", BI_ROLE_SCOPES),
         overlap_seconds=_int(env, "KIMAI_SYNC_OVERLAP_SECONDS", 300),
         mass_delete_max_share=share,
         reconcile_every_run=_bool(env, "ATLAS_RECONCILE_EVERY_RUN", False),
         state_dir=_path(env, "ATLAS_SYNC_STATE_DIR"),
-        timesheet_facts_materialization=facts or "view",
-        timesheet_facts_check=facts_check or "auto",
+        timesheet_facts_materialization=_choice(
+            env, "ATLAS_TIMESHEET_FACTS_MATERIALIZATION", ("view", "table_incremental")
+        ),
+        timesheet_facts_check=_choice(
+            env, "ATLAS_TIMESHEET_FACTS_CHECK", ("auto", "full", "sample")
+        ),
         key_digests=_bool(env, "KIMAI_KEY_DIGESTS", False),
         pipeline_name=f"kimai_atlas_{replica_schema}",
         retry=RetryPolicy(

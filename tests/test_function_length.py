@@ -1,8 +1,7 @@
-"""No function of the HTTP service's package or of the metrics module is longer than 80 lines.
+"""No function of the product's core (`pipelines/`) is longer than 80 lines.
 
-The limit is enforced for `pipelines/serve/` and `pipelines/record/metrics.py` only: other
-modules of `pipelines/` have longer functions today (the sync's `sync`, `plan_tables`, the
-demo's data generator), which the test lists without failing.
+The demo's package (`pipelines/demo/`: its data generator and report, which are not part of
+a run) is left out; the test lists its long functions without failing.
 """
 
 from __future__ import annotations
@@ -16,8 +15,8 @@ pytestmark = pytest.mark.unit
 
 PIPELINES = Path(__file__).resolve().parent.parent / "pipelines"
 MAX_LINES = 80
-ENFORCED = ("serve", "record/metrics")
-"""Paths under pipelines/ (a package or a module) whose functions must stay within the limit."""
+EXEMPT = ("demo",)
+"""Packages under pipelines/ whose functions the limit leaves out."""
 
 
 def long_functions(source: str, limit: int = MAX_LINES) -> list[tuple[str, int]]:
@@ -36,14 +35,11 @@ def long_functions(source: str, limit: int = MAX_LINES) -> list[tuple[str, int]]
     return found
 
 
-def _modules(part: str) -> list[Path]:
-    path = PIPELINES / part
-    return sorted(path.rglob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
-
-
-def test_the_service_and_the_metrics_have_no_function_over_80_lines() -> None:
-    enforced = [module for part in ENFORCED for module in _modules(part)]
-    assert len(enforced) >= 9 and all(m.is_file() for m in enforced), enforced
+def test_the_core_has_no_function_over_80_lines() -> None:
+    modules = sorted(PIPELINES.rglob("*.py"))
+    exempt = [m for m in modules if m.relative_to(PIPELINES).parts[0] in EXEMPT]
+    enforced = [m for m in modules if m not in exempt]
+    assert len(enforced) >= 40 and exempt, (len(enforced), exempt)
     too_long = {
         str(module.relative_to(PIPELINES)): found
         for module in enforced
@@ -52,10 +48,10 @@ def test_the_service_and_the_metrics_have_no_function_over_80_lines() -> None:
     assert not too_long, too_long
     others = {
         str(module.relative_to(PIPELINES)): found
-        for module in sorted(PIPELINES.rglob("*.py"))
-        if module not in enforced and (found := long_functions(module.read_text()))
+        for module in exempt
+        if (found := long_functions(module.read_text()))
     }
-    print(f"functions over {MAX_LINES} lines elsewhere in pipelines/ (not enforced): {others}")
+    print(f"functions over {MAX_LINES} lines in pipelines/demo/ (not enforced): {others}")
 
 
 def test_the_measure_counts_from_the_decorator_to_the_last_line() -> None:

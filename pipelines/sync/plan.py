@@ -16,6 +16,7 @@ import datetime as dt
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -210,24 +211,9 @@ def plan_tables(
             layout.spec.name: pool.submit(replica.table_columns, layout.spec.replica_table)
             for layout in layouts
         }
-        reads: dict[str, tuple[Future, ...]] = {}
-        comparers: dict[str, RangeComparer] = {}
-        for layout in layouts:
-            name = layout.spec.name
-            if name in fingerprint:
-                comparers[name] = RangeComparer(kimai, replica, layout, "rows", digests=True)
-                reads[name] = (pool.submit(comparers[name].compare),)
-                continue
-            if name in empty and layout.sync != "full":
-                reads[name] = (pool.submit(Comparison),)
-            elif layout.sync == "full":
-                reads[name] = (
-                    pool.submit(kimai.read_rows, layout),
-                    pool.submit(replica.read_rows, layout),
-                )
-            else:
-                comparer = RangeComparer(kimai, replica, layout, "keys", digests)
-                reads[name] = (pool.submit(comparer.compare),)
+        reads, comparers = _start_comparisons(
+            pool, kimai, replica, layouts, fingerprint, empty, digests
+        )
         values = {
             layout.spec.name: pool.submit(
                 replica.distinct_values, layout, [r.column for r in layout.spec.references]
@@ -253,7 +239,6 @@ def plan_tables(
         plans = []
         for layout in layouts:
             name = layout.spec.name
-            results = [f.result() for f in reads[name]]
             window = windows.get(name)
             common = {
                 "replica_columns": columns[name].result(),
@@ -261,19 +246,63 @@ def plan_tables(
                 "window": window,
                 "reference_values": values[name].result() if name in values else None,
             }
-            if name in fingerprint:
-                plans.append(_from_comparison(layout, results[0], comparers[name], **common))
-                continue
-            if layout.sync == "full":
-                plans.append(_from_rows(layout, results[0], results[1], **common))
-            else:
-                rows, count = window_reads[name].result() if name in window_reads else (None, None)
-                plans.append(
-                    _from_comparison(
-                        layout, results[0], window_rows=rows, window_count=count, **common
-                    )
+            plans.append(
+                _plan_from_reads(
+                    layout, reads[name], comparers.get(name), window_reads.get(name), common
                 )
+            )
     return plans
+
+
+def _start_comparisons(
+    pool: ThreadPoolExecutor,
+    kimai: Kimai,
+    replica: Replica,
+    layouts: Sequence[TableLayout],
+    fingerprint: Collection[str],
+    empty: Collection[str],
+    digests: bool,
+) -> tuple[dict[str, tuple[Future, ...]], dict[str, RangeComparer]]:
+    """Start every table's comparison in `pool`: the reads, and the row comparers by table.
+
+    Whole rows by range digests (`fingerprint`), nothing for an empty replica table (the
+    whole table will be written), both sides of a small table read by `full`, or key sets.
+    """
+    reads: dict[str, tuple[Future, ...]] = {}
+    comparers: dict[str, RangeComparer] = {}
+    for layout in layouts:
+        name = layout.spec.name
+        if name in fingerprint:
+            comparers[name] = RangeComparer(kimai, replica, layout, "rows", digests=True)
+            reads[name] = (pool.submit(comparers[name].compare),)
+        elif name in empty and layout.sync != "full":
+            reads[name] = (pool.submit(Comparison),)
+        elif layout.sync == "full":
+            reads[name] = (
+                pool.submit(kimai.read_rows, layout),
+                pool.submit(replica.read_rows, layout),
+            )
+        else:
+            comparer = RangeComparer(kimai, replica, layout, "keys", digests)
+            reads[name] = (pool.submit(comparer.compare),)
+    return reads, comparers
+
+
+def _plan_from_reads(
+    layout: TableLayout,
+    reads: tuple[Future, ...],
+    rows_comparer: RangeComparer | None,
+    window_read: Future | None,
+    common: dict[str, Any],
+) -> TablePlan:
+    """One table's plan once its reads are done (`_start_comparisons`, the window read)."""
+    results = [f.result() for f in reads]
+    if rows_comparer is not None:
+        return _from_comparison(layout, results[0], rows_comparer, **common)
+    if layout.sync == "full":
+        return _from_rows(layout, results[0], results[1], **common)
+    rows, count = window_read.result() if window_read is not None else (None, None)
+    return _from_comparison(layout, results[0], window_rows=rows, window_count=count, **common)
 
 
 def _read_window(
