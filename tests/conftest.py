@@ -7,6 +7,7 @@ afterwards; nothing is mocked.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -99,7 +100,7 @@ def throwaway_mariadb_database() -> Iterator[str]:
     try:
         yield name
     finally:
-        # a new connection: the server may have been restarted by the test
+        # a new connection: a long test may outlive an idle one
         conn = mariadb_connect()
         with conn.cursor() as cur:
             # as PostgreSQL's DROP DATABASE ... WITH (FORCE): a connection the test left
@@ -252,6 +253,13 @@ def first_sync(env: dict[str, str], seed: int, timesheets: int) -> dict[str, str
     first = run_cli("sync", env=env)
     assert first.returncode == 0, first.stderr
     return env
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on now (a test's own server, or a refused connect)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def kimai_url(database: str) -> str:

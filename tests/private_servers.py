@@ -11,7 +11,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,14 +23,9 @@ from typing import Any
 import psycopg2
 import pymysql
 
+from tests.conftest import free_port
+
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))[-1:]
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _as_postgres(*cmd: str) -> None:

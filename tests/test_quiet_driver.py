@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
+
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.unit
 
@@ -21,17 +22,11 @@ except Exception:
 """
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _stderr_of_a_refused_read(get: str) -> str:
     """stderr of a process whose connectorx read meets a refused connection, after 3 s."""
     env = {k: v for k, v in os.environ.items() if k != "RUST_LOG"}
     proc = subprocess.Popen(
-        [sys.executable, "-c", READ.format(get=get, port=_closed_port())],
+        [sys.executable, "-c", READ.format(get=get, port=free_port())],
         stderr=subprocess.PIPE,
         text=True,
         env=env,

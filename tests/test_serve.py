@@ -32,6 +32,7 @@ import pytest
 
 from tests.conftest import (
     _cli_process,
+    free_port,
     kimai_exec,
     mariadb_connect,
     pg_query,
@@ -93,14 +94,8 @@ class Service:
         return httpx.Client(base_url=self.url, headers=headers, timeout=60)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start_service(env: dict[str, str], log: Path, *args: str) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pipelines.run", "serve", "--port", str(port), *args],
