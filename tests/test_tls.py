@@ -92,13 +92,7 @@ def _tls_connect(server: dict[str, object]):
 
 
 def _tls_query(server: dict[str, object], sql: str) -> list[tuple]:
-    conn = _tls_connect(server)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return list(cur.fetchall())
-    finally:
-        conn.close()
+    return server["server"].query("atlas", sql)  # type: ignore[attr-defined]
 
 
 def test_a_whole_run_against_servers_that_accept_only_tls(tls_postgres, tls_mariadb, tmp_path):
