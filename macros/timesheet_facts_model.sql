@@ -17,7 +17,7 @@
     The columns the timesheet facts take from their project (int_projects_joined_to_overlays
     with Atlas's overlays), as fact column → expression over that model's columns, `{p}`
     standing for its alias. Listed once: int_timesheet_facts selects them, and the
-    incremental refresh (macros/timesheet_facts_refresh.sql) compares them with the stored
+    incremental model int_timesheet_facts_materialized compares them with its stored
     rows to find the projects whose facts changed, since an overlay change (status, taxonomy
     tags, customer) writes no change-log row.
 -#}

@@ -12,7 +12,8 @@ back what it left open, as closing did) and keeps the session for the thread's n
 dbt still closes every session when the invocation ends. A session that broke during the
 node (killed, server gone) is closed, so the next node opens a new one, as before. Session
 state does not leak between nodes: the project sets only transaction-local settings (`set
-local`), and its temporary tables are dropped before they are made.
+local`); the temporary table dbt's incremental materialization leaves has a name of its own
+and goes with the session when the invocation ends.
 """
 
 from __future__ import annotations

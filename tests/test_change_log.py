@@ -152,24 +152,30 @@ def test_a_full_refresh_logs_one_rewrite_per_table_and_no_keys(kimai, env):
 def test_a_pruned_log_makes_the_facts_table_recompute_every_row(tmp_path: Path) -> None:
     incremental = {"ATLAS_TIMESHEET_FACTS_MATERIALIZATION": "table_incremental"}
     table = f"{INTERNAL}.int_timesheet_facts_materialized"
-    # rows of the newest writing transaction (PostgreSQL's xmin), of all rows
+    # the rows of the newest writing transaction (PostgreSQL's xmin), with their description
     newest = (
-        f"select count(*) filter (where age(xmin) = (select min(age(xmin)) from {table})),"
-        f" count(*) from {table}"
+        f"select timesheet_id, description from {table}"
+        f" where age(xmin) = (select min(age(xmin)) from {table}) order by 1"
     )
     with make_stack(tmp_path, timesheets=300, seed=21) as stack:
         for _ in range(2):  # both copies built
             result = transform(stack, **incremental)
             assert result.returncode == 0, result.stdout + result.stderr
-        total = pg_query(stack.atlas_db, newest)[0][1]
+        first, second, last = kimai_query(
+            stack.kimai_db,
+            "SELECT (SELECT MIN(id) FROM kimai2_timesheet),"
+            " (SELECT id FROM kimai2_timesheet ORDER BY id LIMIT 1 OFFSET 1),"
+            " (SELECT MAX(id) FROM kimai2_timesheet)",
+        )[0]
 
         # a change logged after both copies' positions, then a week and a day pass: the next
-        # run prunes it (the later change stays in the log, but the earlier one is lost)
-        for description in ("before the prune", "after the prune"):
+        # run prunes it (a later change to another timesheet stays in the log, but the
+        # earlier one is lost)
+        for victim, description in ((first, "before the prune"), (second, "after the prune")):
             kimai_exec(
                 stack.kimai_db,
                 f"UPDATE kimai2_timesheet SET description = '{description}',"
-                " modified_at = UTC_TIMESTAMP() ORDER BY id LIMIT 1",
+                f" modified_at = UTC_TIMESTAMP() WHERE id = {victim}",
             )
             synced = run_cli("sync", env=stack.env)
             assert synced.returncode == 0, synced.stderr
@@ -183,7 +189,17 @@ def test_a_pruned_log_makes_the_facts_table_recompute_every_row(tmp_path: Path) 
             " (select max(pruned_through) from kimai_replica.sync_change_log_pruned)",
         )[0]
         assert kept == 0 and through is not None
+        last_description = kimai_query(
+            stack.kimai_db, "SELECT description FROM kimai2_timesheet WHERE id = %s", (last,)
+        )[0][0]
         for _ in range(2):  # each copy in turn
             result = transform(stack, **incremental)
             assert result.returncode == 0, result.stdout + result.stderr
-            assert pg_query(stack.atlas_db, newest)[0] == (total, total)
+            # every row recomputed and compared; the rows that differ are written: the
+            # pruned change too, which a refresh from the log alone would have missed, and
+            # the newest timesheet, which every build writes
+            assert pg_query(stack.atlas_db, newest) == [
+                (first, "before the prune"),
+                (second, "after the prune"),
+                (last, last_description),
+            ]
