@@ -46,6 +46,28 @@ class ChangeCounts:
 
 
 @dataclass(frozen=True)
+class BulkWrite:
+    """What the streaming COPY wrote of one whole table (`pipelines.sync.load`)."""
+
+    counts: ChangeCounts
+    cursor: dt.datetime | None
+    """The newest cursor value it wrote (None: no cursor column, or no row)."""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """What the load stage leaves of one table (`pipelines.sync`).
+
+    Its change counts as written, and what a reconciling load found after it.
+    """
+
+    table: str
+    counts: ChangeCounts
+    unrepaired: int | None = None
+    """Rows of the reconciled ranges that still differ after the load (reconciling runs)."""
+
+
+@dataclass(frozen=True)
 class TableStats:
     """Counts for one table in one run, assembled from the stages' results (`of`)."""
 
@@ -70,23 +92,22 @@ class TableStats:
     @classmethod
     def of(
         cls,
-        table: str,
-        changes: ChangeCounts,
+        loaded: LoadResult,
         *,
         kimai_rows: int,
         replica_rows_before: int,
         orphans: int,
         fingerprint: FingerprintStats | None = None,
         kimai_bytes_read: int = 0,
-        unrepaired: int | None = None,
     ) -> TableStats:
         """One table's figures, assembled once the run's stages are done.
 
-        From its change counts, what its plan counted (Kimai's and the replica's rows,
+        From what its load left, what its plan counted (Kimai's and the replica's rows,
         orphans re-read) and what the run measured around them.
         """
+        changes = loaded.counts
         return cls(
-            table,
+            loaded.table,
             kimai_rows=kimai_rows if changes.kimai_rows is None else changes.kimai_rows,
             replica_rows_before=replica_rows_before,
             rows_read=changes.rows_read,
@@ -99,7 +120,7 @@ class TableStats:
             kimai_bytes_read=kimai_bytes_read,
             orphans=orphans,
             fingerprint=fingerprint,
-            unrepaired=unrepaired,
+            unrepaired=loaded.unrepaired,
         )
 
     @property

@@ -30,7 +30,7 @@ from pipelines.sync.changes import TableExtractor
 from pipelines.sync.load import BULK_WORKERS, bulk_loads, prepare_pipeline, run_dlt, stored_states
 from pipelines.sync.orphans import find_orphans
 from pipelines.sync.plan import TablePlan, check_mass_delete, plan_tables, supports_fingerprints
-from pipelines.types import SyncOptions, SyncResult, TableStats
+from pipelines.types import BulkWrite, LoadResult, SyncOptions, SyncResult, TableStats
 from pipelines.window import Window, incremental_window
 
 log = logging.getLogger("pipelines.sync")
@@ -83,11 +83,8 @@ def sync(
         if resumed and not dry_run:
             # an interrupted load was just completed: what was read before it is stale
             extractors = run.changes(run.plans(lambda: states))
-        if dry_run:
-            run.preview(pipeline, extractors)
-        else:
-            run.load(pipeline, extractors)
-        run.result.tables = run.stats(extractors)
+        loaded = run.preview(pipeline, extractors) if dry_run else run.load(pipeline, extractors)
+        run.result.tables = run.stats(extractors, loaded)
     finally:
         run.close()
     run.result.seconds = time.monotonic() - started
@@ -122,8 +119,8 @@ class _Run:
         self.finisher = ThreadPoolExecutor(max_workers=BULK_WORKERS, thread_name_prefix="index")
         self.finishing: list[Future] = []
         self.layouts: list[TableLayout] = []
-        self.unrepaired: dict[str, int] = {}
-        """Per table, rows still differing after a reconciling load."""
+        self.bulk_writes: dict[str, BulkWrite] = {}
+        """What the streaming COPY wrote of each table, for this run's change sets."""
         streams = isinstance(self.replica, PostgresReplica) and not dry_run
         self.bulk = BulkLoader(settings, self.check) if streams else None
 
@@ -171,7 +168,8 @@ class _Run:
         ]
 
     def changes(self, plans: list[TablePlan]) -> list[TableExtractor]:
-        """Stage 2: one change set maker per table."""
+        """Stage 2: one change set maker per table (new plans: none is written yet)."""
+        self.bulk_writes = {}
         return [
             TableExtractor(
                 p,
@@ -186,14 +184,18 @@ class _Run:
         ]
 
     def bulk_loads(self, extractors: list[TableExtractor]) -> None:
-        """Stage 3, whole tables: the streaming COPY of those that take it."""
-        if self.bulk is not None:
-            self.finishing += bulk_loads(extractors, self.bulk, self.finisher)
+        """Stage 3, whole tables: the streaming COPY of those that take it (once each)."""
+        if self.bulk is None:
+            return
+        todo = [e for e in extractors if e.bulk_path and e.plan.name not in self.bulk_writes]
+        written, finishing = bulk_loads(todo, self.bulk, self.finisher)
+        self.bulk_writes.update(written)
+        self.finishing += finishing
 
-    def load(self, pipeline: Any, extractors: list[TableExtractor]) -> None:
+    def load(self, pipeline: Any, extractors: list[TableExtractor]) -> list[LoadResult]:
         """Stage 3: write every change set, then keep the replica's indexes and log."""
         self.bulk_loads(extractors)
-        if _collect(pipeline, extractors):
+        if _collect(pipeline, extractors, self.bulk_writes):
             run_dlt(pipeline, extractors, self.settings.retry, lambda: self.check("the merge"))
         for future in self.finishing:
             future.result()
@@ -202,30 +204,31 @@ class _Run:
         # tables created by this run's loads get their triggers (and a rewrite row)
         changelog.ensure(self.replica, self.layouts)
         changelog.prune(self.replica)
-        if self.options.reconcile:
-            self.unrepaired = {e.plan.name: e.unrepaired() for e in extractors}
+        return [
+            LoadResult(e.plan.name, e.counts, e.unrepaired() if self.options.reconcile else None)
+            for e in extractors
+        ]
 
-    def preview(self, pipeline: Any, extractors: list[TableExtractor]) -> None:
+    def preview(self, pipeline: Any, extractors: list[TableExtractor]) -> list[LoadResult]:
         """A dry run's stage 3: count what each table would write."""
         for e in extractors:
             if e.streams_through_dlt:
                 e.preview_rewrite()
         _collect(pipeline, extractors, dry_run=True)
+        return [LoadResult(e.plan.name, e.counts) for e in extractors]
 
-    def stats(self, extractors: list[TableExtractor]) -> list[TableStats]:
-        """Every table's figures, from its plan, its change counts and the load's checks."""
+    def stats(self, extractors: list[TableExtractor], loaded: list[LoadResult]) -> list[TableStats]:
+        """Every table's figures, from its plan and what its load left."""
         return [
             TableStats.of(
-                e.plan.name,
-                e.counts,
+                result,
                 kimai_rows=e.plan.kimai_count,
                 replica_rows_before=e.plan.replica_count,
                 orphans=e.plan.orphans_reread,
                 fingerprint=None if e.plan.comparer is None else e.plan.comparer.stats,
                 kimai_bytes_read=self.kimai.bytes_read.get(e.plan.name, 0),
-                unrepaired=self.unrepaired.get(e.plan.name),
             )
-            for e in extractors
+            for e, result in zip(extractors, loaded, strict=True)
         ]
 
     def close(self) -> None:
@@ -297,11 +300,17 @@ def _plan(
     )
 
 
-def _collect(pipeline: Any, extractors: list[TableExtractor], dry_run: bool = False) -> bool:
+def _collect(
+    pipeline: Any,
+    extractors: list[TableExtractor],
+    bulk_writes: dict[str, BulkWrite] | None = None,
+    dry_run: bool = False,
+) -> bool:
     """Compute every change set ahead of dlt; tell whether dlt has anything to do.
 
     Large change sets (`TableExtractor.chunked`) are not held: dlt streams them, and a dry
-    run counts them without keeping the rows.
+    run counts them without keeping the rows. A table the streaming COPY wrote
+    (`bulk_writes`) has only its cursor left to store.
 
     Returns:
         False when no table has rows to write, no stored state would change and no table is
@@ -319,6 +328,6 @@ def _collect(pipeline: Any, extractors: list[TableExtractor], dry_run: bool = Fa
         if e.streams_through_dlt or e.chunked:
             work = True
             continue
-        e.collect(copy.deepcopy(stored))
+        e.collect(copy.deepcopy(stored), (bulk_writes or {}).get(e.plan.name))
         work = work or e.has_output or e.collected_state != stored
     return work

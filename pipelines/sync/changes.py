@@ -29,7 +29,7 @@ from pipelines.adapters.replica import Replica
 from pipelines.diff import changed_rows, keys_not_in, packed_keys, unpack_keys
 from pipelines.registry import SYNCED_AT
 from pipelines.sync.plan import ROWS_AHEAD, TablePlan
-from pipelines.types import ChangeCounts, SyncOptions
+from pipelines.types import BulkWrite, ChangeCounts, SyncOptions
 from pipelines.window import format_cursor, max_cursor
 
 
@@ -58,10 +58,6 @@ class TableExtractor:
         # a whole-table write streams straight into PostgreSQL where the run can (bulk_path)
         self.bulk_path = bulk_path and self.rewrite
         self._written_keys: list[pa.Array] = []
-        self.bulk_cursor: dt.datetime | None = None
-        """The newest cursor value the bulk path wrote (set by the load stage)."""
-        self.bulk_result: ChangeCounts | None = None
-        """What the bulk path read and wrote (set by the load stage once it has)."""
         self.collected: list[pa.Table] | None = None
         self.collected_state: dict[str, Any] = {}
         self._stamps: pa.Array | None = None
@@ -73,11 +69,6 @@ class TableExtractor:
     def counts(self) -> ChangeCounts:
         """What this table's change set read and wrote so far (final once its rows are out)."""
         return self._counts
-
-    @property
-    def bulk_done(self) -> bool:
-        """Whether the bulk path has written this table."""
-        return self.bulk_result is not None
 
     def _count(self, **added: int) -> None:
         c = self._counts
@@ -128,23 +119,24 @@ class TableExtractor:
 
     # -- per sync mode -----------------------------------------------------------------------
 
-    def rows(self, state: dict[str, Any]) -> Iterator[pa.Table]:
+    def rows(self, state: dict[str, Any], bulk: BulkWrite | None = None) -> Iterator[pa.Table]:
         """Everything this table's resource yields in this run.
 
         Args:
             state: The resource's persisted state (dlt's, or a copy for a dry run); the
                 timesheet cursor is read from and written to it.
+            bulk: What the streaming COPY wrote of this table, on the bulk path: the load
+                stage ran it before dlt's extract, and only its cursor is left to store.
 
         """
         started = time.monotonic()
         mode = self.layout.sync
         if self.bulk_path:
-            # the COPY ran before dlt's extract (`load.bulk_loads`); the cursor is left to store
-            if self.bulk_cursor is not None:
-                state["cursor"] = format_cursor(self.bulk_cursor)
-            if self.bulk_result is not None:
-                self._counts = self.bulk_result
-                started -= self.bulk_result.seconds
+            if bulk is not None:
+                if bulk.cursor is not None:
+                    state["cursor"] = format_cursor(bulk.cursor)
+                self._counts = bulk.counts
+                started -= bulk.counts.seconds
             self._note(cursor_after=state.get("cursor"))
         elif mode == "pairs":
             yield from self._pairs()
@@ -189,14 +181,14 @@ class TableExtractor:
             deleted=len(plan.deleted),
         )
 
-    def collect(self, state: dict[str, Any]) -> None:
+    def collect(self, state: dict[str, Any], bulk: BulkWrite | None = None) -> None:
         """Compute this run's output ahead of dlt, into `collected` (a copy of the state).
 
         Only for tables whose output is a change set (bounded by what changed, not by the
         table): the run then knows before importing any of dlt's machinery whether there
-        is anything to load at all.
+        is anything to load at all. `bulk` as for `rows`.
         """
-        self.collected = [t for t in self.rows(state) if t.num_rows]
+        self.collected = [t for t in self.rows(state, bulk) if t.num_rows]
         self.collected_state = state
 
     @property

@@ -33,7 +33,7 @@ from pipelines.registry import SYNCED_AT
 from pipelines.retry import RetryPolicy, with_retries
 from pipelines.sync.bulk import BulkLoader
 from pipelines.sync.changes import TableExtractor
-from pipelines.types import ChangeCounts
+from pipelines.types import BulkWrite, ChangeCounts
 from pipelines.window import format_cursor, max_cursor
 
 log = logging.getLogger("pipelines.sync.load")
@@ -184,30 +184,32 @@ BULK_WORKERS = 2
 
 def bulk_loads(
     extractors: list[TableExtractor], loader: BulkLoader, finisher: ThreadPoolExecutor
-) -> list[Future]:
-    """Run the streaming COPY of every table that takes it (once), a few tables at a time.
+) -> tuple[dict[str, BulkWrite], list[Future]]:
+    """Run the streaming COPY of every given table, a few tables at a time.
 
     Returns:
-        The index builds, which go on in `finisher` while the run continues.
+        What each table's COPY wrote, by table, and the index builds, which go on in
+        `finisher` while the run continues.
 
     """
-    bulk = [e for e in extractors if e.bulk_path and not e.bulk_done]
-    if not bulk:
-        return []
+    if not extractors:
+        return {}, []
     # biggest first, so the long table starts at once and the small ones fill in beside it
-    bulk.sort(key=lambda e: e.layout.sync != "incremental")
+    bulk = sorted(extractors, key=lambda e: e.layout.sync != "incremental")
     loader.ensure_schemas()
+    written: dict[str, BulkWrite] = {}
     finishing = []
     with ThreadPoolExecutor(max_workers=BULK_WORKERS, thread_name_prefix="bulk") as pool:
         loads = {pool.submit(_bulk_load, e, loader): e for e in bulk}
         # each table's indexes are built as soon as its own load has committed
         for future in as_completed(loads):
-            future.result()
-            finishing.append(finisher.submit(loader.finish, loads[future].layout))
-    return finishing
+            e = loads[future]
+            written[e.plan.name] = future.result()
+            finishing.append(finisher.submit(loader.finish, e.layout))
+    return written, finishing
 
 
-def _bulk_load(e: TableExtractor, loader: BulkLoader) -> None:
+def _bulk_load(e: TableExtractor, loader: BulkLoader) -> BulkWrite:
     """Write one whole table by streaming COPY (first loads, full refreshes).
 
     Runs before dlt's extract, several tables at a time; the new cursor is stored into
@@ -228,8 +230,7 @@ def _bulk_load(e: TableExtractor, loader: BulkLoader) -> None:
 
     replace = plan.replica_count > 0
     written = loader.load(layout, source(), replace=replace)
-    e.bulk_cursor = newest[0]
-    e.bulk_result = ChangeCounts(
+    counts = ChangeCounts(
         rows_read=read[0],
         inserted=len(plan.missing) if replace else written,
         updated=written - len(plan.missing) if replace else 0,
@@ -237,6 +238,7 @@ def _bulk_load(e: TableExtractor, loader: BulkLoader) -> None:
         cursor_before=format_cursor(plan.cursor),
         seconds=time.monotonic() - started,
     )
+    return BulkWrite(counts, newest[0])
 
 
 ROWS_PER_PACKAGE = 200_000
