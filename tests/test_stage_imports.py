@@ -1,6 +1,6 @@
 """The packages show the path a row takes: no stage imports a later one (docs/architecture.md).
 
-A sync run goes plan → changes → load (`pipelines.sync`); the adapters (`pipelines.adapters`)
+A sync run goes plan → changes → load → verify (`pipelines.sync`); the adapters (`pipelines.adapters`)
 talk to the two databases and know no stage; the record (`pipelines.record`) reads what a
 run did and drives none of it.
 """
@@ -26,6 +26,7 @@ STAGE_RANK = {
     "pipelines.sync.changes": 2,
     "pipelines.sync.load": 3,
     "pipelines.sync.bulk": 3,
+    "pipelines.sync.verify": 4,
 }
 
 

@@ -4,12 +4,12 @@
    `pipelines.sync.orphans`);
 2. change sets per table (`pipelines.sync.changes`);
 3. load: the dlt merge or the bulk path (`pipelines.sync.load`, `pipelines.sync.bulk`);
-4. record: the runner writes the audit (`pipelines.runner`, `pipelines.record.audit`).
+4. verify, reconciling runs: what still differs after the load (`pipelines.sync.verify`);
+5. record: the runner writes the audit (`pipelines.runner`, `pipelines.record.audit`).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import datetime as dt
 import logging
@@ -26,10 +26,18 @@ from pipelines.errors import MassDeleteRefused
 from pipelines.record import changelog
 from pipelines.registry import TableSpec
 from pipelines.sync.bulk import BulkLoader
-from pipelines.sync.changes import TableExtractor
-from pipelines.sync.load import BULK_WORKERS, bulk_loads, prepare_pipeline, run_dlt, stored_states
+from pipelines.sync.changes import ChangeSet
+from pipelines.sync.load import (
+    BULK_WORKERS,
+    TableLoad,
+    bulk_loads,
+    collect_ahead,
+    prepare_pipeline,
+    run_dlt,
+)
 from pipelines.sync.orphans import find_orphans
 from pipelines.sync.plan import TablePlan, check_mass_delete, plan_tables, supports_fingerprints
+from pipelines.sync.verify import unrepaired
 from pipelines.types import BulkWrite, LoadResult, SyncOptions, SyncResult, TableStats
 from pipelines.window import Window, incremental_window
 
@@ -75,16 +83,16 @@ def sync(
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlt") as setup:
             # importing dlt and reading its state overlaps the key sweeps ...
             prepared = setup.submit(prepare_pipeline, settings, dry_run)
-            extractors = run.changes(run.plans(lambda: prepared.result()[2]))
+            change_sets = run.changes(run.plans(lambda: prepared.result()[2]))
             # ... and the first loads of empty tables, which no pending dlt package touches
-            run.bulk_loads([e for e in extractors if e.plan.replica_count == 0])
+            run.bulk_loads([c for c in change_sets if c.plan.replica_count == 0])
             pipeline, resumed, states = prepared.result()
         run.result.resumed_pending = resumed
         if resumed and not dry_run:
             # an interrupted load was just completed: what was read before it is stale
-            extractors = run.changes(run.plans(lambda: states))
-        loaded = run.preview(pipeline, extractors) if dry_run else run.load(pipeline, extractors)
-        run.result.tables = run.stats(extractors, loaded)
+            change_sets = run.changes(run.plans(lambda: states))
+        loaded = run.preview(pipeline, change_sets) if dry_run else run.load(pipeline, change_sets)
+        run.result.tables = run.stats(change_sets, loaded)
     finally:
         run.close()
     run.result.seconds = time.monotonic() - started
@@ -167,11 +175,11 @@ class _Run:
             for p in plans
         ]
 
-    def changes(self, plans: list[TablePlan]) -> list[TableExtractor]:
-        """Stage 2: one change set maker per table (new plans: none is written yet)."""
+    def changes(self, plans: list[TablePlan]) -> list[ChangeSet]:
+        """Stage 2: one change set per table (new plans: none is written yet)."""
         self.bulk_writes = {}
         return [
-            TableExtractor(
+            ChangeSet(
                 p,
                 self.kimai,
                 self.replica,
@@ -183,20 +191,24 @@ class _Run:
             for p in plans
         ]
 
-    def bulk_loads(self, extractors: list[TableExtractor]) -> None:
+    def bulk_loads(self, change_sets: list[ChangeSet]) -> None:
         """Stage 3, whole tables: the streaming COPY of those that take it (once each)."""
         if self.bulk is None:
             return
-        todo = [e for e in extractors if e.bulk_path and e.plan.name not in self.bulk_writes]
+        todo = [c for c in change_sets if c.bulk_path and c.plan.name not in self.bulk_writes]
         written, finishing = bulk_loads(todo, self.bulk, self.finisher)
         self.bulk_writes.update(written)
         self.finishing += finishing
 
-    def load(self, pipeline: Any, extractors: list[TableExtractor]) -> list[LoadResult]:
-        """Stage 3: write every change set, then keep the replica's indexes and log."""
-        self.bulk_loads(extractors)
-        if _collect(pipeline, extractors, self.bulk_writes):
-            run_dlt(pipeline, extractors, self.settings.retry, lambda: self.check("the merge"))
+    def load(self, pipeline: Any, change_sets: list[ChangeSet]) -> list[LoadResult]:
+        """Stage 3: write every change set, then keep the replica's indexes and log.
+
+        Stage 4 of a reconciling run follows: what still differs.
+        """
+        self.bulk_loads(change_sets)
+        loads = [TableLoad(c, self.bulk_writes.get(c.plan.name)) for c in change_sets]
+        if collect_ahead(pipeline, loads):
+            run_dlt(pipeline, loads, self.settings.retry, lambda: self.check("the merge"))
         for future in self.finishing:
             future.result()
         self.check("the change log's upkeep")
@@ -204,31 +216,34 @@ class _Run:
         # tables created by this run's loads get their triggers (and a rewrite row)
         changelog.ensure(self.replica, self.layouts)
         changelog.prune(self.replica)
-        return [
-            LoadResult(e.plan.name, e.counts, e.unrepaired() if self.options.reconcile else None)
-            for e in extractors
-        ]
+        return [LoadResult(c.plan.name, c.counts, self._unrepaired(c)) for c in change_sets]
 
-    def preview(self, pipeline: Any, extractors: list[TableExtractor]) -> list[LoadResult]:
+    def _unrepaired(self, change_set: ChangeSet) -> int | None:
+        """Stage 4, reconciling runs: the table's rows that still differ after the load."""
+        if not self.options.reconcile:
+            return None
+        return unrepaired(change_set.plan, self.kimai, self.replica, self.synced_at)
+
+    def preview(self, pipeline: Any, change_sets: list[ChangeSet]) -> list[LoadResult]:
         """A dry run's stage 3: count what each table would write."""
-        for e in extractors:
-            if e.streams_through_dlt:
-                e.preview_rewrite()
-        _collect(pipeline, extractors, dry_run=True)
-        return [LoadResult(e.plan.name, e.counts) for e in extractors]
+        for c in change_sets:
+            if c.streams_through_dlt:
+                c.preview_rewrite()
+        collect_ahead(pipeline, [TableLoad(c) for c in change_sets], dry_run=True)
+        return [LoadResult(c.plan.name, c.counts) for c in change_sets]
 
-    def stats(self, extractors: list[TableExtractor], loaded: list[LoadResult]) -> list[TableStats]:
+    def stats(self, change_sets: list[ChangeSet], loaded: list[LoadResult]) -> list[TableStats]:
         """Every table's figures, from its plan and what its load left."""
         return [
             TableStats.of(
                 result,
-                kimai_rows=e.plan.kimai_count,
-                replica_rows_before=e.plan.replica_count,
-                orphans=e.plan.orphans_reread,
-                fingerprint=None if e.plan.comparer is None else e.plan.comparer.stats,
-                kimai_bytes_read=self.kimai.bytes_read.get(e.plan.name, 0),
+                kimai_rows=c.plan.kimai_count,
+                replica_rows_before=c.plan.replica_count,
+                orphans=c.plan.orphans_reread,
+                fingerprint=None if c.plan.comparer is None else c.plan.comparer.stats,
+                kimai_bytes_read=self.kimai.bytes_read.get(c.plan.name, 0),
             )
-            for e, result in zip(extractors, loaded, strict=True)
+            for c, result in zip(change_sets, loaded, strict=True)
         ]
 
     def close(self) -> None:
@@ -298,36 +313,3 @@ def _plan(
         digests=digests and capable,
         references=references,
     )
-
-
-def _collect(
-    pipeline: Any,
-    extractors: list[TableExtractor],
-    bulk_writes: dict[str, BulkWrite] | None = None,
-    dry_run: bool = False,
-) -> bool:
-    """Compute every change set ahead of dlt; tell whether dlt has anything to do.
-
-    Large change sets (`TableExtractor.chunked`) are not held: dlt streams them, and a dry
-    run counts them without keeping the rows. A table the streaming COPY wrote
-    (`bulk_writes`) has only its cursor left to store.
-
-    Returns:
-        False when no table has rows to write, no stored state would change and no table is
-        rewritten through dlt: the run can skip dlt's extract, normalize and load.
-
-    """
-    states = stored_states(pipeline)
-    work = False
-    for e in extractors:
-        stored = states.get(e.layout.spec.name, {})
-        if e.chunked and dry_run:
-            for _ in e.rows(copy.deepcopy(stored)):
-                pass  # counted, not kept: memory stays bounded
-            continue
-        if e.streams_through_dlt or e.chunked:
-            work = True
-            continue
-        e.collect(copy.deepcopy(stored), (bulk_writes or {}).get(e.plan.name))
-        work = work or e.has_output or e.collected_state != stored
-    return work

@@ -1,6 +1,7 @@
 """Stage 2 of a run: per table, the change set (rows to upsert, keys to delete, the new cursor).
 
-`TableExtractor` turns a table's plan into what the load writes:
+`ChangeSet` turns a table's plan into what the load writes, computed as the load takes it
+(a million-row change set is never held whole):
 
 * rows to upsert (``synced_at`` set): new rows and rows whose values differ from the replica;
 * delete markers (only the key; ``synced_at`` NULL): keys Kimai no longer has.
@@ -13,7 +14,6 @@ whole, by the streaming bulk path where it exists: the load stage runs that COPY
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import datetime as dt
 import time
@@ -33,8 +33,12 @@ from pipelines.types import BulkWrite, ChangeCounts, SyncOptions
 from pipelines.window import format_cursor, max_cursor
 
 
-class TableExtractor:
-    """Produces the Arrow tables one resource yields for one table."""
+class ChangeSet:
+    """One table's change set: the Arrow tables its load writes, computed from its plan.
+
+    Computes only: the load stage (`pipelines.sync.load`) decides when the rows are
+    computed and writes them; `counts` is final once they are all out.
+    """
 
     def __init__(
         self,
@@ -58,12 +62,7 @@ class TableExtractor:
         # a whole-table write streams straight into PostgreSQL where the run can (bulk_path)
         self.bulk_path = bulk_path and self.rewrite
         self._written_keys: list[pa.Array] = []
-        self.collected: list[pa.Table] | None = None
-        self.collected_state: dict[str, Any] = {}
         self._stamps: pa.Array | None = None
-        self._stream: Iterator[pa.Table] | None = None
-        self.stream_state: dict[str, Any] = {}
-        self.stream_done = False
 
     @property
     def counts(self) -> ChangeCounts:
@@ -181,21 +180,6 @@ class TableExtractor:
             deleted=len(plan.deleted),
         )
 
-    def collect(self, state: dict[str, Any], bulk: BulkWrite | None = None) -> None:
-        """Compute this run's output ahead of dlt, into `collected` (a copy of the state).
-
-        Only for tables whose output is a change set (bounded by what changed, not by the
-        table): the run then knows before importing any of dlt's machinery whether there
-        is anything to load at all. `bulk` as for `rows`.
-        """
-        self.collected = [t for t in self.rows(state, bulk) if t.num_rows]
-        self.collected_state = state
-
-    @property
-    def has_output(self) -> bool:
-        """Whether `collect` found rows to write."""
-        return bool(self.collected)
-
     def _pairs(self) -> Iterator[pa.Table]:
         if self.rewrite:
             for batch in self.kimai.page_rows(self.layout):
@@ -271,20 +255,9 @@ class TableExtractor:
         for batch in self.kimai.read_by_keys(layout, wanted):
             yield batch, self.replica.read_by_keys(layout, packed_keys(batch, layout.key))
 
-    def stream(self, state: dict[str, Any]) -> Iterator[pa.Table]:
-        """The change set as one iterator that successive load packages share.
-
-        Rows are computed against a copy of the first package's state; `stream_state`
-        holds the new cursor once the iterator is exhausted.
-        """
-        if self._stream is None:
-            self.stream_state = copy.deepcopy(state)
-            self._stream = self.rows(self.stream_state)
-        return self._stream
-
     @property
     def chunked(self) -> bool:
-        """Whether the change set is computed while dlt loads it, in packages (`stream`).
+        """Whether the change set is computed while dlt loads it, in packages.
 
         So it is when it may be too big to compute ahead of dlt.
         """
@@ -295,37 +268,3 @@ class TableExtractor:
             return plan.comparer is None  # the window did not fit: it streams
         keys = [k for k in (plan.missing, plan.differing, plan.orphans) if k is not None]
         return sum(len(k) for k in keys) > ROWS_AHEAD
-
-    def unrepaired(self) -> int:
-        """After the load: rows of the reconciled ranges that still differ from Kimai.
-
-        Hashes can differ where the two servers print a value differently (doubles below
-        1e-4), so keys that still differ by hash are compared exactly before they count.
-        """
-        if self.plan.comparer is None:
-            if not (self.options.reconcile and self.layout.sync == "incremental"):
-                return 0
-            # embedded databases: compare the whole (small) table again
-            kimai_rows = self.kimai.read_rows(self.layout)
-            replica_rows = self.replica.read_rows(self.layout)
-        else:
-            keys = self.plan.comparer.recheck()
-            if len(keys) == 0:
-                return 0
-            kimai_rows = pa.concat_tables(
-                [self.layout.data_schema.empty_table(), *self.kimai.read_by_keys(self.layout, keys)]
-            )
-            replica_rows = self.replica.read_by_keys(self.layout, keys)
-        key, cursor = self.layout.key, self.layout.spec.cursor
-        if cursor:
-            # rows Kimai changed (visibly) while this run was going are the next run's work
-            recent = pc.fill_null(
-                pc.greater_equal(kimai_rows.column(cursor), pa.scalar(self.synced_at)), False
-            )
-            skip = packed_keys(kimai_rows.filter(recent), key)
-            kimai_rows = kimai_rows.filter(pc.invert(recent))
-            replica_rows = replica_rows.filter(
-                pc.invert(pc.is_in(packed_keys(replica_rows, key), value_set=skip))
-            )
-        gone = keys_not_in(packed_keys(replica_rows, key), packed_keys(kimai_rows, key))
-        return changed_rows(kimai_rows, replica_rows, key).num_rows + len(gone)

@@ -32,7 +32,7 @@ from pipelines.paths import dlt_pipelines_dir
 from pipelines.registry import SYNCED_AT
 from pipelines.retry import RetryPolicy, with_retries
 from pipelines.sync.bulk import BulkLoader
-from pipelines.sync.changes import TableExtractor
+from pipelines.sync.changes import ChangeSet
 from pipelines.types import BulkWrite, ChangeCounts
 from pipelines.window import format_cursor, max_cursor
 
@@ -121,11 +121,75 @@ def stored_states(pipeline: Any) -> dict[str, dict[str, Any]]:
     return copy.deepcopy(resources)
 
 
-def make_resource(extractor: TableExtractor) -> Any:
-    """Wrap one table's extractor as a dlt resource merging into its replica table."""
+class TableLoad:
+    """The load stage's work on one table's change set.
+
+    A change set bounded by what changed is computed ahead of dlt (`collect_ahead`), so a
+    run knows before importing dlt's machinery whether there is anything to write; a big one
+    (`ChangeSet.chunked`) is one stream that successive load packages share.
+    """
+
+    def __init__(self, changes: ChangeSet, bulk: BulkWrite | None = None) -> None:
+        self.changes = changes
+        self.bulk = bulk
+        """What the streaming COPY wrote of the table (only its cursor is left to store)."""
+        self.collected: list[pa.Table] | None = None
+        self.collected_state: dict[str, Any] = {}
+        self._stream: Iterator[pa.Table] | None = None
+        self.stream_state: dict[str, Any] = {}
+        self.stream_done = False
+
+    def collect(self, state: dict[str, Any]) -> None:
+        """Compute the change set ahead of dlt, into `collected` (`state`: a copy)."""
+        self.collected = [t for t in self.changes.rows(state, self.bulk) if t.num_rows]
+        self.collected_state = state
+
+    def stream(self, state: dict[str, Any]) -> Iterator[pa.Table]:
+        """The change set as one iterator that successive load packages share.
+
+        Rows are computed against a copy of the first package's state; `stream_state`
+        holds the new cursor once the iterator is exhausted.
+        """
+        if self._stream is None:
+            self.stream_state = copy.deepcopy(state)
+            self._stream = self.changes.rows(self.stream_state, self.bulk)
+        return self._stream
+
+
+def collect_ahead(pipeline: Any, loads: list[TableLoad], dry_run: bool = False) -> bool:
+    """Compute every change set ahead of dlt; tell whether dlt has anything to do.
+
+    Large change sets (`ChangeSet.chunked`) are not held: dlt streams them, and a dry run
+    counts them without keeping the rows.
+
+    Returns:
+        False when no table has rows to write, no stored state would change and no table is
+        rewritten through dlt: the run can skip dlt's extract, normalize and load.
+
+    """
+    states = stored_states(pipeline)
+    work = False
+    for load in loads:
+        changes = load.changes
+        stored = states.get(changes.layout.spec.name, {})
+        if changes.chunked and dry_run:
+            for _ in changes.rows(copy.deepcopy(stored)):
+                pass  # counted, not kept: memory stays bounded
+            continue
+        if changes.streams_through_dlt or changes.chunked:
+            work = True
+            continue
+        load.collect(copy.deepcopy(stored))
+        work = work or bool(load.collected) or load.collected_state != stored
+    return work
+
+
+def make_resource(load: TableLoad) -> Any:
+    """Wrap one table's change set as a dlt resource merging into its replica table."""
     import dlt
 
-    layout = extractor.layout
+    changes = load.changes
+    layout = changes.layout
     key_cols = ", ".join(quote_ansi(k) for k in layout.key)
     key_list = ", ".join(f"s.{quote_ansi(k)}" for k in layout.key)
     write_disposition = {
@@ -139,21 +203,21 @@ def make_resource(extractor: TableExtractor) -> Any:
 
     def rows() -> Iterator[pa.Table]:
         live = dlt.current.resource_state()
-        if extractor.collected is not None:
-            live.update(extractor.collected_state)
-            yield from extractor.collected
-        elif extractor.chunked:
+        if load.collected is not None:
+            live.update(load.collected_state)
+            yield from load.collected
+        elif changes.chunked:
             written = 0
-            for table in extractor.stream(live):
+            for table in load.stream(live):
                 yield table
                 written += table.num_rows
                 if written >= ROWS_PER_PACKAGE:
                     return  # the next package goes on from here (`run_dlt`)
             # the stored cursor moves with the last package only
-            live.update(extractor.stream_state)
-            extractor.stream_done = True
+            live.update(load.stream_state)
+            load.stream_done = True
         else:
-            yield from extractor.rows(live)
+            yield from changes.rows(live, load.bulk)
 
     return dlt.resource(
         rows(),
@@ -167,13 +231,13 @@ def make_resource(extractor: TableExtractor) -> Any:
     )
 
 
-def kimai_source(extractors: list[TableExtractor]) -> Any:
+def kimai_source(loads: list[TableLoad]) -> Any:
     """The dlt source holding one resource per planned table."""
     import dlt
 
     @dlt.source(name="kimai", max_table_nesting=0, root_key=False)
     def kimai() -> list[Any]:
-        return [make_resource(e) for e in extractors]
+        return [make_resource(load) for load in loads]
 
     return kimai()
 
@@ -183,7 +247,7 @@ BULK_WORKERS = 2
 
 
 def bulk_loads(
-    extractors: list[TableExtractor], loader: BulkLoader, finisher: ThreadPoolExecutor
+    extractors: list[ChangeSet], loader: BulkLoader, finisher: ThreadPoolExecutor
 ) -> tuple[dict[str, BulkWrite], list[Future]]:
     """Run the streaming COPY of every given table, a few tables at a time.
 
@@ -209,11 +273,11 @@ def bulk_loads(
     return written, finishing
 
 
-def _bulk_load(e: TableExtractor, loader: BulkLoader) -> BulkWrite:
+def _bulk_load(e: ChangeSet, loader: BulkLoader) -> BulkWrite:
     """Write one whole table by streaming COPY (first loads, full refreshes).
 
     Runs before dlt's extract, several tables at a time; the new cursor is stored into
-    dlt's state when the table's resource runs (`TableExtractor.rows`).
+    dlt's state when the table's resource runs (`ChangeSet.rows`).
     """
     started = time.monotonic()
     layout, plan = e.layout, e.plan
@@ -253,17 +317,17 @@ them leaves a replica the next run's window re-reads and repairs.
 
 def run_dlt(
     pipeline: Any,
-    extractors: list[TableExtractor],
+    loads: list[TableLoad],
     retry: RetryPolicy,
     before_package: Callable[[], None] | None = None,
 ) -> None:
     """Extract, normalize and load the change sets through dlt (a pending load resumes).
 
-    Big change sets (`TableExtractor.chunked`) go in several load packages.
+    Big change sets (`ChangeSet.chunked`) go in several load packages.
 
     Args:
         pipeline: The dlt pipeline.
-        extractors: The tables to load.
+        loads: The tables to load.
         retry: Retry policy of the load step.
         before_package: Called before each package (the run lock's check).
 
@@ -271,18 +335,18 @@ def run_dlt(
         PipelineError: The product's own error raised inside dlt, or the failed step.
 
     """
-    pending = extractors
+    pending = loads
     while pending:
         if before_package is not None:
             before_package()
         _run_package(pipeline, pending, retry)
-        pending = [e for e in extractors if e.chunked and not e.stream_done]
+        pending = [load for load in loads if load.changes.chunked and not load.stream_done]
 
 
-def _run_package(pipeline: Any, extractors: list[TableExtractor], retry: RetryPolicy) -> None:
+def _run_package(pipeline: Any, loads: list[TableLoad], retry: RetryPolicy) -> None:
     from dlt.pipeline.exceptions import PipelineStepFailed
 
-    source = kimai_source(extractors)
+    source = kimai_source(loads)
     try:
         pipeline.extract(source, loader_file_format="parquet")
         pipeline.normalize()
