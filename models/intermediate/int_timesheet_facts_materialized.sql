@@ -34,12 +34,16 @@
         indexes=[
             {'columns': ['timesheet_id'], 'unique': True},
             {'columns': ['project_id']},
+            {'columns': ['change_log_position']},
         ],
         pre_hook=[
             "{{ set_local('work_mem', '256MB') }}",
             "{{ set_local('jit', 'off') }}",
         ],
-        post_hook=["delete from {{ this }} where is_deleted"],
+        post_hook=[
+            "delete from {{ this }} where is_deleted and change_log_position"
+            ~ " = (select max(change_log_position) from {{ this }})"
+        ],
     )
 }}
 
@@ -86,7 +90,8 @@ stored as (
         change_log_position,
         facts_sql_hash
     from {{ this }}
-    order by change_log_position desc nulls last
+    where change_log_position is not null
+    order by change_log_position desc
     limit 1
 
 ),
