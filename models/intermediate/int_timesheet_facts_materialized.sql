@@ -55,14 +55,8 @@
 {%- set projects = ref('int_projects_joined_to_overlays') -%}
 {%- set pruned = ref('stg_sync__change_log_pruned') -%}
 {%- set replica_timesheets = ref('stg_kimai__timesheets') -%}
-{%- set columns = [] -%}
-{%- if execute -%}
-    {%- for column in adapter.get_columns_in_relation(ref('int_timesheet_facts')) -%}
-        {%- do columns.append(adapter.quote(column.name)) -%}
-    {%- endfor -%}
-{%- endif -%}
 {#- compiled without a built project (sqlfluff): the key alone -#}
-{%- set columns = columns or ['timesheet_id'] %}
+{%- set columns = relation_columns(ref('int_timesheet_facts')) or ['timesheet_id'] %}
 
 with
 
@@ -167,10 +161,6 @@ changed_projects as (
 
 ),
 
-{% endif -%}
-
-{% if from_log -%}
-
 candidate_ids as (
 
     select candidates.timesheet_id
@@ -217,12 +207,7 @@ refreshed as (
 
 {#- the stored rows hold every column of the view (not so after a change of the facts SQL
     added one): a whole recomputation then writes only the rows whose values differ -#}
-{%- set stored_columns = [] -%}
-{%- if execute -%}
-    {%- for column in adapter.get_columns_in_relation(this) -%}
-        {%- do stored_columns.append(adapter.quote(column.name)) -%}
-    {%- endfor -%}
-{%- endif -%}
+{%- set stored_columns = relation_columns(this) -%}
 {%- set comparable = (columns | reject('in', stored_columns) | list | length) == 0 %}
 
 -- every current row that is new or whose values differ from the stored one, every stored

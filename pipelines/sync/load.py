@@ -247,7 +247,7 @@ BULK_WORKERS = 2
 
 
 def bulk_loads(
-    extractors: list[ChangeSet], loader: BulkLoader, finisher: ThreadPoolExecutor
+    change_sets: list[ChangeSet], loader: BulkLoader, finisher: ThreadPoolExecutor
 ) -> tuple[dict[str, BulkWrite], list[Future]]:
     """Run the streaming COPY of every given table, a few tables at a time.
 
@@ -256,20 +256,20 @@ def bulk_loads(
         `finisher` while the run continues.
 
     """
-    if not extractors:
+    if not change_sets:
         return {}, []
     # biggest first, so the long table starts at once and the small ones fill in beside it
-    bulk = sorted(extractors, key=lambda e: e.layout.sync != "incremental")
+    bulk = sorted(change_sets, key=lambda c: c.layout.sync != "incremental")
     loader.ensure_schemas()
     written: dict[str, BulkWrite] = {}
     finishing = []
     with ThreadPoolExecutor(max_workers=BULK_WORKERS, thread_name_prefix="bulk") as pool:
-        loads = {pool.submit(_bulk_load, e, loader): e for e in bulk}
+        loads = {pool.submit(_bulk_load, c, loader): c for c in bulk}
         # each table's indexes are built as soon as its own load has committed
         for future in as_completed(loads):
-            e = loads[future]
-            written[e.plan.name] = future.result()
-            finishing.append(finisher.submit(loader.finish, e.layout))
+            done = loads[future]
+            written[done.plan.name] = future.result()
+            finishing.append(finisher.submit(loader.finish, done.layout))
     return written, finishing
 
 

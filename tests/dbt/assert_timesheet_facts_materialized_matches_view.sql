@@ -31,12 +31,9 @@
 {%- endif -%}
 
 {%- set facts = ref('int_timesheet_facts_materialized') -%}
-{%- set columns = [] -%}
+{%- set columns = relation_columns(ref('int_timesheet_facts')) -%}
 {%- set full = (mode == 'full') -%}
 {%- if execute -%}
-    {%- for column in adapter.get_columns_in_relation(ref('int_timesheet_facts')) -%}
-        {%- do columns.append(adapter.quote(column.name)) -%}
-    {%- endfor -%}
     {%- if mode == 'auto' -%}
         {%- set counted = run_query('select count(*) from ' ~ ref('stg_kimai__timesheets')) -%}
         {%- set full = (counted.columns[0].values()[0] | int)
