@@ -6,6 +6,7 @@ afterwards; nothing is mocked.
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 
 import pymysql
 import pytest
+import sqlalchemy as sa
 
 from pipelines.demo.servers import (  # noqa: F401 - the tests import them from here
     MARIADB,
@@ -29,6 +31,37 @@ from pipelines.demo.servers import (  # noqa: F401 - the tests import them from 
 )
 
 REPO = Path(__file__).resolve().parent.parent
+
+# pooled SQLAlchemy connections checked out and not yet returned, by connection record
+_CHECKED_OUT: dict[int, str] = {}
+
+
+@sa.event.listens_for(sa.pool.Pool, "checkout")
+def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    _CHECKED_OUT[id(record)] = repr(record.dbapi_connection)
+
+
+@sa.event.listens_for(sa.pool.Pool, "checkin")
+def _checked_in(dbapi_connection: Any, record: Any) -> None:
+    _CHECKED_OUT.pop(id(record), None)
+
+
+@pytest.fixture(autouse=True)
+def _connections_returned() -> Iterator[None]:
+    """Fail a test that leaves a pooled connection checked out.
+
+    The garbage collector returns such a connection later, at a moment of its own choosing:
+    its rollback then fails on a server whose session the test's teardown killed, and the
+    error that logs (Python 3.11's traceback formatting calls `ast.parse`) broke an
+    unrelated test parsing source on the same worker at that moment.
+    """
+    before = set(_CHECKED_OUT)
+    yield
+    leaked = [conn for key, conn in _CHECKED_OUT.items() if key not in before]
+    if leaked:
+        gc.collect()  # their failing rollbacks now, not inside the report's own `ast.parse`
+    assert not leaked, f"connections left checked out (close them or use `with`): {leaked}"
+
 
 # variables of the public contract: tests start from a clean slate
 _CONTRACT_PREFIXES = ("KIMAI_", "ATLAS_", "DBT_")

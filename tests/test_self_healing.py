@@ -33,6 +33,13 @@ def one(engine: sa.Engine, sql: str):
         return conn.execute(sa.text(sql)).scalar_one()
 
 
+def column(engine: sa.Engine, sql: str) -> list:
+    """The first column of a query's rows, on a connection closed before returning: a
+    connection left to the garbage collector rolls back on a server that may be gone."""
+    with engine.connect() as conn:
+        return list(conn.execute(sa.text(sql)).scalars())
+
+
 def apply(engine: sa.Engine, change: Callable[[sa.Connection], object]) -> None:
     with engine.connect() as conn:
         change(conn)
@@ -94,12 +101,7 @@ def test_project_deleted_with_move_to_another_project(kimai, env):
 
 
 def test_bulk_export_flag_and_raw_sql_edit(kimai, env):
-    ids = [
-        r
-        for (r,) in sa.create_engine(kimai.url)
-        .connect()
-        .execute(sa.text("SELECT id FROM kimai2_timesheet WHERE exported = 0 ORDER BY id LIMIT 40"))
-    ]
+    ids = column(kimai, "SELECT id FROM kimai2_timesheet WHERE exported = 0 ORDER BY id LIMIT 40")
     edited = one(kimai, "SELECT MAX(id) FROM kimai2_timesheet")
     apply(kimai, lambda c: kimai_do.mark_exported(c, ids))
     apply(kimai, lambda c: kimai_do.raw_sql_set_description(c, edited, "changed by a plugin 🔧"))
@@ -129,14 +131,9 @@ def test_deleted_tag_removes_its_pairs(kimai, env):
 
 
 def test_user_and_activity_deleted_with_move_to(kimai, env):
-    users = [
-        r[0]
-        for r in kimai.connect().execute(
-            sa.text(
-                "SELECT user FROM kimai2_timesheet GROUP BY user ORDER BY COUNT(*) DESC LIMIT 2"
-            )
-        )
-    ]
+    users = column(
+        kimai, "SELECT user FROM kimai2_timesheet GROUP BY user ORDER BY COUNT(*) DESC LIMIT 2"
+    )
     activity = one(
         kimai,
         "SELECT activity_id FROM kimai2_timesheet t JOIN kimai2_activities a"
@@ -154,10 +151,7 @@ def test_user_and_activity_deleted_with_move_to(kimai, env):
 
 
 def test_rows_changing_while_reconcile_runs_are_settled_by_the_next_run(kimai, env):
-    ids = [
-        r[0]
-        for r in kimai.connect().execute(sa.text("SELECT id FROM kimai2_timesheet ORDER BY id"))
-    ]
+    ids = column(kimai, "SELECT id FROM kimai2_timesheet ORDER BY id")
     stop = threading.Event()
     errors: list[BaseException] = []
 
