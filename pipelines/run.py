@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pipelines import rust_panics
 from pipelines.errors import (
     EXIT_BAD_CONFIG,
     EXIT_DATA_TEST_FAILED,
@@ -147,6 +148,8 @@ def _guarded(debug: bool, fn: Callable[[], Any]) -> Any:
     """Run `fn`, turning expected failures into one stderr line and the contract's exit code."""
     # connectorx (Rust) prints a stack trace on a dropped connection unless told not to
     os.environ["RUST_BACKTRACE"] = "1" if debug else "0"
+    if not debug:  # and its panic text, before the run's own one-line error
+        rust_panics.install()
     try:
         return fn()
     except typer.Exit:
