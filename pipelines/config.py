@@ -180,6 +180,10 @@ class Settings:
     """``ATLAS_API_ALLOWED_HOSTS``: more names the service answers to (its ``Host`` header)."""
     limits: Limits = field(default_factory=lambda: Limits())
     """Statement, lock wait and run time limits (`Limits`)."""
+    follow_interval_seconds: float = 30.0
+    """``ATLAS_FOLLOW_INTERVAL_SECONDS``: the follower's time between tick starts."""
+    delete_max_lag_seconds: float = 300.0
+    """``ATLAS_DELETE_MAX_LAG_SECONDS``: the follower compares every key range this often."""
     atlas_ssl_mode: str | None = None
     """``ATLAS_DB_SSL_MODE``: libpq's ``sslmode`` (``ATLAS_DB_URL``'s own ``sslmode`` wins)."""
     atlas_ssl_root_cert: Path | None = None
@@ -598,6 +602,8 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         kimai_tls=_kimai_tls(env),
         atlas_ssl_mode=_atlas_ssl_mode(env),
         atlas_ssl_root_cert=_path(env, "ATLAS_DB_SSL_ROOT_CERT"),
+        follow_interval_seconds=_float(env, "ATLAS_FOLLOW_INTERVAL_SECONDS", 30.0, 0.1, 3600),
+        delete_max_lag_seconds=_float(env, "ATLAS_DELETE_MAX_LAG_SECONDS", 300.0, 1, 86400),
         build_max_age_hours=_float(env, "ATLAS_BUILD_MAX_AGE_HOURS", 24, 0, 1e6),
         limits=Limits(
             kimai_statement=_float(env, "KIMAI_DB_STATEMENT_TIMEOUT_SECONDS", 1800, 0, 1e6),

@@ -394,6 +394,55 @@ def reconcile_command(
     _start(ctx, "reconcile", reconcile=True)
 
 
+@app.command("follow")
+def follow_command(
+    ticks: Annotated[
+        int | None,
+        typer.Option(
+            "--ticks", metavar="N", min=1, help="Stop after N ticks (default: until SIGTERM)."
+        ),
+    ] = None,
+    no_build: Annotated[
+        bool,
+        typer.Option(
+            "--no-build",
+            help="Sync only; leave dbt builds to the scheduled job (the views read the"
+            " replica as it is).",
+        ),
+    ] = False,
+    allow_mass_delete: AllowMassDelete = False,
+    log_format: LogFormatOpt = LogFormat.auto,
+    debug: Debug = False,
+) -> None:
+    """Keep the replica within seconds of Kimai: a sync every ATLAS_FOLLOW_INTERVAL_SECONDS.
+
+    Each tick takes the run lock, syncs (comparing one slice of each key range, so that
+    every range is compared within ATLAS_DELETE_MAX_LAG_SECONDS) and builds when the build's
+    inputs changed. Quiet ticks update only the follower's heartbeat. SIGTERM ends it after
+    the tick under way (exit 0); a tripped mass-delete guard ends it with exit 4.
+    """
+
+    def run() -> None:
+        import signal
+        import threading
+
+        from pipelines.config import load_settings
+        from pipelines.follow import Follower
+        from pipelines.logs import configure
+
+        say = configure(log_format.value, debug)
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        follower = Follower(
+            load_settings(), say, stop, allow_mass_delete=allow_mass_delete, build=not no_build
+        )
+        done = follower.run(ticks)
+        print(f"follower stopped after {done} tick{'s' if done != 1 else ''}")
+
+    _guarded(debug, run)
+
+
 @app.command("status")
 def status_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print only JSON on stdout.")] = False,

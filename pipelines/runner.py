@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,9 @@ class RunRequest:
     """Recorded in the audit; the operating system user when None (the API: the token's name)."""
     on_start: Callable[[str], None] | None = None
     """Called with the run id once the audit row exists (the API answers with it)."""
+    record_quiet: bool = True
+    """Record the run in the audit even when it changed no row and built nothing (False: a
+    follower tick, whose quiet ticks leave only its heartbeat, `pipelines.follow`)."""
 
 
 @dataclass
@@ -61,9 +65,19 @@ class RunOutcome:
 
 
 def execute(
-    settings: Settings, request: RunRequest, say: Callable[[str], None] | None = None
+    settings: Settings,
+    request: RunRequest,
+    say: Callable[[str], None] | None = None,
+    outcome: RunOutcome | None = None,
 ) -> RunOutcome:
     """Run a sync and/or dbt build under the run lock, recording it in the audit tables.
+
+    Args:
+        settings: Runtime settings.
+        request: What to run.
+        say: Called with one human line per step.
+        outcome: Filled in as the run goes (so a caller sees what a failed run did);
+            a new one when omitted.
 
     Raises:
         PipelineError: The contract's failures (config, lock held, database, data test).
@@ -73,7 +87,7 @@ def execute(
     for warning in settings.tls_warnings():
         log.warning("%s", warning)
     specs = select_tables(request.tables)
-    outcome = RunOutcome()
+    outcome = outcome if outcome is not None else RunOutcome()
     # a missing database file or an unusable working directory is a configuration error,
     # found before anything starts (and before the lock creates a DuckDB file's neighbour)
     if request.sync:
@@ -112,21 +126,20 @@ def _run_locked(
     replica = open_replica(settings)
     audit = Audit(replica, lock.fence()) if not request.dry_run else None
     record = None
+
+    def recorded() -> RunRecord | None:
+        """The run's audit row, written when first needed."""
+        nonlocal record
+        if audit is not None and record is None:
+            record = _start_record(audit, request)
+            outcome.run_id = record.run_id
+        return record
+
     try:
         if audit is not None:
             audit.ensure_tables()
-            options = {**asdict(request.options), "tables": request.tables}
-            if request.transform:
-                options["build"] = asdict(request.build)
-            record = audit.start(
-                request.command,
-                detect_trigger(request.trigger),
-                options,
-                started_by=request.started_by,
-            )
-            outcome.run_id = record.run_id
-            if request.on_start is not None:
-                request.on_start(record.run_id)
+            if request.record_quiet:
+                recorded()
         if request.sync:
             outcome.sync = sync(
                 settings,
@@ -137,11 +150,11 @@ def _run_locked(
                 dry_run=request.dry_run,
                 before_write=lock.check,
             )
-            if audit is not None and record is not None:
+            if audit is not None and (record is not None or _changed(outcome.sync)):
                 lock.check("the audit")
-                audit.record_tables(record, outcome.sync.tables, request.options.reconcile)
+                audit.record_tables(recorded(), outcome.sync.tables, request.options.reconcile)
         if request.transform:
-            _transform(settings, request, lock, audit, record, outcome)
+            _transform(settings, request, lock, audit, recorded, outcome)
         if audit is not None:
             lock.check("the audit")
     except LockLost:
@@ -149,6 +162,9 @@ def _run_locked(
     except BaseException as exc:
         halt()  # the deadline's watchdog must not cancel the audit's own write
         error = _timed_out_or(exc)
+        if audit is not None and not request.record_quiet:
+            with suppress(Exception):  # what failed may be Atlas DB itself: say that, not this
+                recorded()  # a failed follower tick is recorded, its quiet ticks are not
         if audit is not None and record is not None:
             if isinstance(error, PipelineError):
                 code, message = error.exit_code, str(error)
@@ -168,6 +184,27 @@ def _run_locked(
         replica.close()
 
 
+def _start_record(audit: Audit, request: RunRequest) -> RunRecord:
+    """Write the run's audit row (and tell the caller its id)."""
+    options = {**asdict(request.options), "tables": request.tables}
+    if request.transform:
+        options["build"] = asdict(request.build)
+    record = audit.start(
+        request.command,
+        detect_trigger(request.trigger),
+        options,
+        started_by=request.started_by,
+    )
+    if request.on_start is not None:
+        request.on_start(record.run_id)
+    return record
+
+
+def _changed(result: SyncResult) -> bool:
+    """Whether the sync wrote any row."""
+    return any(t.inserted or t.updated or t.deleted for t in result.tables)
+
+
 def _remember(settings: Settings, succeeded: bool, seconds: float) -> None:
     """Keep the run's outcome on this host, for metrics that must not miss a failure."""
     try:
@@ -181,16 +218,17 @@ def _transform(
     request: RunRequest,
     lock: HeldLock,
     audit: Audit | None,
-    record: RunRecord | None,
+    recorded: Callable[[], RunRecord | None],
     outcome: RunOutcome,
 ) -> None:
     """The dbt build and its publication, recorded in the run's audit row.
 
-    A scheduled run (`run`) whose build inputs did not change since the last green build
-    does no dbt work and records its build as unchanged (`pipelines.build_gate`).
+    A scheduled run (`run`) or follower tick (`follow`) whose build inputs did not change
+    since the last green build does no dbt work and records its build as unchanged
+    (`pipelines.build_gate`); a follower tick that changed nothing records nothing at all.
     """
     lock.check("the dbt build")
-    if audit is None or record is None:
+    if audit is None:
         outcome.transform = build(
             settings,
             request.build,
@@ -201,14 +239,17 @@ def _transform(
     # a selection tests part of the project only: no later run may rely on it
     whole = not request.build.select
     inputs = _build_inputs(settings, audit) if whole else None
-    if request.command == "run" and whole and inputs is not None:
+    if request.command in ("run", "follow") and whole and inputs is not None:
         verdict = build_gate.decide(settings, audit.replica, audit.runs, inputs)
         if not verdict.build:
-            audit.build_unchanged(record, inputs.to_json())
+            if request.record_quiet or outcome.run_id is not None:
+                audit.build_unchanged(recorded(), inputs.to_json())
             log.info("no dbt build: %s", verdict.reason)
             outcome.unchanged = verdict.reason
             return
         log.info("dbt build: %s", verdict.reason)
+    record = recorded()
+    assert record is not None
     audit.build_started(record, inputs.to_json() if inputs is not None else None)
 
     def publish(cursor: object) -> None:

@@ -6,6 +6,48 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 
+@dataclass(frozen=True)
+class Sweep:
+    """The part of each keyed table's key range one follower tick compares (`pipelines.follow`).
+
+    Slice `index` of `slices` equal parts of the key values, from the lowest to the highest
+    on either side, and every key above the replica's highest: rows Kimai added since the
+    last tick are found on every tick, whatever their ``modified_at`` says.
+    """
+
+    index: int
+    slices: int
+    deleted_before: tuple[tuple[str, int], ...] = ()
+    """Rows each table lost earlier in this sweep cycle (the mass-delete guard adds them)."""
+
+    def deleted_earlier(self, table: str) -> int:
+        """Rows `table` lost earlier in this cycle."""
+        return dict(self.deleted_before).get(table, 0)
+
+    def spans(
+        self, low: int, high: int, replica_high: int | None, bucket: int
+    ) -> list[tuple[int, int]]:
+        """The half-open key ranges to compare, in order, on `bucket` boundaries.
+
+        Args:
+            low: The lowest key on either side, on a bucket boundary.
+            high: One past the highest key on either side.
+            replica_high: The replica's highest key (None: no rows).
+            bucket: The digest bucket width: no range splits a bucket.
+
+        """
+        width = -(-(high - low) // (self.slices * bucket)) * bucket
+        start = low + self.index * width
+        end = high if self.index >= self.slices - 1 else min(high, start + width)
+        spans = [(start, end)] if start < end else []
+        tail = low if replica_high is None else max(low, (replica_high + 1) // bucket * bucket)
+        if tail >= high:
+            return spans
+        if not spans or tail > end:
+            return [*spans, (tail, high)]
+        return [(min(start, tail), high)]
+
+
 @dataclass
 class FingerprintStats:
     """What comparing whole rows by range digests cost (`pipelines.sync.rangediff`)."""
@@ -24,6 +66,8 @@ class SyncOptions:
     overlap_seconds: int = 300
     reconcile: bool = False
     """Also compare every column of every row (fingerprints), not only the cursor window."""
+    sweep: Sweep | None = None
+    """Compare only this part of each keyed table's key range (a follower tick)."""
 
 
 @dataclass(frozen=True)

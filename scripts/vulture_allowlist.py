@@ -13,6 +13,8 @@ _ = Whitelist()
 # node id that conftest.py's pytest_collection_modifyitems rewrites (pytest 8 and 9 spellings)
 _.pytestmark
 _.clean_env
+# autouse: pytest runs it for every test, nothing requests it (tests/conftest.py)
+_._connections_returned
 _._nodeid
 _._id
 

@@ -37,7 +37,7 @@ _CHECKED_OUT: dict[int, str] = {}
 
 
 @sa.event.listens_for(sa.pool.Pool, "checkout")
-def _checked_out(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
     _CHECKED_OUT[id(record)] = repr(record.dbapi_connection)
 
 

@@ -71,6 +71,12 @@ AUDIT_FAMILIES = [
         "Differences the last reconcile left.",
         ("table",),
     ),
+    (
+        "kimai_atlas_sync_follower_lag_seconds",
+        "gauge",
+        "Seconds since the follower's newest good tick started (no sample: no follower).",
+        (),
+    ),
 ]
 ALL_FAMILIES = RUN_FAMILIES + AUDIT_FAMILIES
 

@@ -44,15 +44,43 @@ last_build as (
 
 ),
 
+follower as (
+
+    select
+        follower_status,
+        caught_up_at
+    from {{ ref('stg_sync__follower') }}
+    where feed = 'poll'
+
+),
+
+synced as (
+
+    -- the follower's quiet ticks prove every table current without recording a result
+    select
+        counts.table_name,
+        case
+            when latest.last_synced_at is null or follower.caught_up_at > latest.last_synced_at
+                then follower.caught_up_at
+            else latest.last_synced_at
+        end as last_synced_at
+    from counts
+    left join latest
+        on counts.table_name = latest.table_name
+    left join follower
+        on true
+
+),
+
 final as (
 
     select
         counts.table_name,
-        latest.last_synced_at,
+        synced.last_synced_at,
         counts.replica_rows,
         latest.kimai_rows,
         cast(
-            {{ dbt.datediff('latest.last_synced_at', dbt.current_timestamp(), 'second') }}
+            {{ dbt.datediff('synced.last_synced_at', dbt.current_timestamp(), 'second') }}
             as {{ dbt.type_bigint() }}
         ) as lag_seconds,
         latest.newest_modified_at,
@@ -69,11 +97,17 @@ final as (
         last_build.build_status as last_build_status,
         last_build.ended_at as last_build_ended_at,
         last_build.build_failures as last_build_failures,
-        coalesce(data_issues.data_issue_rows, 0) as data_issue_rows
+        coalesce(data_issues.data_issue_rows, 0) as data_issue_rows,
+        follower.follower_status,
+        follower.caught_up_at as follower_caught_up_at
 
     from counts
+    inner join synced
+        on counts.table_name = synced.table_name
     left join latest
         on counts.table_name = latest.table_name
+    left join follower
+        on true
     left join served_build
         on true
     left join last_build

@@ -1,7 +1,8 @@
 """Run audit in Atlas DB: one row per run and one per table per run.
 
 The tables live in the replica schema (never the BI schema, and the BI role gets no grant
-on them): ``sync_runs`` and ``sync_run_tables``. They are written in their own short
+on them): ``sync_runs`` and ``sync_run_tables`` (and the follower's heartbeat,
+`pipelines.record.follower`). They are written in their own short
 transactions, so a failed run is recorded too. ``vw_sync_health`` and the ``status``
 command read them.
 """
@@ -21,6 +22,7 @@ from typing import Any
 from pipelines.adapters.layout import quote_ansi
 from pipelines.adapters.replica import Replica
 from pipelines.errors import LockLost
+from pipelines.record import follower
 from pipelines.types import TableStats
 
 RUNS = "sync_runs"
@@ -149,6 +151,8 @@ class Audit:
         )
         if not added:
             self.replica.execute(f"ALTER TABLE {self.runs} ADD COLUMN build_inputs text")
+        # read by the models' freshness and vw_sync_health, whether or not a follower runs
+        follower.ensure_table(self.replica)
 
     def start(
         self,

@@ -51,6 +51,10 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "replica_rows": ("gauge", "Rows in the replica table."),
     "kimai_rows": ("gauge", "Rows Kimai had at the last sync."),
     "differences_unrepaired": ("gauge", "Differences the last reconcile left."),
+    "follower_lag_seconds": (
+        "gauge",
+        "Seconds since the follower's newest good tick started (no sample: no follower).",
+    ),
 }
 """Every family (without `PREFIX`): its type and help text, in the order they are written."""
 
@@ -147,6 +151,10 @@ def _audit_families(status: Status) -> Iterator[Metric]:
             if value is not None:  # never measured: no sample rather than a made-up 0
                 family.add_metric([table.table_name], float(value))
         yield family
+    lag = _family("follower_lag_seconds")
+    if status.follower is not None and status.follower.lag_seconds is not None:
+        lag.add_metric([], round(status.follower.lag_seconds, 3))
+    yield lag
 
 
 def unreadable(outcome: str, duration_seconds: float) -> SyncMetrics:

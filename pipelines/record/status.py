@@ -10,6 +10,7 @@ from typing import Any
 from pipelines.adapters.layout import quote_ansi
 from pipelines.adapters.replica import Replica, open_replica
 from pipelines.config import Settings
+from pipelines.record import follower
 from pipelines.record.audit import RUNS, TABLE_RUNS, last_build, last_published_at
 from pipelines.registry import TABLES
 from pipelines.tables import number, render_table, text
@@ -46,6 +47,19 @@ class BuildHealth:
 
 
 @dataclass
+class FollowerHealth:
+    """The follower's heartbeat (`pipelines.record.follower`), when one has run."""
+
+    status: str
+    """ok, waiting, failed or stopped: the newest tick's outcome."""
+    last_tick_at: dt.datetime
+    caught_up_at: dt.datetime | None
+    """Start of the newest good tick: the replica holds Kimai as of then."""
+    lag_seconds: float | None
+    error: str | None = None
+
+
+@dataclass
 class Status:
     """What `status` reports."""
 
@@ -60,6 +74,7 @@ class Status:
     """Rows of vw_data_issues per table (None: the view is not built yet)."""
     warnings: list[str] = field(default_factory=list)
     """Settings to review (a remote database reached without a TLS mode)."""
+    follower: FollowerHealth | None = None
 
     def as_json(self) -> dict[str, Any]:
         """JSON-ready dict (timestamps as ISO strings)."""
@@ -77,6 +92,9 @@ class Status:
             "upserts_total": self.upserts_total,
             "errors_total": self.errors_total,
             "data_issues": self.data_issues,
+            "follower": (
+                {k: conv(v) for k, v in asdict(self.follower).items()} if self.follower else None
+            ),
         }
 
 
@@ -121,6 +139,11 @@ def _collect(replica: Replica, last_runs: int, max_lag_seconds: float) -> Status
     ):
         status.upserts_total[name] = int(upserts)
     status.build = _build_health(replica, runs)
+    beat = follower.read(replica, follower.FEED)
+    if beat is not None:
+        status.follower = FollowerHealth(
+            beat.status, beat.last_tick_at, beat.caught_up_at, beat.lag_seconds(now), beat.error
+        )
     for spec in TABLES:
         health = TableHealth(spec.name)
         last = replica.query(
@@ -132,6 +155,11 @@ def _collect(replica: Replica, last_runs: int, max_lag_seconds: float) -> Status
             health.last_synced_at = _utc(last[0][0])
             health.kimai_rows = last[0][1]
             health.newest_modified_at = _utc(last[0][2])
+        # the follower's quiet ticks prove every table current without recording a result
+        caught_up = beat.caught_up_at if beat is not None else None
+        if caught_up is not None and (health.last_synced_at or caught_up) <= caught_up:
+            health.last_synced_at = caught_up
+        if health.last_synced_at is not None:
             health.lag_seconds = (now - health.last_synced_at).total_seconds()
         rec = replica.query(
             f"SELECT recorded_at, differences_found, differences_unrepaired FROM {table_runs}"
@@ -193,12 +221,13 @@ def ago(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f} h ago"
 
 
+def when(value: dt.datetime | None) -> str:
+    """An instant as the report prints it (UTC), or ``-``."""
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
 def render(status: Status) -> str:
     """Human-readable status report."""
-
-    def when(value: dt.datetime | None) -> str:
-        return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
-
     lines = [f"WARNING: {w}" for w in status.warnings]
     lines += [""] if lines else []
     lines += ["Tables", ""]
@@ -224,20 +253,9 @@ def render(status: Status) -> str:
         for t in status.tables
     ]
     lines.append(render_table(columns, body))
-    b = status.build
-    lines += ["", "BI build", ""]
-    if b.served_published_at is None:
-        lines.append("BI reads no published build yet")
-    elif b.built_at is not None:
-        lines.append(
-            f"BI reads the build published {when(b.built_at)} UTC, confirmed current"
-            f" {when(b.served_published_at)} UTC (nothing it reads changed since)"
-        )
-    else:
-        lines.append(f"BI reads the build published {when(b.served_published_at)} UTC")
-    if b.last_status in {"failed", "crashed"}:
-        why = f": {b.last_failures}" if b.last_failures else ""
-        lines.append(f"the last build {b.last_status} at {when(b.last_ended_at)} UTC{why}")
+    lines += ["", "BI build", "", *_build_lines(status.build)]
+    if status.follower is not None:
+        lines += ["", follower_line(status.follower)]
     lines += ["", "Last runs", ""]
     runs = []
     for r in status.runs:
@@ -272,6 +290,30 @@ def render(status: Status) -> str:
     if status.stale:
         lines += ["", f"STALE: {', '.join(status.stale)}"]
     return "\n".join(lines)
+
+
+def _build_lines(b: BuildHealth) -> list[str]:
+    if b.served_published_at is None:
+        lines = ["BI reads no published build yet"]
+    elif b.built_at is not None:
+        lines = [
+            f"BI reads the build published {when(b.built_at)} UTC, confirmed current"
+            f" {when(b.served_published_at)} UTC (nothing it reads changed since)"
+        ]
+    else:
+        lines = [f"BI reads the build published {when(b.served_published_at)} UTC"]
+    if b.last_status in {"failed", "crashed"}:
+        why = f": {b.last_failures}" if b.last_failures else ""
+        lines.append(f"the last build {b.last_status} at {when(b.last_ended_at)} UTC{why}")
+    return lines
+
+
+def follower_line(f: FollowerHealth) -> str:
+    """The follower's state in one line: its newest tick's outcome, and its lag."""
+    caught_up = "never" if f.caught_up_at is None else f"{when(f.caught_up_at)} UTC"
+    error = f": {f.error}" if f.error else ""
+    lag = "-" if f.lag_seconds is None else f"{f.lag_seconds:,.0f} s"
+    return f"Follower: {f.status}{error}; caught up with Kimai {caught_up} (lag {lag})"
 
 
 _RUN_COLUMNS = (

@@ -15,7 +15,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from pipelines.record.status import BuildHealth, Status, TableHealth, ago
+from pipelines.record.status import BuildHealth, Status, TableHealth, ago, follower_line
 
 _COLOURS = {
     "success": "#2e7d32",
@@ -185,5 +185,10 @@ def render(status: Status, token_name: str, can_execute: bool, nonce: str) -> st
         tables=[_table_row(t, status.stale) for t in status.tables],
         chart=runs_chart(status.runs, status.now),
         build=_build(status.build),
+        follower=(
+            {"line": follower_line(status.follower), "bad": status.follower.status != "ok"}
+            if status.follower is not None
+            else None
+        ),
         recent=[_recent_row(r, status.now) for r in status.runs[:10]],
     )

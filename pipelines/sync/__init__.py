@@ -161,6 +161,7 @@ class _Run:
                 self.settings.mass_delete_max_share,
                 MASS_DELETE_MIN_ROWS,
                 self.allow_mass_delete,
+                self.options.sweep,
             )
         except MassDeleteRefused as exc:
             if not self.dry_run:
@@ -312,4 +313,5 @@ def _plan(
         confirm,
         digests=digests and capable,
         references=references,
+        sweep=options.sweep,
     )

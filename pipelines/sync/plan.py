@@ -26,6 +26,7 @@ from pipelines.adapters.replica import PostgresReplica, Replica
 from pipelines.diff import keys_not_in, packed_keys, same_key_sets
 from pipelines.errors import MassDeleteRefused
 from pipelines.sync.rangediff import Comparison, RangeComparer
+from pipelines.types import Sweep
 from pipelines.window import Window
 
 
@@ -183,6 +184,7 @@ def plan_tables(
     confirm: Callable[[], Mapping[str, Window]] | None = None,
     digests: bool = False,
     references: Collection[str] = (),
+    sweep: Sweep | None = None,
 ) -> list[TablePlan]:
     """Read what every table needs from both sides, concurrently, and compare.
 
@@ -199,10 +201,10 @@ def plan_tables(
             instead of by key sets; their cursor window is not read (the rows show it).
         empty: Tables whose replica holds no rows: the whole table will be written, so
             their keys are not read.
-        digests: Compare key sets by per-bucket digests first (both servers compute them),
-            reading only the keys of buckets that differ.
+        digests: Compare key sets by bucket digests first, reading the differing buckets' keys.
         references: Tables whose foreign-key columns' distinct values are read from the
             replica, for the orphan check (`pipelines.sync.orphans`).
+        sweep: Compare only this part of each key set (a follower tick).
 
     """
     windows = dict(windows or {})
@@ -212,7 +214,7 @@ def plan_tables(
             for layout in layouts
         }
         reads, comparers = _start_comparisons(
-            pool, kimai, replica, layouts, fingerprint, empty, digests
+            pool, kimai, replica, layouts, fingerprint, empty, digests, sweep
         )
         values = {
             layout.spec.name: pool.submit(
@@ -262,6 +264,7 @@ def _start_comparisons(
     fingerprint: Collection[str],
     empty: Collection[str],
     digests: bool,
+    sweep: Sweep | None,
 ) -> tuple[dict[str, tuple[Future, ...]], dict[str, RangeComparer]]:
     """Start every table's comparison in `pool`: the reads, and the row comparers by table.
 
@@ -283,7 +286,7 @@ def _start_comparisons(
                 pool.submit(replica.read_rows, layout),
             )
         else:
-            comparer = RangeComparer(kimai, replica, layout, "keys", digests)
+            comparer = RangeComparer(kimai, replica, layout, "keys", digests, sweep)
             reads[name] = (pool.submit(comparer.compare),)
     return reads, comparers
 
@@ -316,13 +319,21 @@ def _read_window(
 
 
 def check_mass_delete(
-    plans: Sequence[TablePlan], max_share: float, min_rows: int, allowed: bool
+    plans: Sequence[TablePlan],
+    max_share: float,
+    min_rows: int,
+    allowed: bool,
+    sweep: Sweep | None = None,
 ) -> None:
     """Refuse a run that would delete a large share of any table.
 
     A Kimai pointed at an empty or wrong database, or a truncated table, looks exactly like
     a mass delete. The check runs before anything is extracted, so a refused run changes
     nothing in Atlas DB and advances no state.
+
+    A follower tick (`sweep`) finds the deletes of one slice of the key range: what the
+    tables lost earlier in the sweep's cycle counts as well, against the rows they had
+    when the cycle began, so a table emptied one slice per tick trips the guard too.
 
     Raises:
         MassDeleteRefused: Unless `allowed`, when a table would lose more than `max_share` of
@@ -332,14 +343,16 @@ def check_mass_delete(
     if allowed:
         return
     for p in plans:
-        before = p.replica_count
-        gone = len(p.deleted)
+        earlier = sweep.deleted_earlier(p.name) if sweep is not None else 0
+        before = p.replica_count + earlier
+        gone = len(p.deleted) + (earlier if len(p.deleted) else 0)
         if before == 0 or gone == 0:
             continue
         everything = gone == before
         if everything or (gone > max_share * before and gone >= min_rows):
+            cycle = " over the follower's key sweep cycle" if earlier else ""
             raise MassDeleteRefused(
-                f"refusing to delete {gone:,} of {before:,} rows ({gone / before:.0%}) of"
+                f"refusing to delete {gone:,} of {before:,} rows ({gone / before:.0%}){cycle} of"
                 f" {p.layout.spec.replica_table}: Kimai ({p.layout.kimai_name}) has"
                 f" {p.kimai_count:,} rows; the limit is ATLAS_MASS_DELETE_MAX_SHARE="
                 f"{max_share:g}. If Kimai really deleted them, rerun with --allow-mass-delete"

@@ -50,7 +50,7 @@ from pipelines.adapters.layout import (
 )
 from pipelines.adapters.replica import Replica
 from pipelines.diff import keys_not_in, packed_keys
-from pipelines.types import FingerprintStats
+from pipelines.types import FingerprintStats, Sweep
 
 Mode = Literal["keys", "rows"]
 
@@ -290,15 +290,23 @@ class RangeComparer:
         mode: ``keys`` (key sets) or ``rows`` (every replicated column; reconcile).
         digests: Compare per-bucket digests first; both servers must compute them
             (MariaDB/MySQL and PostgreSQL). ``rows`` needs them.
+        sweep: Compare only this part of the key range (``keys`` mode; a follower tick).
 
     """
 
     def __init__(
-        self, kimai: Kimai, replica: Replica, layout: TableLayout, mode: Mode, digests: bool
+        self,
+        kimai: Kimai,
+        replica: Replica,
+        layout: TableLayout,
+        mode: Mode,
+        digests: bool,
+        sweep: Sweep | None = None,
     ) -> None:
         if mode == "rows" and not digests:
             raise ValueError("comparing whole rows needs server-side digests")
         self.kimai, self.replica, self.layout, self.mode = kimai, replica, layout, mode
+        self.sweep = sweep if mode == "keys" else None
         self.digests = digests and replica.exists(layout.spec.replica_table)
         self.stats = FingerprintStats()
         self.differing_ranges: list[tuple[int, int]] = []
@@ -365,47 +373,75 @@ class RangeComparer:
         return [ranges] if ranges else []
 
     def compare(self) -> Comparison:
-        """Compare the whole table, one key range at a time."""
+        """Compare the whole table (or the sweep's part of it), one key range at a time.
+
+        A sweep's counts are the whole table's all the same: the replica's is counted, and
+        Kimai's is the replica's corrected by the keys that differ in the compared part.
+        """
         result = Comparison()
         found = _Found()
-        bounds = [
-            b
-            for b in (self.kimai.key_bounds(self.layout), self.replica.key_bounds(self.layout))
-            if b
-        ]
+        replica_bounds = self.replica.key_bounds(self.layout)
+        bounds = [b for b in (self.kimai.key_bounds(self.layout), replica_bounds) if b]
         if not bounds:
             return result
         bucket = BUCKET[self.mode]
-        start = min(b[0] for b in bounds) // bucket * bucket
+        low = min(b[0] for b in bounds) // bucket * bucket
         high = max(b[1] for b in bounds) + 1
+        spans = [(low, high)]
+        if self.sweep is not None:
+            replica_high = replica_bounds[1] if replica_bounds else None
+            spans = self.sweep.spans(low, high, replica_high, bucket)
         width = TARGET_KEYS // bucket * bucket
         with ThreadPoolExecutor(max_workers=2 * SPLIT, thread_name_prefix="compare") as pool:
-            while start < high:
-                end = min(start + width, high)
-                ranges = [(start, end)]
-                counts: tuple[int, int] | None = None
-                if self.digests:
-                    theirs, ours = self._digests(pool, start, end)
-                    counts = (_counts(theirs), _counts(ours))
-                    ranges = differing_buckets(theirs, ours, start, end, bucket)
-                    self.stats.buckets_differing += len(ranges)
-                    self.differing_ranges.extend(ranges)
-                for part in self._reads(ranges, start, end):
-                    kimai_rows, replica_rows = self._rows(pool, part)
-                    counts = counts or (kimai_rows.num_rows, replica_rows.num_rows)
-                    found.add(kimai_rows, replica_rows)
-                assert counts is not None
-                result.kimai_count += counts[0]
-                result.replica_count += counts[1]
-                width = min(MAX_WIDTH, max(MIN_WIDTH, int(width * TARGET_KEYS / max(*counts, 1))))
-                # ranges start on bucket boundaries: a bucket is never split between queries
-                width = max(bucket, width // bucket * bucket)
-                start = end
+            for start, span_end in spans:
+                width = self._compare_span(pool, start, span_end, width, result, found)
         result.deleted = _Found._sorted(found.deleted)
         result.missing = _Found._sorted(found.missing)
         result.changed = _Found._sorted(found.changed)
         self.stats.keys_differing = len(result.differing)
+        if self.sweep is not None:
+            result.replica_count = self.replica.count(self.layout.spec.replica_table)
+            result.kimai_count = result.replica_count - len(result.deleted) + len(result.missing)
         return result
+
+    def _compare_span(
+        self,
+        pool: ThreadPoolExecutor,
+        start: int,
+        high: int,
+        width: int,
+        result: Comparison,
+        found: _Found,
+    ) -> int:
+        """Compare the keys in [start, high), adding to `result` and `found`.
+
+        Returns:
+            The range width the next span starts with (adapted to the key density).
+
+        """
+        bucket = BUCKET[self.mode]
+        while start < high:
+            end = min(start + width, high)
+            ranges = [(start, end)]
+            counts: tuple[int, int] | None = None
+            if self.digests:
+                theirs, ours = self._digests(pool, start, end)
+                counts = (_counts(theirs), _counts(ours))
+                ranges = differing_buckets(theirs, ours, start, end, bucket)
+                self.stats.buckets_differing += len(ranges)
+                self.differing_ranges.extend(ranges)
+            for part in self._reads(ranges, start, end):
+                kimai_rows, replica_rows = self._rows(pool, part)
+                counts = counts or (kimai_rows.num_rows, replica_rows.num_rows)
+                found.add(kimai_rows, replica_rows)
+            assert counts is not None
+            result.kimai_count += counts[0]
+            result.replica_count += counts[1]
+            width = min(MAX_WIDTH, max(MIN_WIDTH, int(width * TARGET_KEYS / max(*counts, 1))))
+            # ranges start on bucket boundaries: a bucket is never split between queries
+            width = max(bucket, width // bucket * bucket)
+            start = end
+        return width
 
     def recheck(self) -> pa.Array:
         """Keys that still differ in the buckets that differed (after a repair)."""

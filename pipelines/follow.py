@@ -1,0 +1,207 @@
+"""The follower (`python -m pipelines.run follow`): the replica within seconds of Kimai.
+
+Each tick is one scheduled run (sync, then the gated dbt build) under the run lock, so a
+cron run, ``reconcile`` or ``transform`` interleave with it safely: a tick that finds the
+lock held waits for it a while, then tries again on the next tick, and the lock stays free
+for a moment between ticks, so a run waiting for it gets it. What a tick does more
+than a scheduled run:
+
+- the key sweep compares one slice of each keyed table's key range, plus the keys above
+  the replica's newest (`pipelines.types.Sweep`); the slices rotate so that every range is
+  compared within ``ATLAS_DELETE_MAX_LAG_SECONDS``;
+- the deletes of the sweep's cycle add up for the mass-delete guard, so a table emptied
+  slice by slice stops the follower as one mass delete stops a run;
+- a tick that changed nothing and built nothing writes its heartbeat row only
+  (`pipelines.record.follower`), no audit rows.
+
+SIGTERM (or SIGINT) lets the tick under way finish, then the follower exits 0.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from pipelines.adapters.replica import Replica, open_replica
+from pipelines.config import Settings
+from pipelines.errors import ConfigError, LockHeld, MassDeleteRefused, PipelineError
+from pipelines.lock import POLL_SECONDS
+from pipelines.record import follower
+from pipelines.record.audit import Audit
+from pipelines.runner import RunOutcome, RunRequest, execute
+from pipelines.types import Sweep, SyncOptions
+
+log = logging.getLogger("pipelines.follow")
+
+LOCK_GAP_SECONDS = 2 * POLL_SECONDS
+"""The least time the lock stays free between ticks: a run waiting for it polls every
+`POLL_SECONDS`, so it takes the lock before the next tick even when ticks overrun."""
+
+
+def sweep_slices(interval_seconds: float, max_lag_seconds: float) -> int:
+    """Slices per sweep cycle: every range compared within `max_lag_seconds`.
+
+    One tick's interval is left for the tick itself, so a cycle of ``slices`` ticks ends
+    within the lag even when ticks start late.
+    """
+    return max(1, math.floor(max_lag_seconds / interval_seconds) - 1)
+
+
+class Follower:
+    """The follower's loop and its state between ticks.
+
+    Args:
+        settings: Runtime settings.
+        say: Called with one line per tick that changed rows or built (quiet ticks say
+            nothing).
+        stop: Set to end the loop once the tick under way is done (SIGTERM sets it).
+        allow_mass_delete: Start a new sweep cycle and skip the mass-delete guard until it
+            ends: after the guard stopped the follower and Kimai's deletes were found to be
+            real.
+        build: Run the gated dbt build on each tick (False: sync only; the views read
+            the replica as it is, and the scheduled job builds).
+
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        say: Callable[[str], None] | None = None,
+        stop: threading.Event | None = None,
+        allow_mass_delete: bool = False,
+        build: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.build = build
+        self.allow_mass_delete = allow_mass_delete
+        self.say = say or (lambda _line: None)
+        self.stop = stop or threading.Event()
+        self.interval = settings.follow_interval_seconds
+        self.slices = sweep_slices(self.interval, settings.delete_max_lag_seconds)
+        self.position: follower.Position | None = None
+        """Where the sweep stands; read from the heartbeat by the first tick that can."""
+        self.caught_up_at: dt.datetime | None = None
+
+    def _resume(self) -> follower.Position:
+        """The stored sweep position (a new cycle after --allow-mass-delete)."""
+        if self.position is None:
+            with _replica(self.settings) as replica:
+                Audit(replica).ensure_tables()
+                beat = follower.read(replica, follower.FEED)
+            self.position = beat.position if beat else follower.Position(0, self.slices)
+            if self.allow_mass_delete:
+                self.position = follower.Position(0, self.slices)
+            self.caught_up_at = beat.caught_up_at if beat else None
+        return self.position
+
+    def run(self, max_ticks: int | None = None) -> int:
+        """Tick until stopped (or `max_ticks` ticks); returns the ticks done.
+
+        Raises:
+            ConfigError: The configuration cannot work (checked on every tick).
+            MassDeleteRefused: The guard tripped: the follower stops, as a run does.
+
+        """
+        ticks = 0
+        while not self.stop.is_set() and (max_ticks is None or ticks < max_ticks):
+            started = time.monotonic()
+            self.tick()
+            ticks += 1
+            if max_ticks is None or ticks < max_ticks:
+                rest = self.interval - (time.monotonic() - started)
+                self.stop.wait(max(rest, LOCK_GAP_SECONDS))
+        return ticks
+
+    def tick(self) -> RunOutcome | None:
+        """One tick: the sync of this slice and the gated build, then the heartbeat.
+
+        Returns:
+            What the run did (as far as it went, when it failed); None when another run
+            held the lock throughout.
+
+        """
+        started_at = dt.datetime.now(dt.UTC)
+        try:
+            position = self._resume()
+        except ConfigError:
+            raise
+        except PipelineError as exc:  # Atlas DB unreachable: the next tick tries again
+            log.error("tick failed: %s", exc)
+            return None
+        if position.slices != self.slices:
+            position = follower.Position(0, self.slices)
+        sweep = Sweep(position.slice, position.slices, tuple(position.cycle_deleted.items()))
+        request = RunRequest(
+            command="follow",
+            transform=self.build,
+            options=SyncOptions(overlap_seconds=self.settings.overlap_seconds, sweep=sweep),
+            wait_seconds=min(self.interval, 10.0),
+            trigger="follow",
+            record_quiet=False,
+            allow_mass_delete=self.allow_mass_delete,
+        )
+        outcome = RunOutcome()
+        try:
+            # no progress lines per table: a tick every 30 s would bury what matters
+            execute(self.settings, request, outcome=outcome)
+        except LockHeld as exc:
+            log.info("tick skipped: %s", exc)
+            self._beat(started_at, "waiting", str(exc))
+            return None
+        except (ConfigError, MassDeleteRefused) as exc:
+            self._beat(started_at, "stopped", str(exc))
+            raise
+        except PipelineError as exc:  # recorded in the audit; the next tick tries again
+            log.error("tick failed: %s", exc)
+            if outcome.sync is not None:  # the sync went through; its build failed
+                self._advance(position, outcome)
+            self._beat(started_at, "failed", str(exc))
+            return outcome
+        self._advance(position, outcome)
+        self.caught_up_at = started_at
+        self._beat(started_at, "ok", None)
+        if outcome.run_id is not None:
+            changed = sum(t.inserted + t.updated + t.deleted for t in outcome.sync.tables)
+            built = "built" if outcome.transform is not None else "no build"
+            self.say(f"tick: {changed:,} rows changed, {built}")
+        return outcome
+
+    def _advance(self, position: follower.Position, outcome: RunOutcome) -> None:
+        """The sweep moves on once a tick's sync went through (even if its build failed)."""
+        assert outcome.sync is not None
+        deleted = {t.table: t.deleted for t in outcome.sync.tables}
+        self.position = position.advanced(deleted, self.slices)
+        if self.position.slice == 0:  # a whole cycle compared: the guard is back
+            self.allow_mass_delete = False
+
+    def _beat(self, started_at: dt.datetime, status: str, error: str | None) -> None:
+        assert self.position is not None
+        try:
+            with _replica(self.settings) as replica:
+                follower.write(
+                    replica,
+                    follower.Heartbeat(
+                        follower.FEED, self.position, started_at, self.caught_up_at, status, error
+                    ),
+                )
+        except Exception as exc:  # the heartbeat must not stop the follower
+            log.warning("could not write the follower's heartbeat: %s", exc)
+
+
+@contextmanager
+def _replica(settings: Settings) -> Iterator[Replica]:
+    """A replica connection for one read or write.
+
+    None is kept between ticks: a restarted Atlas DB costs the follower one failed tick,
+    not a dead connection.
+    """
+    replica = open_replica(settings)
+    try:
+        yield replica
+    finally:
+        replica.close()

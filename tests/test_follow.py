@@ -1,0 +1,249 @@
+"""The follower (`follow`): quiet ticks, the rolling key sweep, its guard, the lock, SIGTERM."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from pipelines.demo import kimai_actions as kimai_do
+from tests.conftest import (
+    first_sync,
+    kimai_query,
+    kimai_url,
+    pg_query,
+    run_cli,
+    start_cli,
+    wait_for,
+)
+from tests.replica_check import assert_replica_equals_kimai
+from tests.stack import ANALYTICS, Stack, make_stack
+
+REPLICA = "kimai_replica"
+# 0.5 s between ticks and every key range within 2.5 s: four slices per sweep cycle
+FAST = {"ATLAS_FOLLOW_INTERVAL_SECONDS": "0.5", "ATLAS_DELETE_MAX_LAG_SECONDS": "2.5"}
+SLICES = 4
+
+
+def _runs(atlas_db: str) -> list[tuple]:
+    return pg_query(
+        atlas_db,
+        f"SELECT command, status, build_status FROM {REPLICA}.sync_runs ORDER BY started_at",
+    )
+
+
+def _heartbeat(atlas_db: str) -> tuple | None:
+    if not pg_query(atlas_db, f"SELECT to_regclass('{REPLICA}.sync_follower')")[0][0]:
+        return None  # the follower has not started yet
+    rows = pg_query(
+        atlas_db,
+        "SELECT position, status, error, last_tick_at, caught_up_at, now()"
+        f" FROM {REPLICA}.sync_follower WHERE feed = 'poll'",
+    )
+    return rows[0] if rows else None
+
+
+def _replica_ids(atlas_db: str) -> set[int]:
+    return {r[0] for r in pg_query(atlas_db, f"SELECT id FROM {REPLICA}.replica_kimai_timesheets")}
+
+
+def _follower(env: dict[str, str], **options: object):
+    """A follower in this process, on the test's databases with four slices per cycle."""
+    from pipelines.config import load_settings
+    from pipelines.follow import Follower
+
+    settings = load_settings({**env, **FAST}, dotenv=False)
+    return Follower(settings, build=False, **options)
+
+
+def _delete(kimai_db: str, ids: list[int]) -> None:
+    engine = sa.create_engine(kimai_url(kimai_db))
+    try:
+        with engine.connect() as conn:
+            for timesheet_id in ids:
+                assert kimai_do.delete_timesheet(conn, timesheet_id)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A synced stack with overlays and one green scheduled run (sync + dbt build)."""
+    with make_stack(tmp_path_factory.mktemp("follow"), timesheets=3000, seed=29) as stack:
+        done = run_cli(env=stack.env, timeout=600)
+        assert done.returncode == 0, done.stderr
+        yield stack
+
+
+@pytest.mark.heavy
+def test_quiet_ticks_import_no_dbt_and_leave_only_the_heartbeat(built: Stack) -> None:
+    before = _runs(built.atlas_db)
+    script = textwrap.dedent(
+        """
+        import sys
+        from pipelines.config import load_settings
+        from pipelines.follow import Follower
+        ticks = Follower(load_settings(dotenv=False)).run(3)
+        print(ticks, sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in ("dbt", "dlt")}))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**_clean_env(), **built.env, **FAST},
+    )
+    assert done.returncode == 0, done.stderr
+    # three ticks; dlt imported to read its state, dbt never
+    assert done.stdout.split()[0] == "3" and "'dbt'" not in done.stdout, done.stdout
+    assert _runs(built.atlas_db) == before
+    position, status, error, last_tick, caught_up, now = _heartbeat(built.atlas_db)
+    assert (status, error) == ("ok", None)
+    assert json.loads(position) == {"slice": 3, "slices": SLICES, "cycle_deleted": {}}
+    assert 0 <= (now - caught_up).total_seconds() < 30 and last_tick == caught_up
+    # BI's health view and `status` count the quiet ticks as syncs of every table
+    health = pg_query(
+        built.atlas_db,
+        "SELECT DISTINCT follower_status, follower_caught_up_at, last_synced_at"
+        f" FROM {ANALYTICS}.vw_sync_health",
+    )
+    assert health == [("ok", caught_up, caught_up)]
+    shown = run_cli("status", env=built.env)
+    assert shown.returncode == 0, shown.stderr
+    assert "Follower: ok; caught up with Kimai" in shown.stdout
+    assert "STALE" not in shown.stdout
+
+
+@pytest.mark.heavy
+def test_an_edit_reaches_the_facts_view_in_one_recorded_tick(built: Stack) -> None:
+    (timesheet_id, description) = kimai_query(
+        built.kimai_db, "SELECT id, description FROM kimai2_timesheet ORDER BY id DESC LIMIT 1"
+    )[0]
+    engine = sa.create_engine(kimai_url(built.kimai_db))
+    try:
+        with engine.connect() as conn:
+            kimai_do.update_timesheet(
+                conn,
+                timesheet_id,
+                now=dt.datetime.now(dt.UTC),
+                description="followed within a tick",
+            )
+    finally:
+        engine.dispose()
+    before = len(_runs(built.atlas_db))
+    done = run_cli("follow", "--ticks", "1", env=built.env, extra_env=FAST, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "follower stopped after 1 tick" in done.stdout
+    runs = _runs(built.atlas_db)
+    assert len(runs) == before + 1 and runs[-1] == ("follow", "success", "published")
+    seen = pg_query(
+        built.atlas_db,
+        f"SELECT description FROM {ANALYTICS}.vw_timesheet_facts WHERE timesheet_id = %s",
+        (timesheet_id,),
+    )
+    assert seen == [("followed within a tick",)] != [(description,)]
+
+
+def test_deletes_anywhere_are_found_within_one_sweep_cycle(env: dict[str, str]) -> None:
+    first_sync(env, seed=31, timesheets=3000)
+    kimai_db, atlas_db = env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"]
+    ids = [r[0] for r in kimai_query(kimai_db, "SELECT id FROM kimai2_timesheet ORDER BY id")]
+    low, middle, high = ids[5], ids[len(ids) // 2], ids[-1]
+    _delete(kimai_db, [low, middle, high])
+    follower = _follower(env)
+    follower.tick()
+    # the first slice holds the lowest keys, and every tick looks at the keys at the top
+    held = _replica_ids(atlas_db)
+    assert low not in held and high not in held and middle in held
+    for _ in range(SLICES - 1):
+        follower.tick()
+    assert middle not in _replica_ids(atlas_db)
+    assert_replica_equals_kimai(kimai_db, atlas_db)
+    assert json.loads(_heartbeat(atlas_db)[0])["slice"] == 0  # a new cycle begins
+
+
+def test_a_table_emptied_slice_by_slice_stops_the_follower(env: dict[str, str]) -> None:
+    from pipelines.errors import MassDeleteRefused
+
+    first_sync(env, seed=37, timesheets=3000)
+    kimai_db, atlas_db = env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"]
+    ids = [r[0] for r in kimai_query(kimai_db, "SELECT id FROM kimai2_timesheet ORDER BY id")]
+    rng = random.Random(37)
+    rng.shuffle(ids)
+    # before each tick Kimai loses another 12 % of its timesheets, spread over every slice:
+    # each tick finds a few percent (its slice's share), far below the 20 % limit alone
+    batch = len(ids) * 12 // 100
+    follower = _follower(env)
+    refused = None
+    for tick in range(SLICES):
+        _delete(kimai_db, ids[tick * batch : (tick + 1) * batch])
+        before = _replica_ids(atlas_db)
+        try:
+            follower.tick()
+        except MassDeleteRefused as exc:
+            refused = (tick, str(exc), before)
+            break
+    assert refused is not None, "the follower deleted its way through the table"
+    tick, message, before = refused
+    assert tick > 0 and "over the follower's key sweep cycle" in message
+    # the refused tick deleted nothing, and says why in the heartbeat
+    assert _replica_ids(atlas_db) == before
+    _, status, error, *_ = _heartbeat(atlas_db)
+    assert status == "stopped" and error == message
+    # a restart with --allow-mass-delete accepts the deletes and begins a new cycle
+    follower = _follower(env, allow_mass_delete=True)
+    for _ in range(SLICES):
+        follower.tick()
+    assert_replica_equals_kimai(kimai_db, atlas_db)
+
+
+def test_cron_runs_interleave_and_sigterm_ends_the_follower_cleanly(env: dict[str, str]) -> None:
+    first_sync(env, seed=41, timesheets=2000)
+    kimai_db, atlas_db = env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"]
+    proc = start_cli("follow", "--no-build", env=env, extra_env=FAST)
+    try:
+        wait_for(lambda: _heartbeat(atlas_db) is not None, "the follower's first tick")
+        # scheduled syncs take the same lock: each waits for the tick under way, then runs
+        for _ in range(2):
+            cron = run_cli("sync", "--wait", "60", env=env)
+            assert cron.returncode == 0, cron.stderr
+        gone = kimai_query(kimai_db, "SELECT MAX(id) FROM kimai2_timesheet")[0][0]
+        _delete(kimai_db, [gone])
+        # the tick under way may have compared one table before the delete, the other after
+        wait_for(
+            lambda: (
+                not pg_query(
+                    atlas_db,
+                    f"SELECT 1 FROM {REPLICA}.replica_kimai_timesheets WHERE id = %s UNION ALL"
+                    f" SELECT 1 FROM {REPLICA}.replica_kimai_timesheet_tags WHERE timesheet_id = %s",
+                    (gone, gone),
+                )
+            ),
+            "the follower to apply a delete and its cascade",
+        )
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "follower stopped after" in out and err == ""  # quiet ticks say nothing
+    assert_replica_equals_kimai(kimai_db, atlas_db)
+    # every recorded run ended: the follower's change tick and the two cron syncs
+    runs = _runs(atlas_db)
+    assert all(status == "success" for _, status, _ in runs)
+    assert sum(command == "follow" for command, _, _ in runs) >= 1
+    assert sum(command == "sync" for command, _, _ in runs) == 3
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("KIMAI_", "ATLAS_", "DBT_"))}
