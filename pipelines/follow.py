@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,6 +40,33 @@ log = logging.getLogger("pipelines.follow")
 LOCK_GAP_SECONDS = 2 * POLL_SECONDS
 """The least time the lock stays free between ticks: a run waiting for it polls every
 `POLL_SECONDS`, so it takes the lock before the next tick even when ticks overrun."""
+
+
+class StopRequest:
+    """The follower's stop flag, safe to set from a signal handler.
+
+    `threading.Event` is not: its `set` takes the lock its own `wait` holds, so a SIGTERM
+    that lands while the main thread is inside `wait` deadlocks the handler against the
+    very thread it runs on (a follower that never stopped, under load, in the tests).
+    """
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        """Ask the follower to stop after the tick under way."""
+        self._set = True
+
+    def is_set(self) -> bool:
+        """Whether a stop was asked for."""
+        return self._set
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to `timeout` seconds, less when a stop is asked for meanwhile."""
+        end = time.monotonic() + timeout
+        while not self._set and (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, 0.1))
+        return self._set
 
 
 def sweep_slices(interval_seconds: float, max_lag_seconds: float) -> int:
@@ -72,7 +98,7 @@ class Follower:
         self,
         settings: Settings,
         say: Callable[[str], None] | None = None,
-        stop: threading.Event | None = None,
+        stop: StopRequest | None = None,
         allow_mass_delete: bool = False,
         build: bool = True,
     ) -> None:
@@ -80,7 +106,7 @@ class Follower:
         self.build = build
         self.allow_mass_delete = allow_mass_delete
         self.say = say or (lambda _line: None)
-        self.stop = stop or threading.Event()
+        self.stop = stop or StopRequest()
         self.interval = settings.follow_interval_seconds
         self.slices = sweep_slices(self.interval, settings.delete_max_lag_seconds)
         self.position: follower.Position | None = None

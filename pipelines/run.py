@@ -424,14 +424,13 @@ def follow_command(
 
     def run() -> None:
         import signal
-        import threading
 
         from pipelines.config import load_settings
-        from pipelines.follow import Follower
+        from pipelines.follow import Follower, StopRequest
         from pipelines.logs import configure
 
         say = configure(log_format.value, debug)
-        stop = threading.Event()
+        stop = StopRequest()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
         follower = Follower(

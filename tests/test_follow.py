@@ -210,7 +210,7 @@ def test_a_table_emptied_slice_by_slice_stops_the_follower(env: dict[str, str]) 
 def test_cron_runs_interleave_and_sigterm_ends_the_follower_cleanly(env: dict[str, str]) -> None:
     first_sync(env, seed=41, timesheets=2000)
     kimai_db, atlas_db = env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"]
-    proc = start_cli("follow", "--no-build", env=env, extra_env=FAST)
+    proc = start_cli("follow", "--no-build", env=env, extra_env={**FAST, "PYTHONFAULTHANDLER": "1"})
     try:
         wait_for(lambda: _heartbeat(atlas_db) is not None, "the follower's first tick")
         # scheduled syncs take the same lock: each waits for the tick under way, then runs
@@ -234,7 +234,11 @@ def test_cron_runs_interleave_and_sigterm_ends_the_follower_cleanly(env: dict[st
         assert proc.poll() is None
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=120)
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail(f"no exit 120 s after SIGTERM: {proc.communicate(timeout=60)[1][-3000:]}")
     assert proc.returncode == 0, err
     assert "follower stopped after" in out and err == ""  # quiet ticks say nothing
     assert_replica_equals_kimai(kimai_db, atlas_db)
