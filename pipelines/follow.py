@@ -177,20 +177,20 @@ class Follower:
             execute(self.settings, request, outcome=outcome)
         except LockHeld as exc:
             log.info("tick skipped: %s", exc)
-            self._beat(started_at, "waiting", str(exc))
+            self._beat(started_at, "waiting", str(exc), outcome)
             return None
         except (ConfigError, MassDeleteRefused) as exc:
-            self._beat(started_at, "stopped", str(exc))
+            self._beat(started_at, "stopped", str(exc), outcome)
             raise
         except PipelineError as exc:  # recorded in the audit; the next tick tries again
             log.error("tick failed: %s", exc)
             if outcome.sync is not None:  # the sync went through; its build failed
                 self._advance(position, outcome)
-            self._beat(started_at, "failed", str(exc))
+            self._beat(started_at, "failed", str(exc), outcome)
             return outcome
         self._advance(position, outcome)
         self.caught_up_at = started_at
-        self._beat(started_at, "ok", None)
+        self._beat(started_at, "ok", None, outcome)
         if outcome.run_id is not None:
             changed = sum(t.inserted + t.updated + t.deleted for t in outcome.sync.tables)
             built = "built" if outcome.transform is not None else "no build"
@@ -205,16 +205,24 @@ class Follower:
         if self.position.slice == 0:  # a whole cycle compared: the guard is back
             self.allow_mass_delete = False
 
-    def _beat(self, started_at: dt.datetime, status: str, error: str | None) -> None:
+    def _beat(
+        self, started_at: dt.datetime, status: str, error: str | None, outcome: RunOutcome
+    ) -> None:
         assert self.position is not None
+        seconds = (dt.datetime.now(dt.UTC) - started_at).total_seconds()
+        beat = follower.Heartbeat(
+            follower.FEED,
+            self.position,
+            started_at,
+            self.caught_up_at,
+            status,
+            error,
+            round(seconds, 3),
+            outcome.run_id,
+        )
         try:
             with _replica(self.settings) as replica:
-                follower.write(
-                    replica,
-                    follower.Heartbeat(
-                        follower.FEED, self.position, started_at, self.caught_up_at, status, error
-                    ),
-                )
+                follower.write(replica, beat)
         except Exception as exc:  # the heartbeat must not stop the follower
             log.warning("could not write the follower's heartbeat: %s", exc)
 

@@ -15,7 +15,9 @@ database and measures, in interleaved rounds (the order rotates every round):
   (e)  ``reconcile`` with no differences and with 1k silent differences;
   (f)  ``transform`` (dbt build) in view mode, and the incremental facts refresh;
   (q)  Metabase-style questions on the views: this month's monthly budgets (qb), and
-       utilization per user over the last full month (qu).
+       utilization per user over the last full month (qu);
+  (g)  with ``--follow SECONDS``: the follower running that long, edits saved in Kimai one
+       at a time: edit → row in vw_timesheet_facts latency, tick times, Kimai's CPU share.
 
 For every run: wall time, CPU time of the process tree (user+sys, from wait4), peak RSS of
 the largest single process, rows/s, and what Kimai did for it: rows examined (MariaDB
@@ -76,6 +78,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "(default 1024; 0 = leave it)")  # fmt: skip
     p.add_argument("--kimai-database", default=None,
                    help="reuse a Kimai database an earlier --keep run built")  # fmt: skip
+    p.add_argument("--follow", type=float, default=0, metavar="SECONDS",
+                   help="also run the follower study this long: edit-to-BI latency, tick"
+                        " times, Kimai CPU (default 0: none)")  # fmt: skip
+    p.add_argument("--follow-interval", type=float, default=30, metavar="SECONDS",
+                   help="the follower's ATLAS_FOLLOW_INTERVAL_SECONDS in that study")  # fmt: skip
+    p.add_argument("--follow-only", action="store_true",
+                   help="only the follower study (needs --follow)")  # fmt: skip
     p.add_argument("--timeout", type=float, default=1800, help="per command, seconds")
     args = p.parse_args(argv)
     if args.smoke:
@@ -94,6 +103,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.ab_pairs = args.rounds
     if args.impact_only:
         args.impact = True
+    if args.follow_only and args.follow <= 0:
+        p.error("--follow-only needs --follow SECONDS")
     if args.kimai_database and not args.kimai_database.startswith("kimai_bench_"):
         p.error("--kimai-database must name a database an earlier benchmark built (kimai_bench_*)")
     if args.rounds < 1 or args.timesheets < 1000:

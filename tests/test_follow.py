@@ -110,6 +110,10 @@ def test_quiet_ticks_import_no_dbt_and_leave_only_the_heartbeat(built: Stack) ->
     position, status, error, last_tick, caught_up, now = _heartbeat(built.atlas_db)
     assert (status, error) == ("ok", None)
     assert json.loads(position) == {"slice": 3, "slices": SLICES, "cycle_deleted": {}}
+    ((tick_seconds, run_id),) = pg_query(
+        built.atlas_db, f"SELECT last_tick_seconds, last_run_id FROM {REPLICA}.sync_follower"
+    )
+    assert tick_seconds > 0 and run_id is None  # a quiet tick is no run of the audit
     assert 0 <= (now - caught_up).total_seconds() < 30 and last_tick == caught_up
     # BI's health view and `status` count the quiet ticks as syncs of every table
     health = pg_query(
@@ -146,6 +150,11 @@ def test_an_edit_reaches_the_facts_view_in_one_recorded_tick(built: Stack) -> No
     assert "follower stopped after 1 tick" in done.stdout
     runs = _runs(built.atlas_db)
     assert len(runs) == before + 1 and runs[-1] == ("follow", "success", "published")
+    newest = pg_query(
+        built.atlas_db,
+        f"SELECT run_id FROM {REPLICA}.sync_runs ORDER BY started_at DESC LIMIT 1",
+    )
+    assert pg_query(built.atlas_db, f"SELECT last_run_id FROM {REPLICA}.sync_follower") == newest
     seen = pg_query(
         built.atlas_db,
         f"SELECT description FROM {ANALYTICS}.vw_timesheet_facts WHERE timesheet_id = %s",

@@ -32,7 +32,10 @@ _DDL = """CREATE TABLE IF NOT EXISTS {table} (
     -- the start of the newest tick that succeeded: the replica holds Kimai as of then
     caught_up_at timestamptz,
     status varchar(16) NOT NULL,
-    error text
+    error text,
+    -- the newest tick's wall time, and its run in the audit (NULL: a quiet tick, unrecorded)
+    last_tick_seconds double precision,
+    last_run_id varchar(32)
 )"""
 
 
@@ -96,6 +99,9 @@ class Heartbeat:
     caught_up_at: dt.datetime | None
     status: str
     error: str | None = None
+    last_tick_seconds: float | None = None
+    last_run_id: str | None = None
+    """The newest tick's run in the audit; None for a quiet tick (it records none)."""
 
     def lag_seconds(self, now: dt.datetime | None = None) -> float | None:
         """Seconds the replica may be behind Kimai: since the newest good tick started."""
@@ -131,11 +137,13 @@ def write(replica: Replica, beat: Heartbeat) -> None:
     """Store the feed's heartbeat (one row per feed, replaced)."""
     replica.execute(
         f"INSERT INTO {replica.qualified(FOLLOWER)} (feed, host, pid, position, last_tick_at,"
-        " caught_up_at, status, error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+        " caught_up_at, status, error, last_tick_seconds, last_run_id)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
         " ON CONFLICT (feed) DO UPDATE SET host = excluded.host, pid = excluded.pid,"
         " position = excluded.position, last_tick_at = excluded.last_tick_at,"
         " caught_up_at = excluded.caught_up_at, status = excluded.status,"
-        " error = excluded.error",
+        " error = excluded.error, last_tick_seconds = excluded.last_tick_seconds,"
+        " last_run_id = excluded.last_run_id",
         (
             beat.feed,
             socket.gethostname(),
@@ -145,6 +153,8 @@ def write(replica: Replica, beat: Heartbeat) -> None:
             beat.caught_up_at,
             beat.status,
             beat.error,
+            beat.last_tick_seconds,
+            beat.last_run_id,
         ),
     )
 

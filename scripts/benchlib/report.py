@@ -413,6 +413,8 @@ def render_report(data: dict[str, Any]) -> str:
 
     if data.get("impact"):
         add(render_impact(data["impact"]))
+    if data.get("follow"):
+        add(render_follow(data["follow"]))
     add("## Method")
     add("")
     add(
@@ -501,6 +503,34 @@ def _breakdown(k: str, rows: list[dict[str, Any]]) -> str:
             f" slowest nodes: {top}."
         )
     return " ".join(parts)
+
+
+def render_follow(follow: dict[str, Any]) -> str:
+    """The follower study (`benchlib.follow`): latency, tick times, Kimai's CPU."""
+    lines: list[str] = []
+    add = lines.append
+    add(
+        f"## The follower: {follow['interval_seconds']:g} s ticks for {follow['seconds']:,.0f} s,"
+        f" {follow['edits']} edits (exit {follow['exit_code']})"
+    )
+    add("")
+    header(add, "figure", "n", "p50", "p95", "max")
+    for key, label in (
+        ("latency_seconds", "edit saved in Kimai → row in vw_timesheet_facts, s"),
+        ("quiet_tick_seconds", "quiet tick, s"),
+        ("change_tick_seconds", "tick that changed rows, s"),
+    ):
+        q = follow.get(key) or {}
+        cells = [str(q.get(k, "-")) for k in ("n", "p50", "p95", "max")]
+        add(f"| {label} | {' | '.join(cells)} |")
+    add("")
+    add(
+        f"Kimai CPU of the follower's login (MariaDB USER_STATISTICS):"
+        f" {follow['kimai_cpu_seconds']:.2f} s in {follow['seconds']:,.0f} s ="
+        f" {100 * follow['kimai_cpu_share_of_one_core']:.2f} % of one core."
+    )
+    add("")
+    return "\n".join(lines)
 
 
 def render_impact(impact: dict[str, Any]) -> str:

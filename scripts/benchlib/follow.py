@@ -1,0 +1,160 @@
+"""The follower study (``scripts/bench --follow SECONDS``): edit-to-BI latency, Kimai's CPU.
+
+On its own Atlas DB (synced, overlays, one green scheduled run), the product's follower runs
+for the given time at ``--follow-interval``: its first quarter without edits (quiet ticks),
+then the study saves one edit at a time in Kimai as a user would (a new description,
+``modified_at`` bumped), at a random moment of the tick cycle, and polls
+``vw_timesheet_facts`` until the edit is there: the latency is from the edit's commit to the
+first poll that sees it (polled every 0.25 s). The follower's ticks are read from its
+heartbeat (quiet ticks) and the run audit (ticks that changed rows). Kimai's CPU is what
+MariaDB counts for the benchmark's own login, which only the follower uses during the
+study.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import signal
+import statistics
+import subprocess
+import time
+from typing import TYPE_CHECKING, Any
+
+from benchlib.common import PRODUCT, REPLICA, log
+from pipelines.demo.servers import mariadb_connect, pg_query
+
+if TYPE_CHECKING:
+    from benchlib.harness import Bench
+
+POLL_SECONDS = 0.25
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+
+    def at(share: float) -> float:
+        return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+    return {
+        "n": len(ordered),
+        "p50": round(statistics.median(ordered), 2),
+        "p95": round(at(0.95), 2),
+        "max": round(ordered[-1], 2),
+    }
+
+
+def _edit(kimai_db: str, timesheet_id: int, text: str) -> float:
+    """Save a new description as Kimai does; returns the moment the commit returned."""
+    conn = mariadb_connect(kimai_db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "UPDATE kimai2_timesheet SET description = %s, modified_at = UTC_TIMESTAMP()"
+                " WHERE id = %s",
+                (text, timesheet_id),
+            )
+        conn.commit()
+        return time.monotonic()
+    finally:
+        conn.close()
+
+
+def follow_study(bench: Bench, seconds: float, interval: float) -> dict[str, Any]:
+    """Run the follower for `seconds` and measure it (see the module's docstring)."""
+    atlas = bench.new_atlas("follow")
+    init = bench.product("g-init", "follow", atlas, ["sync"], check=False)
+    bench.create_overlays(atlas)
+    built = bench.product("g-run", "follow", atlas, [], check=False)
+    if init.rc != 0 or built.rc != 0:
+        raise RuntimeError("the follower study's first sync or build failed")
+    ids = [r[0] for r in pg_query(atlas, f'SELECT id FROM "{REPLICA}".replica_kimai_timesheets')]
+    rng = random.Random(bench.args.seed)
+    env = bench.product_env(atlas, {"ATLAS_FOLLOW_INTERVAL_SECONDS": str(interval)})
+    log_path = bench.logs / "follow.err"
+    before = bench.snapshot()
+    started = time.monotonic()
+    with open(log_path, "w") as err:
+        proc = subprocess.Popen(
+            [*PRODUCT, "follow", "--log-format", "json"],
+            env=env, cwd=str(bench.work), stdout=subprocess.DEVNULL, stderr=err,
+        )  # fmt: skip
+        latencies, ticks = _edits(bench, atlas, ids, rng, seconds, interval, started)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=600)
+    wall = time.monotonic() - started
+    after = bench.snapshot()
+    kimai_cpu = after.user["cpu_time"] - before.user["cpu_time"]
+    changed = pg_query(
+        atlas,
+        "SELECT extract(epoch FROM finished_at - started_at) FROM"
+        f' "{REPLICA}".sync_runs WHERE command = %s AND status = %s',
+        ("follow", "success"),
+    )
+    result = {
+        "interval_seconds": interval,
+        "seconds": round(wall, 1),
+        "exit_code": proc.returncode,
+        "edits": len(latencies),
+        "latency_seconds": _quantiles(latencies),
+        "quiet_tick_seconds": _quantiles(ticks),
+        "change_tick_seconds": _quantiles([float(r[0]) for r in changed]),
+        "kimai_cpu_seconds": round(kimai_cpu, 2),
+        "kimai_cpu_share_of_one_core": round(kimai_cpu / wall, 4),
+    }
+    log(f"follow: {result}")
+    bench.drop_atlas(atlas)
+    return result
+
+
+def _edits(
+    bench: Bench,
+    atlas: str,
+    ids: list[int],
+    rng: random.Random,
+    seconds: float,
+    interval: float,
+    started: float,
+) -> tuple[list[float], list[float]]:
+    """Edit, wait until BI sees it, pause, again; and the quiet ticks' durations meanwhile."""
+    latencies: list[float] = []
+    ticks: dict[Any, float] = {}
+    facts = "analytics.vw_timesheet_facts"
+    n = 0
+    while time.monotonic() - started < seconds / 4:  # quiet ticks first
+        _read_tick(atlas, ticks)
+        time.sleep(POLL_SECONDS)
+    while time.monotonic() - started < seconds:
+        time.sleep(rng.uniform(0, interval))  # a random moment of the tick cycle
+        n += 1
+        timesheet_id, text = rng.choice(ids), f"follow study edit {n}"
+        saved = _edit(bench.kimai_db, timesheet_id, text)
+        deadline = saved + 5 * interval + 60
+        while time.monotonic() < deadline:
+            _read_tick(atlas, ticks)
+            seen = pg_query(
+                atlas,
+                f"SELECT 1 FROM {facts} WHERE timesheet_id = %s AND description = %s",
+                (timesheet_id, text),
+            )
+            if seen:
+                latencies.append(time.monotonic() - saved)
+                break
+            time.sleep(POLL_SECONDS)
+        else:
+            log(f"follow: edit {n} not seen in BI after {5 * interval + 60:.0f} s")
+    return latencies, list(ticks.values())
+
+
+def _read_tick(atlas: str, ticks: dict[Any, float]) -> None:
+    """Remember the newest quiet tick's duration, by the tick's start."""
+    with contextlib.suppress(Exception):
+        for last_tick_at, tick_seconds, run_id in pg_query(
+            atlas,
+            f'SELECT last_tick_at, last_tick_seconds, last_run_id FROM "{REPLICA}".sync_follower'
+            " WHERE status = 'ok'",
+        ):
+            if run_id is None:  # a tick that changed rows is a run: timed from the audit
+                ticks[last_tick_at] = float(tick_seconds)
