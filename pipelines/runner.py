@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -126,12 +127,13 @@ def _run_locked(
     replica = open_replica(settings)
     audit = Audit(replica, lock.fence()) if not request.dry_run else None
     record = None
+    began = dt.datetime.now(dt.UTC)
 
     def recorded() -> RunRecord | None:
-        """The run's audit row, written when first needed."""
+        """The run's audit row, written when first needed (with the run's own start)."""
         nonlocal record
         if audit is not None and record is None:
-            record = _start_record(audit, request)
+            record = _start_record(audit, request, began)
             outcome.run_id = record.run_id
         return record
 
@@ -184,7 +186,7 @@ def _run_locked(
         replica.close()
 
 
-def _start_record(audit: Audit, request: RunRequest) -> RunRecord:
+def _start_record(audit: Audit, request: RunRequest, began: dt.datetime) -> RunRecord:
     """Write the run's audit row (and tell the caller its id)."""
     options = {**asdict(request.options), "tables": request.tables}
     if request.transform:
@@ -194,6 +196,7 @@ def _start_record(audit: Audit, request: RunRequest) -> RunRecord:
         detect_trigger(request.trigger),
         options,
         started_by=request.started_by,
+        started_at=began,
     )
     if request.on_start is not None:
         request.on_start(record.run_id)

@@ -155,6 +155,16 @@ def test_an_edit_reaches_the_facts_view_in_one_recorded_tick(built: Stack) -> No
         f"SELECT run_id FROM {REPLICA}.sync_runs ORDER BY started_at DESC LIMIT 1",
     )
     assert pg_query(built.atlas_db, f"SELECT last_run_id FROM {REPLICA}.sync_follower") == newest
+    # recorded once its sync had changed rows, the run still starts when the tick began
+    ((started_at,),) = pg_query(
+        built.atlas_db, f"SELECT started_at FROM {REPLICA}.sync_runs WHERE run_id = %s", newest[0]
+    )
+    ((synced_at,),) = pg_query(
+        built.atlas_db,
+        f"SELECT synced_at FROM {REPLICA}.replica_kimai_timesheets WHERE id = %s",
+        (timesheet_id,),
+    )
+    assert started_at < synced_at
     seen = pg_query(
         built.atlas_db,
         f"SELECT description FROM {ANALYTICS}.vw_timesheet_facts WHERE timesheet_id = %s",

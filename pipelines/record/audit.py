@@ -160,6 +160,7 @@ class Audit:
         trigger: str,
         options: dict[str, Any],
         started_by: str | None = None,
+        started_at: dt.datetime | None = None,
     ) -> RunRecord:
         """Record a run as started; runs left 'running' by a crash are marked 'crashed'.
 
@@ -169,6 +170,8 @@ class Audit:
             options: The run's options, stored as JSON.
             started_by: Who started it; the operating system user when omitted (the API
                 gives the name of the token that asked for the run).
+            started_at: When it started; now when omitted (a follower tick is recorded
+                once its sync changed rows, with the tick's start).
 
         """
         user = started_by or _os_user()
@@ -179,7 +182,7 @@ class Audit:
             started_by=user,
             host=socket.gethostname(),
             pid=os.getpid(),
-            started_at=dt.datetime.now(dt.UTC),
+            started_at=started_at or dt.datetime.now(dt.UTC),
         )
         # the caller holds the run lock, so nothing else can be running now
         self.replica.execute(
