@@ -78,7 +78,7 @@ def _delete(kimai_db: str, ids: list[int]) -> None:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A synced stack with overlays and one green scheduled run (sync + dbt build)."""
-    with make_stack(tmp_path_factory.mktemp("follow"), timesheets=3000, seed=29) as stack:
+    with make_stack(tmp_path_factory.mktemp("follow"), timesheets=1500, seed=29) as stack:
         done = run_cli(env=stack.env, timeout=600)
         assert done.returncode == 0, done.stderr
         yield stack
@@ -174,7 +174,7 @@ def test_an_edit_reaches_the_facts_view_in_one_recorded_tick(built: Stack) -> No
 
 
 def test_deletes_anywhere_are_found_within_one_sweep_cycle(env: dict[str, str]) -> None:
-    first_sync(env, seed=31, timesheets=3000)
+    first_sync(env, seed=31, timesheets=1500)
     kimai_db, atlas_db = env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"]
     ids = [r[0] for r in kimai_query(kimai_db, "SELECT id FROM kimai2_timesheet ORDER BY id")]
     low, middle, high = ids[5], ids[len(ids) // 2], ids[-1]
@@ -194,7 +194,7 @@ def test_deletes_anywhere_are_found_within_one_sweep_cycle(env: dict[str, str]) 
 def test_a_table_emptied_slice_by_slice_stops_the_follower(env: dict[str, str]) -> None:
     from pipelines.errors import MassDeleteRefused
 
-    first_sync(env, seed=37, timesheets=3000)
+    first_sync(env, seed=37, timesheets=1500)
     kimai_db, atlas_db = env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"]
     ids = [r[0] for r in kimai_query(kimai_db, "SELECT id FROM kimai2_timesheet ORDER BY id")]
     rng = random.Random(37)
@@ -227,7 +227,7 @@ def test_a_table_emptied_slice_by_slice_stops_the_follower(env: dict[str, str]) 
 
 
 def test_cron_runs_interleave_and_sigterm_ends_the_follower_cleanly(env: dict[str, str]) -> None:
-    first_sync(env, seed=41, timesheets=2000)
+    first_sync(env, seed=41, timesheets=1500)
     kimai_db, atlas_db = env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"]
     proc = start_cli("follow", "--no-build", env=env, extra_env={**FAST, "PYTHONFAULTHANDLER": "1"})
     try:
