@@ -13,10 +13,10 @@ import json
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Any
 
 from pipelines.adapters.layout import quote_ansi
 from pipelines.adapters.replica import Replica
+from pipelines.window import as_utc
 
 FOLLOWER = "sync_follower"
 
@@ -129,7 +129,12 @@ def read(replica: Replica, feed: str) -> Heartbeat | None:
         return None
     position, last_tick_at, caught_up_at, status, error = rows[0]
     return Heartbeat(
-        feed, Position.from_json(position), _utc(last_tick_at), _utc(caught_up_at), status, error
+        feed,
+        Position.from_json(position),
+        as_utc(last_tick_at),
+        None if caught_up_at is None else as_utc(caught_up_at),
+        status,
+        error,
     )
 
 
@@ -157,9 +162,3 @@ def write(replica: Replica, beat: Heartbeat) -> None:
             beat.last_run_id,
         ),
     )
-
-
-def _utc(value: Any) -> Any:
-    if isinstance(value, dt.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value

@@ -2,13 +2,13 @@
 
 On its own Atlas DB (synced, overlays, one green scheduled run), the product's follower runs
 for the given time at ``--follow-interval``: its first quarter without edits (quiet ticks),
-then the study saves one edit at a time in Kimai as a user would (a new description,
-``modified_at`` bumped), at a random moment of the tick cycle, and polls
-``vw_timesheet_facts`` until the edit is there: the latency is from the edit's commit to the
-first poll that sees it (polled every 0.25 s). The follower's ticks are read from its
-heartbeat (quiet ticks) and the run audit (ticks that changed rows). Kimai's CPU is what
-MariaDB counts for the benchmark's own login, which only the follower uses during the
-study.
+then the study saves one edit at a time in Kimai as a user would (the harness's
+``apply_updates``: a new description, ``modified_at`` bumped), at a random moment of the
+tick cycle, and polls ``vw_timesheet_facts`` until the edit is there: the latency is from
+the edit's commit to the first poll that sees it (polled every 0.25 s). The follower's ticks
+are read from its heartbeat (quiet ticks) and the run audit (ticks that changed rows).
+Kimai's CPU is what MariaDB counts for the benchmark's own login, which only the follower
+uses during the study.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from benchlib.common import PRODUCT, REPLICA, log
-from pipelines.demo.servers import mariadb_connect, pg_query
+from pipelines.demo.servers import pg_query
 
 if TYPE_CHECKING:
     from benchlib.harness import Bench
@@ -44,22 +44,6 @@ def _quantiles(values: list[float]) -> dict[str, float]:
         "p95": round(at(0.95), 2),
         "max": round(ordered[-1], 2),
     }
-
-
-def _edit(kimai_db: str, timesheet_id: int, text: str) -> float:
-    """Save a new description as Kimai does; returns the moment the commit returned."""
-    conn = mariadb_connect(kimai_db)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "UPDATE kimai2_timesheet SET description = %s, modified_at = UTC_TIMESTAMP()"
-                " WHERE id = %s",
-                (text, timesheet_id),
-            )
-        conn.commit()
-        return time.monotonic()
-    finally:
-        conn.close()
 
 
 def follow_study(bench: Bench, seconds: float, interval: float) -> dict[str, Any]:
@@ -129,15 +113,16 @@ def _edits(
     while time.monotonic() - started < seconds:
         time.sleep(rng.uniform(0, interval))  # a random moment of the tick cycle
         n += 1
-        timesheet_id, text = rng.choice(ids), f"follow study edit {n}"
-        saved = _edit(bench.kimai_db, timesheet_id, text)
+        timesheet_id, note = rng.choice(ids), f"follow study edit {n}"
+        bench.apply_updates([timesheet_id], note)  # as Kimai saves an edit
+        saved = time.monotonic()
         deadline = saved + 5 * interval + 60
         while time.monotonic() < deadline:
             _read_tick(atlas, ticks)
             seen = pg_query(
                 atlas,
-                f"SELECT 1 FROM {facts} WHERE timesheet_id = %s AND description = %s",
-                (timesheet_id, text),
+                f"SELECT 1 FROM {facts} WHERE timesheet_id = %s AND description LIKE %s",
+                (timesheet_id, f"%[{note}]"),
             )
             if seen:
                 latencies.append(time.monotonic() - saved)
