@@ -21,6 +21,15 @@ When all four match, the run records its build as ``unchanged``, confirmed curre
 and imports no dbt. Everything BI reads stays as it is: the views read the replica live,
 and the tables a build materializes derive from inputs that did not change.
 
+When the replica alone changed, the build is a **delta build** (`Verdict.delta`): every
+model as always, the data tests that check rows one by one (with the incremental facts
+table: only on the timesheets the build rewrote), and not the set-level checks (unique keys,
+totals across marts, row counts), which wait for the next **full audit**. A build is a full
+audit when the project, the overlays or the settings changed, when the change log rewrote
+or pruned past the last build's position, after a failed build, when the last build is
+older than ``ATLAS_BUILD_MAX_AGE_HOURS``, and once the last full audit is older than
+``ATLAS_FULL_AUDIT_HOURS`` (the nightly one).
+
 The embedded DuckDB has no change log, so there every run builds.
 """
 
@@ -31,7 +40,7 @@ import hashlib
 import importlib.metadata
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import yaml
@@ -39,7 +48,7 @@ import yaml
 from pipelines.adapters.layout import quote_ansi
 from pipelines.adapters.replica import PostgresReplica, Replica
 from pipelines.config import Settings
-from pipelines.record.audit import last_build, last_published_at
+from pipelines.record.audit import last_build, last_full_audit_at, last_published_at
 from pipelines.record.changelog import LOG_TABLE, PRUNED_TABLE
 from pipelines.transform import dbt_env, project_dir
 
@@ -65,6 +74,8 @@ class BuildInputs:
     """Digest of every overlay table's rows."""
     project: str
     """Digest of the dbt project's files, versions and settings."""
+    audit: str = "full"
+    """``full`` or ``delta``: which data tests the build ran (not an input: never compared)."""
 
     def to_json(self) -> str:
         """The form stored in the run audit (``sync_runs.build_inputs``)."""
@@ -80,7 +91,11 @@ class BuildInputs:
 
     def changed_since(self, before: BuildInputs) -> list[str]:
         """The names of the inputs that differ from `before` (empty: none)."""
-        return [name for name, value in asdict(self).items() if getattr(before, name) != value]
+        return [
+            f.name
+            for f in fields(self)
+            if f.name != "audit" and getattr(before, f.name) != getattr(self, f.name)
+        ]
 
 
 @dataclass(frozen=True)
@@ -89,6 +104,8 @@ class Verdict:
 
     build: bool
     reason: str
+    delta: bool = False
+    """A delta build: row-level data tests only (the module's docstring)."""
 
 
 def read_inputs(settings: Settings, replica: Replica) -> BuildInputs | None:
@@ -126,6 +143,11 @@ def decide(
     if before is None:
         return Verdict(True, "the last build recorded no inputs")
     changed = inputs.changed_since(before)
+    if changed == ["replica"]:
+        full = _full_audit_due(settings, replica, runs_table, before.replica)
+        if full is None:
+            return Verdict(True, "replica changed: a delta build", delta=True)
+        return Verdict(True, f"replica changed; a full audit: {full}")
     if changed:
         return Verdict(True, f"{' and '.join(changed)} changed")
     built = last_published_at(replica, runs_table)
@@ -136,6 +158,37 @@ def decide(
     if missing:
         return Verdict(True, f"BI's {', '.join(missing[:3])} missing")
     return Verdict(False, f"nothing it reads changed since the build of run {last.run_id}")
+
+
+def _full_audit_due(
+    settings: Settings, replica: Replica, runs_table: str, position: str
+) -> str | None:
+    """Why a build after the replica changed must be a full audit, or None (a delta build).
+
+    `position` is the change-log position the last (green) build read.
+    """
+    if settings.full_audit_hours <= 0:
+        return "ATLAS_FULL_AUDIT_HOURS is 0"
+    audited = last_full_audit_at(replica, runs_table)
+    if audited is None:
+        return "none yet"
+    if dt.datetime.now(dt.UTC) - audited >= dt.timedelta(hours=settings.full_audit_hours):
+        return f"the last is older than {settings.full_audit_hours:g} h"
+    built = last_published_at(replica, runs_table)
+    max_age = dt.timedelta(hours=settings.build_max_age_hours)
+    if built is None or dt.datetime.now(dt.UTC) - built >= max_age:
+        return f"the last build is older than {settings.build_max_age_hours:g} h"
+    log_table, pruned = replica.qualified(LOG_TABLE), replica.qualified(PRUNED_TABLE)
+    rewritten = replica.query(
+        f"SELECT EXISTS (SELECT 1 FROM {log_table} WHERE change_id > %s AND change = 'rewrite'),"
+        f" coalesce((SELECT max(pruned_through) FROM {pruned}), 0) > %s",
+        (int(position), int(position)),
+    )[0]
+    if rewritten[0]:
+        return "a table was rewritten"
+    if rewritten[1]:
+        return "the change log was pruned past the last build"
+    return None
 
 
 def project_digest(settings: Settings, project: Path) -> str:

@@ -191,6 +191,9 @@ class Settings:
     build_max_age_hours: float = 24.0
     """``ATLAS_BUILD_MAX_AGE_HOURS``: a scheduled run builds once the last build is older,
     even when nothing changed (`pipelines.build_gate`); 0 builds every time."""
+    full_audit_hours: float = 24.0
+    """``ATLAS_FULL_AUDIT_HOURS``: a scheduled build whose replica alone changed is a delta
+    build (`pipelines.build_gate`) until the last full audit is older; 0: always full."""
 
     @property
     def kimai_dialect(self) -> str:
@@ -605,6 +608,7 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         follow_interval_seconds=_float(env, "ATLAS_FOLLOW_INTERVAL_SECONDS", 30.0, 0.1, 3600),
         delete_max_lag_seconds=_float(env, "ATLAS_DELETE_MAX_LAG_SECONDS", 300.0, 1, 86400),
         build_max_age_hours=_float(env, "ATLAS_BUILD_MAX_AGE_HOURS", 24, 0, 1e6),
+        full_audit_hours=_float(env, "ATLAS_FULL_AUDIT_HOURS", 24, 0, 1e6),
         limits=Limits(
             kimai_statement=_float(env, "KIMAI_DB_STATEMENT_TIMEOUT_SECONDS", 1800, 0, 1e6),
             kimai_lock_wait=_int(env, "KIMAI_DB_LOCK_WAIT_TIMEOUT_SECONDS", 120),

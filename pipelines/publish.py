@@ -59,6 +59,15 @@ class BuildRequest:
     """dbt selection (``--select``); empty builds the whole project."""
     full_refresh: bool = False
     """Rebuild incremental models from scratch (dbt's ``--full-refresh``)."""
+    delta: bool = False
+    """A delta build (`pipelines.build_gate`): every model, the row-level data tests only."""
+
+
+DELTA_ENV = "ATLAS_BUILD_DELTA"
+"""Read by macros/delta_where_subquery.sql: ``on`` narrows row-level tests to rewritten rows."""
+
+SET_LEVEL_TESTS = ("test_name:unique", "test_name:unique_combination_of_columns", "tag:set_level")
+"""The data tests a delta build leaves to the full audit: they prove a whole set."""
 
 
 def shadow_schemas(*results: TransformResult) -> list[str]:
@@ -96,6 +105,8 @@ def build(
     select = [a for s in request.select for a in ("--select", s)]
     if not in_place:
         clear_shadow_views(settings)
+    if request.delta and not in_place:
+        return _delta(settings, tdir, on_publish)
     if request.select and not in_place:
         # the shadow schemas hold the previous build (or a failed one): every model the
         # selection leaves out is brought up to date there first, so what is published is
@@ -115,6 +126,35 @@ def build(
             on_publish(None)
         return result
     result.published_at = swap(settings, shadow_schemas(rest, result), on_publish)
+    return result
+
+
+def _delta(
+    settings: Settings, tdir: Path, on_publish: Callable[[Any | None], None] | None
+) -> TransformResult:
+    """A delta build: every model, then the row-level data tests, then the publication.
+
+    Two invocations, so that every test reads the models as this build left them: the
+    tests narrowed to the rewritten timesheets find those by the position the incremental
+    facts model stored in this build (macros/delta_where_subquery.sql).
+    """
+    models = run_dbt(
+        settings, ["run"], target_dir=tdir, build_suffix=BUILD_SUFFIX, what="delta build"
+    )
+    exclude = [a for s in SET_LEVEL_TESTS for a in ("--exclude", s)]
+    result = run_dbt(
+        settings,
+        ["test", "--select", "test_type:data", *exclude],
+        target_dir=tdir,
+        build_suffix=BUILD_SUFFIX,
+        env={DELTA_ENV: "on"},
+        what="delta build",
+    )
+    result.passed += models.passed
+    result.warned = models.warned + result.warned
+    result.schemas |= models.schemas
+    result.delta = True
+    result.published_at = swap(settings, shadow_schemas(result), on_publish)
     return result
 
 

@@ -266,7 +266,12 @@ def _run(
         print(f"dbt build skipped: {result.unchanged}; what BI reads is current")
     if result.transform is not None:
         t = result.transform
-        print(f"dbt build passed: {t.passed} nodes ok, {len(t.warned)} warnings")
+        kind = (
+            "delta build passed (set-level checks wait for the full audit)"
+            if t.delta
+            else "dbt build passed"
+        )
+        print(f"{kind}: {t.passed} nodes ok, {len(t.warned)} warnings")
         if t.published_at is not None:
             print(f"published: BI reads this build since {t.published_at:%Y-%m-%d %H:%M:%S %Z}")
 

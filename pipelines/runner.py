@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from pipelines import build_gate, deadline
@@ -242,6 +242,7 @@ def _transform(
     # a selection tests part of the project only: no later run may rely on it
     whole = not request.build.select
     inputs = _build_inputs(settings, audit) if whole else None
+    wanted = request.build
     if request.command in ("run", "follow") and whole and inputs is not None:
         verdict = build_gate.decide(settings, audit.replica, audit.runs, inputs)
         if not verdict.build:
@@ -251,6 +252,9 @@ def _transform(
             outcome.unchanged = verdict.reason
             return
         log.info("dbt build: %s", verdict.reason)
+        if verdict.delta:
+            inputs = replace(inputs, audit="delta")
+            wanted = replace(wanted, delta=True)
     record = recorded()
     assert record is not None
     audit.build_started(record, inputs.to_json() if inputs is not None else None)
@@ -261,9 +265,7 @@ def _transform(
         audit.mark_published(record, cursor)
 
     try:
-        outcome.transform = build(
-            settings, request.build, target_dir=request.dbt_dir, on_publish=publish
-        )
+        outcome.transform = build(settings, wanted, target_dir=request.dbt_dir, on_publish=publish)
     except LockLost:
         raise  # writes nothing more
     except PipelineError as exc:

@@ -38,6 +38,8 @@ class TransformResult:
     """The schemas of the models, seeds and snapshots the invocation ran (or skipped)."""
     published_at: dt.datetime | None = None
     """When the build became what BI reads (`pipelines.publish`); None if it did not."""
+    delta: bool = False
+    """A delta build: the set-level data tests were left to the full audit."""
 
 
 def project_dir(settings: Settings) -> Path:
@@ -142,6 +144,7 @@ def invoke_dbt(
     args: Sequence[str],
     target_dir: Path | None = None,
     dbt_vars: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> Any:
     """Invoke dbt in-process with `args` against the configured Atlas DB; dbt's own result.
 
@@ -158,7 +161,8 @@ def invoke_dbt(
     project = project_dir(settings)
     _check_atlas(settings)
     target = "local" if settings.atlas_dialect == "duckdb" else "atlas"
-    with _profiles_dir(settings, project) as profiles, _environment(dbt_env(settings)):
+    values = {**dbt_env(settings), **(env or {})}
+    with _profiles_dir(settings, project) as profiles, _environment(values):
         tdir = target_dir or work_dir(settings)
         cli = [
             *args,
@@ -212,6 +216,8 @@ def run_dbt(
     args: Sequence[str],
     target_dir: Path | None = None,
     build_suffix: str = "",
+    env: dict[str, str] | None = None,
+    what: str = "dbt build",
 ) -> TransformResult:
     """Invoke dbt with `args` (e.g. ``["build"]``) against the configured Atlas DB.
 
@@ -221,6 +227,8 @@ def run_dbt(
         target_dir: Where dbt keeps its target and logs (`work_dir` by default).
         build_suffix: Appended to every schema the project builds (shadow schemas for
             `pipelines.publish`); empty builds the live schemas in place.
+        env: Environment variables for this invocation only (beside the profile's).
+        what: How its failures name the build (``dbt build``, ``delta build``).
 
     Raises:
         DataTestFailed: A model or data test failed; the message names them.
@@ -233,7 +241,7 @@ def run_dbt(
     # Python's pure-Python JSON encoder: about a tenth of a small build's CPU. Nothing here
     # reads it (`dbt parse` through the `dbt` command writes it for dbt-metabase); the run
     # results are written below, for whoever reads a build's timings.
-    res = invoke_dbt(settings, [*args, "--quiet", "--no-write-json"], target_dir, vars_)
+    res = invoke_dbt(settings, [*args, "--quiet", "--no-write-json"], target_dir, vars_, env)
     if res.exception is not None and res.result is None:
         raise DatabaseError(f"dbt could not run: {str(res.exception).strip().splitlines()[0]}")
     if hasattr(res.result, "write"):
@@ -260,11 +268,10 @@ def run_dbt(
         log.warning("dbt warning: %s", name)
     if result.failed:
         if any(classify(Exception(f)) == "transient" for f in result.failed):
-            raise DatabaseError(f"dbt build lost Atlas DB: {result.failed[0]}")
+            raise DatabaseError(f"{what} lost Atlas DB: {result.failed[0]}")
         raise DataTestFailed(
-            f"dbt build failed: {len(result.failed)} failing node(s): "
-            + "; ".join(result.failed[:5])
+            f"{what} failed: {len(result.failed)} failing node(s): " + "; ".join(result.failed[:5])
         )
     if not res.success:
-        raise DatabaseError("dbt build failed (see dbt's log)")
+        raise DatabaseError(f"{what} failed (see dbt's log)")
     return result

@@ -138,7 +138,25 @@ def assert_each_change_forces_a_build(settings, replica, db, env) -> None:
         " (SELECT id FROM kimai2_timesheet) AS t)",
     )
     sync_now("timesheets")
-    assert verdict() == "replica changed"
+    assert verdict() == "replica changed: a delta build"
+    # a full audit instead: when switched off, when the last one is old, after a rewrite
+    assert verdict(replace(settings, full_audit_hours=0)) == (
+        "replica changed; a full audit: ATLAS_FULL_AUDIT_HOURS is 0"
+    )
+    pg_query(
+        db,
+        "UPDATE kimai_replica.sync_runs SET published_at = published_at - interval '25 hours'"
+        " WHERE build_status = 'published'",
+    )
+    assert verdict() == "replica changed; a full audit: the last is older than 24 h"
+    pg_query(
+        db,
+        "UPDATE kimai_replica.sync_runs SET published_at = published_at + interval '25 hours'"
+        " WHERE build_status = 'published'",
+    )
+    pg_query(db, "TRUNCATE kimai_replica.replica_kimai_configuration")  # logs a rewrite
+    assert verdict() == "replica changed; a full audit: a table was rewritten"
+    sync_now("configuration")
     # (from here on, the last build is the one of a run recording these inputs)
     record_build(replica, settings, "published")
     assert verdict() is None

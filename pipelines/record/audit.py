@@ -332,6 +332,20 @@ def last_build(replica: Replica, runs: str) -> LastBuild | None:
     return LastBuild(*rows[0]) if rows else None
 
 
+def last_full_audit_at(replica: Replica, runs: str) -> dt.datetime | None:
+    """When the newest build that ran every data test was published, or None.
+
+    A delta build stores ``"audit": "delta"`` in its inputs (`pipelines.build_gate`); matched
+    as text, since a text column of another writer may hold anything but JSON.
+    """
+    rows = replica.query(
+        f"SELECT max(published_at) FROM {runs} WHERE build_status = 'published'"
+        " AND coalesce(build_inputs, '') NOT LIKE %s",
+        ('%"audit": "delta"%',),
+    )
+    return rows[0][0] if rows else None
+
+
 def last_published_at(replica: Replica, runs: str) -> dt.datetime | None:
     """When the newest real (not ``unchanged``) build was published, or None."""
     rows = replica.query(f"SELECT max(published_at) FROM {runs} WHERE build_status = 'published'")

@@ -1,6 +1,9 @@
 -- The marts agree with each other: per customer, vw_customers' hours, billable hours and
 -- revenue equal the sums over vw_timesheet_facts, and vw_projects' sums per customer.
 
+-- set_level: a whole-set check; a delta build leaves it to the full audit (docs/models.md)
+{{ config(tags=['set_level']) }}
+
 with
 
 facts as (

@@ -17,7 +17,12 @@
       * auto (default): full up to timesheet_facts_full_check_max_rows timesheets, sample
         above.
 -#}
-{{ config(enabled=(var('timesheet_facts_materialization', 'view') == 'table_incremental')) }}
+{{
+    config(
+        enabled=(var('timesheet_facts_materialization', 'view') == 'table_incremental'),
+        tags=['set_level'],
+    )
+}}
 
 -- what the sample check reads:
 -- depends_on: {{ ref('stg_kimai__timesheets') }}

@@ -1,6 +1,9 @@
 -- vw_projects has exactly one row per Kimai project and one per prospective project of
 -- Atlas (overrides_projects rows without a Kimai id, shown as -id), nothing else.
 
+-- set_level: a whole-set check; a delta build leaves it to the full audit (docs/models.md)
+{{ config(tags=['set_level']) }}
+
 with
 
 expected as (

@@ -1,0 +1,105 @@
+"""Delta builds: a scheduled build after Kimai changed tests the rows that changed, row by
+row, and leaves set-level checks to the full audit; the full audit tests every row.
+
+Faults are planted in the replica (the sync would not write them): one with the change log
+switched off, so no build can know that row changed, and one logged as a write. A delta
+build passes over the first (it tests what changed) and fails on the second; the full audit
+that follows a failed build fails on the first. With the incremental facts table, whose
+rewritten rows are what a delta build tests."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from pipelines.demo.servers import pg_query
+from tests.conftest import first_sync, kimai_exec, run_cli
+from tests.stack import create_overlays
+
+NOT_NULL = "not_null_columns_stg_kimai__timesheets"
+TIMESHEETS = "kimai_replica.replica_kimai_timesheets"
+
+
+def scheduled_run(env: dict[str, str], expect: int) -> str:
+    out = run_cli(env=env, timeout=600)
+    assert out.returncode == expect, out.stdout + out.stderr
+    return out.stdout + out.stderr
+
+
+def nodes_passed(out: str) -> int:
+    return int(re.search(r"build passed[^:]*: (\d+) nodes ok", out).group(1))
+
+
+def newest_build(db: str) -> tuple[str, str | None]:
+    """(build_status, the build's audit: full or delta) of the newest run."""
+    status, inputs = pg_query(
+        db,
+        "SELECT build_status, build_inputs FROM kimai_replica.sync_runs"
+        " ORDER BY started_at DESC LIMIT 1",
+    )[0]
+    return status, json.loads(inputs).get("audit") if inputs else None
+
+
+def live_oid(db: str) -> int:
+    return pg_query(db, "SELECT oid FROM pg_namespace WHERE nspname = 'analytics'")[0][0]
+
+
+def edit_in_kimai(env: dict[str, str], timesheet_id: int, text: str) -> None:
+    kimai_exec(
+        env["KIMAI_DB_DATABASE"],
+        f"UPDATE kimai2_timesheet SET description = '{text}', modified_at = NOW()"
+        f" WHERE id = {timesheet_id}",
+    )
+
+
+@pytest.mark.heavy
+def test_a_delta_build_tests_the_changed_rows_and_the_full_audit_every_row(env):
+    env["ATLAS_TIMESHEET_FACTS_MATERIALIZATION"] = "table_incremental"
+    db = env["ATLAS_DB_DATABASE"]
+    first_sync(env, seed=11, timesheets=300)
+    create_overlays(db, seed=11, schema="public")
+    ids = [r[0] for r in pg_query(db, f"SELECT id FROM {TIMESHEETS} ORDER BY id")]
+    hidden, edited, logged = ids[10], ids[150], ids[200]
+
+    full = scheduled_run(env, 0)
+    assert "dbt build passed" in full
+    assert newest_build(db) == ("published", "full")
+    # a second full build: the shadow schemas then hold the incremental facts table too (a
+    # delta build into schemas without it creates it, and so tests every row)
+    assert run_cli("transform", env=env, timeout=600).returncode == 0
+
+    # a bad row no build can know changed (the change log off), then an edit in Kimai
+    pg_query(
+        db,
+        "SET LOCAL atlas_sync.change_log = 'off';"
+        f' UPDATE {TIMESHEETS} SET "user" = NULL WHERE id = {hidden}',
+    )
+    edit_in_kimai(env, edited, "delta one")
+    delta = scheduled_run(env, 0)
+    assert "delta build passed (set-level checks wait for the full audit)" in delta
+    assert newest_build(db) == ("published", "delta")
+    assert nodes_passed(delta) < nodes_passed(full)  # the set-level tests were left out
+    assert pg_query(
+        db, f"SELECT description FROM analytics.vw_timesheet_facts WHERE timesheet_id = {edited}"
+    ) == [("delta one",)]
+
+    # a bad row the change log names: the delta build tests it, fails, publishes nothing
+    oid = live_oid(db)
+    pg_query(db, f'UPDATE {TIMESHEETS} SET "user" = NULL WHERE id = {logged}')
+    failed = scheduled_run(env, 1)
+    assert "delta build failed" in failed and NOT_NULL in failed
+    assert newest_build(db)[0] == "failed" and live_oid(db) == oid
+
+    # repaired; after a failed build the next is a full audit, which finds the hidden row
+    pg_query(
+        db,
+        f'UPDATE {TIMESHEETS} SET "user" = (SELECT "user" FROM {TIMESHEETS}'
+        f" WHERE id = {edited}) WHERE id = {logged}",
+    )
+    audit = scheduled_run(env, 1)
+    assert "dbt build failed" in audit and "delta" not in audit
+    assert NOT_NULL in audit and live_oid(db) == oid
+    rows = pg_query(db, "SELECT count(*) FROM analytics.vw_timesheet_facts")
+    assert rows == [(len(ids),)]  # BI still reads the last published build
