@@ -33,3 +33,17 @@
         'project_tags': "coalesce({p}.project_tags, '')",
     }) }}
 {%- endmacro %}
+
+{#-
+    The facts' tag columns as fact column → expression over int_timesheet_tags_aggregated,
+    `{t}` standing for its alias. Listed once: int_timesheet_facts selects them, and the
+    incremental model's refresh reads them from that model filtered on its key (a filter on
+    the facts view does not reach the aggregate behind its join: all tag pairs were
+    aggregated for a refresh of a few rows).
+-#}
+{% macro timesheet_facts_tag_columns() -%}
+    {{ return({
+        'timesheet_tags': "coalesce({t}.timesheet_tags, '')",
+        'timesheet_tags_array': 'coalesce({t}.timesheet_tags_array, ' ~ empty_tag_array() ~ ')',
+    }) }}
+{%- endmacro %}

@@ -92,10 +92,11 @@ joined as (
         timesheets.hourly_rate,
         timesheets.fixed_rate_amount,
 
-        ---------- tags
-        coalesce(timesheet_tags.timesheet_tags, '') as timesheet_tags,
-        coalesce(timesheet_tags.timesheet_tags_array, {{ empty_tag_array() }})
-        as timesheet_tags_array,
+        ---------- tags (listed once, in macros/timesheet_facts_model.sql: the incremental
+        ---------- refresh reads them from the aggregate filtered on its key)
+        {%- for column, expression in timesheet_facts_tag_columns().items() %}
+            {{ expression | replace('{t}', 'timesheet_tags') }} as {{ column }},
+        {%- endfor %}
 
         ---------- other Kimai columns
         timesheets.description,

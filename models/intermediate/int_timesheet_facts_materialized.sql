@@ -53,10 +53,15 @@
 {#- referenced outside the branches, so that dbt records every dependency at parse time -#}
 {%- set candidates = ref('int_timesheet_facts_candidates') -%}
 {%- set projects = ref('int_projects_joined_to_overlays') -%}
+{%- set tags = ref('int_timesheet_tags_aggregated') -%}
 {%- set pruned = ref('stg_sync__change_log_pruned') -%}
 {%- set replica_timesheets = ref('stg_kimai__timesheets') -%}
 {#- compiled without a built project (sqlfluff): the key alone -#}
 {%- set columns = relation_columns(ref('int_timesheet_facts')) or ['timesheet_id'] %}
+{%- set tag_columns = {} -%}
+{%- for column, expression in timesheet_facts_tag_columns().items() -%}
+    {%- do tag_columns.update({adapter.quote(column): expression}) -%}
+{%- endfor %}
 
 with
 
@@ -67,15 +72,6 @@ changes as (
 ),
 
 {% if is_incremental() -%}
-
-timesheets as (
-
-    select
-        timesheet_id,
-        project_id
-    from {{ replica_timesheets }}
-
-),
 
 -- the position and facts SQL of the newest stored row
 stored as (
@@ -169,14 +165,16 @@ candidate_ids as (
 
     union
 
+    -- the replica's own key and project index answer these two (a CTE over the timesheets,
+    -- read twice, was materialized whole)
     select timesheets.timesheet_id
-    from timesheets
+    from {{ replica_timesheets }} as timesheets
     where {{ in_subquery('timesheets.project_id', 'select project_id from changed_projects') }}
 
     union
 
     -- the newest timesheet: every build writes a row, so the table holds the position read
-    select max(timesheets.timesheet_id) from timesheets
+    select max(timesheets.timesheet_id) from {{ replica_timesheets }} as timesheets
 
 ),
 
@@ -186,15 +184,27 @@ refreshed as (
     select
         candidate_ids.timesheet_id,
         {%- for column in columns if column != adapter.quote('timesheet_id') %}
+        {%- if column in tag_columns %}
+        {{ tag_columns[column] | replace('{t}', 'tags') }} as {{ column }},
+        {%- else %}
         facts.{{ column }},
+        {%- endif %}
         {%- endfor %}
         facts.timesheet_id is null as is_deleted
     from candidate_ids
+    -- the facts but their tags: without those the view's join to the tag aggregate is
+    -- removed, and the tags come from the aggregate filtered on its own key
     left join (
-        select * from {{ ref('int_timesheet_facts') }}
+        select {{ columns | reject('in', tag_columns) | join(', ') }}
+        from {{ ref('int_timesheet_facts') }}
         where {{ in_subquery('timesheet_id', 'select timesheet_id from candidate_ids') }}
     ) as facts
         on candidate_ids.timesheet_id = facts.timesheet_id
+    left join (
+        select * from {{ tags }}
+        where {{ in_subquery('timesheet_id', 'select timesheet_id from candidate_ids') }}
+    ) as tags
+        on facts.timesheet_id = tags.timesheet_id
     where
         not (select recompute_all from refresh)
         and candidate_ids.timesheet_id is not null
@@ -245,7 +255,9 @@ recomputed as (
             or kept.timesheet_id is null
             or kept.row_hash is null
             or {{ row_hash('computed') }} <> kept.row_hash
-            or computed.timesheet_id = (select max(timesheets.timesheet_id) from timesheets)
+            or computed.timesheet_id = (
+                select max(timesheets.timesheet_id) from {{ replica_timesheets }} as timesheets
+            )
         )
 
 ),
