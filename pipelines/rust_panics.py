@@ -12,6 +12,7 @@ a filter thread that drops panic blocks and passes every other byte on, while Py
 from __future__ import annotations
 
 import atexit
+import faulthandler
 import os
 import re
 import sys
@@ -59,6 +60,9 @@ def install() -> Callable[[], None]:
     os.close(write_end)
     encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
     sys.stderr = open(real, "w", buffering=1, encoding=encoding, errors="backslashreplace")  # noqa: SIM115
+    if faulthandler.is_enabled():
+        # a fatal signal's tracebacks: written as the process dies, so never to the pump
+        faulthandler.enable(file=sys.stderr, all_threads=True)
     pump = threading.Thread(target=_pump, args=(read_end, real), name="stderr", daemon=True)
     pump.start()
 

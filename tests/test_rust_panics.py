@@ -45,3 +45,19 @@ def test_descriptor_2_is_filtered_and_python_writes_to_the_real_stderr() -> None
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=60)
     assert done.returncode == 0
     assert done.stderr.decode().splitlines() == ["python line", "before", "after"]
+
+
+def test_a_fatal_signal_still_dumps_every_thread_to_the_real_stderr() -> None:
+    # faulthandler writes as the process dies: through the filter thread it would be lost
+    script = (
+        "import os, signal\n"
+        "from pipelines.rust_panics import install\n"
+        "install()\n"
+        "os.kill(os.getpid(), signal.SIGABRT)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", script], capture_output=True, timeout=60
+    )
+    assert done.returncode == -6  # SIGABRT
+    assert "Fatal Python error: Aborted" in done.stderr.decode()
+    assert "in _pump" in done.stderr.decode()  # the filter thread's stack too
