@@ -6,11 +6,13 @@ import datetime as dt
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -18,6 +20,7 @@ import sqlalchemy as sa
 from pipelines.demo import kimai_actions as kimai_do
 from tests.conftest import (
     first_sync,
+    kimai_exec,
     kimai_query,
     kimai_url,
     pg_query,
@@ -256,8 +259,9 @@ def test_cron_runs_interleave_and_sigterm_ends_the_follower_cleanly(env: dict[st
         try:
             out, err = proc.communicate(timeout=120)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            pytest.fail(f"no exit 120 s after SIGTERM: {proc.communicate(timeout=60)[1][-3000:]}")
+            proc.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's stack
+            stacks = proc.communicate(timeout=60)[1][-6000:]
+            pytest.fail(f"no exit 120 s after SIGTERM; its threads:\n{stacks}")
     assert proc.returncode == 0, err
     assert "follower stopped after" in out and err == ""  # quiet ticks say nothing
     assert_replica_equals_kimai(kimai_db, atlas_db)
@@ -270,3 +274,100 @@ def test_cron_runs_interleave_and_sigterm_ends_the_follower_cleanly(env: dict[st
 
 def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("KIMAI_", "ATLAS_", "DBT_"))}
+
+
+def _edit(kimai_db: str, ids: list[int], text: str) -> None:
+    engine = sa.create_engine(kimai_url(kimai_db))
+    try:
+        with engine.connect() as conn:
+            for timesheet_id in ids:
+                now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+                kimai_do.update_timesheet(conn, timesheet_id, now=now, description=text)
+    finally:
+        engine.dispose()
+
+
+def _run_lock_held(atlas_db: str) -> bool:
+    return bool(
+        pg_query(
+            atlas_db,
+            "SELECT 1 FROM pg_locks l JOIN pg_database d ON d.oid = l.database"
+            " WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()",
+        )
+    )
+
+
+def _ticked_since(atlas_db: str) -> Callable[[], bool]:
+    """A check: has the follower ended a tick since now?"""
+    started = pg_query(atlas_db, "SELECT now()")[0][0]
+
+    def ticked() -> bool:
+        beat = _heartbeat(atlas_db)
+        return beat is not None and beat[3] > started
+
+    return ticked
+
+
+@pytest.mark.heavy
+def test_a_killed_follower_resumes_from_its_stored_position(env: dict[str, str]) -> None:
+    first_sync(env, seed=43, timesheets=1500)
+    kimai_db, atlas_db = env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"]
+    ids = [r[0] for r in kimai_query(kimai_db, "SELECT id FROM kimai2_timesheet ORDER BY id")]
+    rng = random.Random(43)
+    rng.shuffle(ids)
+    fast = {**FAST, "PYTHONFAULTHANDLER": "1"}
+    for round_ in range(3):
+        proc = start_cli("follow", "--no-build", env=env, extra_env=fast)
+        try:
+            wait_for(_ticked_since(atlas_db), "a tick of the restarted follower")
+            # changes land while it runs; it is killed inside a tick (the run lock, held only
+            # while a tick runs, is seen held), or once at a moment no tick chooses
+            _edit(kimai_db, ids[round_ * 10 : round_ * 10 + 5], f"round {round_}")
+            _delete(kimai_db, ids[round_ * 10 + 5 : round_ * 10 + 8])
+            if round_ == 1:
+                time.sleep(rng.uniform(0.0, 1.5))
+            else:
+                wait_for(lambda: _run_lock_held(atlas_db), "a tick under way", every=0.02)
+        finally:
+            proc.kill()
+            proc.communicate(timeout=60)
+        assert proc.returncode == -signal.SIGKILL
+        stored = json.loads(_heartbeat(atlas_db)[0])["slice"]
+        # the next start goes on with the slice after the stored one: none skipped
+        one = run_cli("follow", "--no-build", "--ticks", "1", env=env, extra_env=FAST)
+        assert one.returncode == 0, one.stderr
+        assert json.loads(_heartbeat(atlas_db)[0])["slice"] == (stored + 1) % SLICES
+
+    # a whole cycle after the last kill: the replica is Kimai, row for row
+    _edit(kimai_db, ids[100:101], "after the kills")  # a recorded tick closes the killed runs
+    cycle = run_cli("follow", "--no-build", "--ticks", str(SLICES), env=env, extra_env=FAST)
+    assert cycle.returncode == 0, cycle.stderr
+    assert_replica_equals_kimai(kimai_db, atlas_db)
+    statuses = {status for _, status, _ in _runs(atlas_db)}
+    assert "running" not in statuses and statuses <= {"success", "crashed"}
+
+
+def test_a_big_table_without_the_cursor_index_is_named_at_start(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipelines import follow
+    from pipelines.config import load_settings
+    from pipelines.demo.kimai_data import build_kimai
+
+    kimai_db = env["KIMAI_DB_DATABASE"]
+    build_kimai(kimai_url(kimai_db), seed=47, timesheets=1500)
+    kimai_exec(kimai_db, "ANALYZE TABLE kimai2_timesheet")
+    settings = load_settings(env, dotenv=False)
+    monkeypatch.setattr(follow, "INDEX_NEEDED_ROWS", 1000)  # 1,500 timesheets stand for 1M
+    warned = follow.warn_unindexed_cursors(settings)
+    assert len(warned) == 1, warned
+    about = re.match(r"kimai2_timesheet holds about ([\d,]+) rows", warned[0])
+    assert about and 1000 <= int(about.group(1).replace(",", "")) <= 3000  # an estimate
+    assert "no index on modified_at" in warned[0] and "docs/kimai-index.md" in warned[0]
+    kimai_exec(
+        kimai_db, "CREATE INDEX IDX_ATLAS_SYNC_MODIFIED_AT ON kimai2_timesheet (modified_at)"
+    )
+    assert follow.warn_unindexed_cursors(settings) == []
+    monkeypatch.setattr(follow, "INDEX_NEEDED_ROWS", 1_000_000)
+    kimai_exec(kimai_db, "DROP INDEX IDX_ATLAS_SYNC_MODIFIED_AT ON kimai2_timesheet")
+    assert follow.warn_unindexed_cursors(settings) == []  # a small Kimai: no warning

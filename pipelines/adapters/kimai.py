@@ -132,6 +132,33 @@ class Kimai:
 
     # -- catalog ---------------------------------------------------------------------------
 
+    def unindexed_rows(self, spec: TableSpec, column: str) -> int | None:
+        """InnoDB's row estimate of `spec`'s table when no index begins with `column`.
+
+        None when one does, or on SQLite. Catalog reads only (``information_schema``).
+        """
+        if self.dialect != "mysql":
+            return None
+        table = self.settings.kimai_table_prefix + spec.kimai_table
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.text(
+                    tagged(
+                        "catalog",
+                        spec.name,
+                        "SELECT t.table_rows, EXISTS (SELECT 1 FROM information_schema.statistics s"
+                        " WHERE s.table_schema = t.table_schema AND s.table_name = t.table_name"
+                        " AND s.column_name = :c AND s.seq_in_index = 1)"
+                        " FROM information_schema.tables t"
+                        " WHERE t.table_schema = DATABASE() AND t.table_name = :t",
+                    )
+                ),
+                {"t": table, "c": column},
+            ).first()
+        if row is None or row[1]:
+            return None
+        return int(row[0] or 0)
+
     def _source_columns(
         self, tables: Sequence[str]
     ) -> tuple[dict[str, list[SourceColumn]], dict[str, list[frozenset[str]]] | None]:
