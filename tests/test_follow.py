@@ -68,6 +68,16 @@ def _follower(env: dict[str, str], **options: object):
     return Follower(settings, build=False, **options)
 
 
+def _synced_shuffled(env: dict[str, str], seed: int) -> tuple[str, str, list[int], random.Random]:
+    """A synced Kimai of 1,500 timesheets: its databases, its ids in a seeded random order."""
+    first_sync(env, seed=seed, timesheets=1500)
+    kimai_db, atlas_db = env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"]
+    ids = [r[0] for r in kimai_query(kimai_db, "SELECT id FROM kimai2_timesheet ORDER BY id")]
+    rng = random.Random(seed)
+    rng.shuffle(ids)
+    return kimai_db, atlas_db, ids, rng
+
+
 def _delete(kimai_db: str, ids: list[int]) -> None:
     engine = sa.create_engine(kimai_url(kimai_db))
     try:
@@ -197,11 +207,7 @@ def test_deletes_anywhere_are_found_within_one_sweep_cycle(env: dict[str, str]) 
 def test_a_table_emptied_slice_by_slice_stops_the_follower(env: dict[str, str]) -> None:
     from pipelines.errors import MassDeleteRefused
 
-    first_sync(env, seed=37, timesheets=1500)
-    kimai_db, atlas_db = env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"]
-    ids = [r[0] for r in kimai_query(kimai_db, "SELECT id FROM kimai2_timesheet ORDER BY id")]
-    rng = random.Random(37)
-    rng.shuffle(ids)
+    kimai_db, atlas_db, ids, _ = _synced_shuffled(env, seed=37)
     # before each tick Kimai loses another 12 % of its timesheets, spread over every slice:
     # each tick finds a few percent (its slice's share), far below the 20 % limit alone
     batch = len(ids) * 12 // 100
@@ -310,11 +316,7 @@ def _ticked_since(atlas_db: str) -> Callable[[], bool]:
 
 @pytest.mark.heavy
 def test_a_killed_follower_resumes_from_its_stored_position(env: dict[str, str]) -> None:
-    first_sync(env, seed=43, timesheets=1500)
-    kimai_db, atlas_db = env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"]
-    ids = [r[0] for r in kimai_query(kimai_db, "SELECT id FROM kimai2_timesheet ORDER BY id")]
-    rng = random.Random(43)
-    rng.shuffle(ids)
+    kimai_db, atlas_db, ids, rng = _synced_shuffled(env, seed=43)
     fast = {**FAST, "PYTHONFAULTHANDLER": "1"}
     for round_ in range(2):
         proc = start_cli("follow", "--no-build", env=env, extra_env=fast)
