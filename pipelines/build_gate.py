@@ -150,14 +150,22 @@ def decide(
         return Verdict(True, f"replica changed; a full audit: {full}")
     if changed:
         return Verdict(True, f"{' and '.join(changed)} changed")
-    built = last_published_at(replica, runs_table)
-    max_age = dt.timedelta(hours=settings.build_max_age_hours)
-    if built is None or dt.datetime.now(dt.UTC) - built >= max_age:
-        return Verdict(True, f"the last build is older than {settings.build_max_age_hours:g} h")
+    old = _too_old(settings, replica, runs_table)
+    if old is not None:
+        return Verdict(True, old)
     missing = _missing_marts(replica, settings.analytics_schema, project_dir(settings))
     if missing:
         return Verdict(True, f"BI's {', '.join(missing[:3])} missing")
     return Verdict(False, f"nothing it reads changed since the build of run {last.run_id}")
+
+
+def _too_old(settings: Settings, replica: Replica, runs_table: str) -> str | None:
+    """Why the last real build is too old to skip or narrow the next one, or None."""
+    built = last_published_at(replica, runs_table)
+    max_age = dt.timedelta(hours=settings.build_max_age_hours)
+    if built is None or dt.datetime.now(dt.UTC) - built >= max_age:
+        return f"the last build is older than {settings.build_max_age_hours:g} h"
+    return None
 
 
 def _full_audit_due(
@@ -174,10 +182,9 @@ def _full_audit_due(
         return "none yet"
     if dt.datetime.now(dt.UTC) - audited >= dt.timedelta(hours=settings.full_audit_hours):
         return f"the last is older than {settings.full_audit_hours:g} h"
-    built = last_published_at(replica, runs_table)
-    max_age = dt.timedelta(hours=settings.build_max_age_hours)
-    if built is None or dt.datetime.now(dt.UTC) - built >= max_age:
-        return f"the last build is older than {settings.build_max_age_hours:g} h"
+    old = _too_old(settings, replica, runs_table)
+    if old is not None:
+        return old
     log_table, pruned = replica.qualified(LOG_TABLE), replica.qualified(PRUNED_TABLE)
     rewritten = replica.query(
         f"SELECT EXISTS (SELECT 1 FROM {log_table} WHERE change_id > %s AND change = 'rewrite'),"

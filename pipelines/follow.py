@@ -124,7 +124,6 @@ class Follower:
     def _resume(self) -> follower.Position:
         """The stored sweep position (a new cycle after --allow-mass-delete)."""
         if self.position is None:
-            warn_unindexed_cursors(self.settings)
             with _replica(self.settings) as replica:
                 Audit(replica).ensure_tables()
                 beat = follower.read(replica, follower.FEED)
@@ -142,6 +141,8 @@ class Follower:
             MassDeleteRefused: The guard tripped: the follower stops, as a run does.
 
         """
+        # once per start, not per tick: a tick that cannot resume would ask Kimai again
+        warn_unindexed_cursors(self.settings)
         ticks = 0
         while not self.stop.is_set() and (max_ticks is None or ticks < max_ticks):
             started = time.monotonic()
