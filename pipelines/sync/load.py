@@ -44,6 +44,10 @@ def _configure_dlt() -> None:
     os.environ.setdefault("RUNTIME__LOG_LEVEL", "WARNING")
     os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
     os.environ.setdefault("LOAD__DELETE_COMPLETED_JOBS", "true")
+    # SIGTERM/SIGINT stay the process's: dlt's normalize and load steps otherwise swap in
+    # a handler that records the first signal and drops it when the step ends, so a
+    # follower stopped during a tick's load never saw its SIGTERM (its thread dump, CI)
+    os.environ.setdefault("RUNTIME__INTERCEPT_SIGNALS", "false")
     logging.getLogger("dlt").setLevel(logging.WARNING)
 
 
