@@ -194,6 +194,12 @@ class Settings:
     full_audit_hours: float = 24.0
     """``ATLAS_FULL_AUDIT_HOURS``: a scheduled build whose replica alone changed is a delta
     build (`pipelines.build_gate`) until the last full audit is older; 0: always full."""
+    kimai_binlog: bool = False
+    """``KIMAI_BINLOG``: the follower reads Kimai's ROW binlog for changed keys
+    (`pipelines.adapters.binlog`) instead of sweeping key ranges."""
+    kimai_binlog_server_id: int = 0
+    """``KIMAI_BINLOG_SERVER_ID``: the follower's replication client id (0: derived from
+    the host name, see `binlog_server_id`)."""
 
     @property
     def kimai_dialect(self) -> str:
@@ -609,6 +615,8 @@ def load_settings(env: Mapping[str, str] | None = None, dotenv: bool = True) -> 
         delete_max_lag_seconds=_float(env, "ATLAS_DELETE_MAX_LAG_SECONDS", 300.0, 1, 86400),
         build_max_age_hours=_float(env, "ATLAS_BUILD_MAX_AGE_HOURS", 24, 0, 1e6),
         full_audit_hours=_float(env, "ATLAS_FULL_AUDIT_HOURS", 24, 0, 1e6),
+        kimai_binlog=_bool(env, "KIMAI_BINLOG", False),
+        kimai_binlog_server_id=_int(env, "KIMAI_BINLOG_SERVER_ID", 0),
         limits=Limits(
             kimai_statement=_float(env, "KIMAI_DB_STATEMENT_TIMEOUT_SECONDS", 1800, 0, 1e6),
             kimai_lock_wait=_int(env, "KIMAI_DB_LOCK_WAIT_TIMEOUT_SECONDS", 120),

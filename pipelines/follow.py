@@ -14,11 +14,17 @@ than a scheduled run:
 - a tick that changed nothing and built nothing writes its heartbeat row only
   (`pipelines.record.follower`), no audit rows.
 
+With ``KIMAI_BINLOG=on`` the ticks read Kimai's binlog instead of sweeping key ranges
+(`pipelines.follow_binlog`): a tick compares only the keys the binlog named, runs nothing
+when nothing was logged, and the follower starts the next tick as soon as the binlog grows
+(checked every second) rather than after the interval.
+
 SIGTERM (or SIGINT) lets the tick under way finish, then the follower exits 0.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import math
@@ -30,6 +36,7 @@ from pipelines.adapters.kimai import Kimai
 from pipelines.adapters.replica import Replica, open_replica
 from pipelines.config import Settings
 from pipelines.errors import ConfigError, LockHeld, MassDeleteRefused, PipelineError
+from pipelines.follow_binlog import BinlogFeed, BinlogStep
 from pipelines.lock import POLL_SECONDS
 from pipelines.record import follower
 from pipelines.record.audit import Audit
@@ -42,6 +49,9 @@ log = logging.getLogger("pipelines.follow")
 LOCK_GAP_SECONDS = 2 * POLL_SECONDS
 """The least time the lock stays free between ticks: a run waiting for it polls every
 `POLL_SECONDS`, so it takes the lock before the next tick even when ticks overrun."""
+
+BINLOG_CHECK_SECONDS = 1.0
+"""How often the binlog feed asks where Kimai's binlog ends, between ticks."""
 
 INDEX_NEEDED_ROWS = 1_000_000
 """Above this many rows, a cursor table's change column needs an index for the follower:
@@ -118,15 +128,17 @@ class Follower:
         self.interval = settings.follow_interval_seconds
         self.slices = sweep_slices(self.interval, settings.delete_max_lag_seconds)
         self.position: follower.Position | None = None
-        """Where the sweep stands; read from the heartbeat by the first tick that can."""
+        """Where the feed stands; read from the heartbeat by the first tick that can."""
         self.caught_up_at: dt.datetime | None = None
+        self.binlog = BinlogFeed(settings) if settings.kimai_binlog else None
+        self.feed = follower.BINLOG_FEED if self.binlog is not None else follower.FEED
 
     def _resume(self) -> follower.Position:
         """The stored sweep position (a new cycle after --allow-mass-delete)."""
         if self.position is None:
             with _replica(self.settings) as replica:
                 Audit(replica).ensure_tables()
-                beat = follower.read(replica, follower.FEED)
+                beat = follower.read(replica, self.feed)
             self.position = beat.position if beat else follower.Position(0, self.slices)
             if self.allow_mass_delete:
                 self.position = follower.Position(0, self.slices)
@@ -141,8 +153,10 @@ class Follower:
             MassDeleteRefused: The guard tripped: the follower stops, as a run does.
 
         """
-        # once per start, not per tick: a tick that cannot resume would ask Kimai again
-        warn_unindexed_cursors(self.settings)
+        # once per start, not per tick: a tick that cannot resume would ask Kimai again;
+        # the binlog feed reads no cursor window
+        if self.binlog is None:
+            warn_unindexed_cursors(self.settings)
         ticks = 0
         while not self.stop.is_set() and (max_ticks is None or ticks < max_ticks):
             started = time.monotonic()
@@ -150,8 +164,21 @@ class Follower:
             ticks += 1
             if max_ticks is None or ticks < max_ticks:
                 rest = self.interval - (time.monotonic() - started)
-                self.stop.wait(max(rest, LOCK_GAP_SECONDS))
+                self._wait(max(rest, LOCK_GAP_SECONDS))
         return ticks
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep until the next tick; the binlog feed wakes as soon as the binlog grows."""
+        if self.binlog is None:
+            self.stop.wait(seconds)
+            return
+        self.stop.wait(LOCK_GAP_SECONDS)
+        end = time.monotonic() + seconds - LOCK_GAP_SECONDS
+        since = self.position.binlog if self.position is not None else None
+        while not self.stop.is_set() and time.monotonic() < end:
+            if self.binlog.moved(since):
+                return
+            self.stop.wait(min(BINLOG_CHECK_SECONDS, max(0.0, end - time.monotonic())))
 
     def tick(self) -> RunOutcome | None:
         """One tick: the sync of this slice and the gated build, then the heartbeat.
@@ -169,13 +196,37 @@ class Follower:
         except PipelineError as exc:  # Atlas DB unreachable: the next tick tries again
             log.error("tick failed: %s", exc)
             return None
-        if position.slices != self.slices:
-            position = follower.Position(0, self.slices)
-        sweep = Sweep(position.slice, position.slices, tuple(position.cycle_deleted.items()))
+        step: BinlogStep | None = None
+        if self.binlog is not None:
+            try:
+                with _replica(self.settings) as replica:
+                    step = self.binlog.step(position.binlog, replica)
+            except ConfigError as exc:
+                self._beat(started_at, "stopped", str(exc), RunOutcome())
+                raise
+            except PipelineError as exc:  # Kimai unreachable: the next tick tries again
+                log.error("tick failed: %s", exc)
+                self._beat(started_at, "failed", str(exc), RunOutcome())
+                return None
+            if step.options is None:  # nothing logged: no run, Kimai is not queried
+                self.position = dataclasses.replace(position, binlog=step.end)
+                self.caught_up_at = started_at
+                self._beat(started_at, "ok", None, RunOutcome())
+                return None
+            if step.resync is not None:
+                log.warning("binlog feed: %s: a full resync, then the binlog", step.resync)
+            options, tables = step.options, step.tables
+        else:
+            if position.slices != self.slices:
+                position = follower.Position(0, self.slices)
+            sweep = Sweep(position.slice, position.slices, tuple(position.cycle_deleted.items()))
+            options = SyncOptions(overlap_seconds=self.settings.overlap_seconds, sweep=sweep)
+            tables = None
         request = RunRequest(
             command="follow",
             transform=self.build,
-            options=SyncOptions(overlap_seconds=self.settings.overlap_seconds, sweep=sweep),
+            tables=tables,
+            options=options,
             wait_seconds=min(self.interval, 10.0),
             trigger="follow",
             record_quiet=False,
@@ -195,10 +246,10 @@ class Follower:
         except PipelineError as exc:  # recorded in the audit; the next tick tries again
             log.error("tick failed: %s", exc)
             if outcome.sync is not None:  # the sync went through; its build failed
-                self._advance(position, outcome)
+                self._advance(position, outcome, step)
             self._beat(started_at, "failed", str(exc), outcome)
             return outcome
-        self._advance(position, outcome)
+        self._advance(position, outcome, step)
         self.caught_up_at = started_at
         self._beat(started_at, "ok", None, outcome)
         if outcome.run_id is not None:
@@ -207,8 +258,14 @@ class Follower:
             self.say(f"tick: {changed:,} rows changed, {built}")
         return outcome
 
-    def _advance(self, position: follower.Position, outcome: RunOutcome) -> None:
-        """The sweep moves on once a tick's sync went through (even if its build failed)."""
+    def _advance(
+        self, position: follower.Position, outcome: RunOutcome, step: BinlogStep | None
+    ) -> None:
+        """The feed moves on once a tick's sync went through (even if its build failed)."""
+        if step is not None:
+            self.position = dataclasses.replace(position, binlog=step.end)
+            self.allow_mass_delete = False  # the deletes it was lifted for are applied
+            return
         assert outcome.sync is not None
         deleted = {t.table: t.deleted for t in outcome.sync.tables}
         self.position = position.advanced(deleted, self.slices)
@@ -221,7 +278,7 @@ class Follower:
         assert self.position is not None
         seconds = (dt.datetime.now(dt.UTC) - started_at).total_seconds()
         beat = follower.Heartbeat(
-            follower.FEED,
+            self.feed,
             self.position,
             started_at,
             self.caught_up_at,

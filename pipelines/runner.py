@@ -189,6 +189,8 @@ def _run_locked(
 def _start_record(audit: Audit, request: RunRequest, began: dt.datetime) -> RunRecord:
     """Write the run's audit row (and tell the caller its id)."""
     options = {**asdict(request.options), "tables": request.tables}
+    if request.options.scopes is not None:  # a binlog tick: how many keys, not which
+        options["scopes"] = {name: s.size for name, s in request.options.scopes.items()}
     if request.transform:
         options["build"] = asdict(request.build)
     record = audit.start(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -48,6 +49,30 @@ class Sweep:
         return [(min(start, tail), high)]
 
 
+@dataclass(frozen=True)
+class Scope:
+    """The rows of one table a binlog tick compares (`pipelines.sync.scope`).
+
+    Those whose column holds one of its values, for any of the `filters`, on both sides:
+    the keys Kimai's binlog named, and the rows a logged delete cascaded to.
+    """
+
+    filters: tuple[tuple[str, tuple[int, ...]], ...]
+
+    @property
+    def size(self) -> int:
+        """How many values the filters hold."""
+        return sum(len(values) for _column, values in self.filters)
+
+    def where(self, quote: Callable[[str], str]) -> str:
+        """The SQL predicate, with column names quoted by `quote`."""
+        return " OR ".join(
+            f"{quote(column)} IN ({', '.join(str(int(v)) for v in values)})"
+            for column, values in self.filters
+            if values
+        )
+
+
 @dataclass
 class FingerprintStats:
     """What comparing whole rows by range digests cost (`pipelines.sync.rangediff`)."""
@@ -68,6 +93,9 @@ class SyncOptions:
     """Also compare every column of every row (fingerprints), not only the cursor window."""
     sweep: Sweep | None = None
     """Compare only this part of each keyed table's key range (a follower tick)."""
+    scopes: dict[str, Scope] | None = None
+    """Compare only these rows of these tables (a binlog tick); the run's other tables are
+    compared whole."""
 
 
 @dataclass(frozen=True)

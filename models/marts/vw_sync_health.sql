@@ -50,7 +50,9 @@ follower as (
         follower_status,
         caught_up_at
     from {{ ref('stg_sync__follower') }}
-    where feed = 'poll'
+    -- the feed that ticked last (poll, or binlog with KIMAI_BINLOG=on)
+    order by last_tick_at desc
+    limit 1
 
 ),
 

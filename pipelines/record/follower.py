@@ -13,7 +13,9 @@ import json
 import os
 import socket
 from dataclasses import dataclass, field
+from typing import Any
 
+from pipelines.adapters.binlog import BinlogPosition
 from pipelines.adapters.layout import quote_ansi
 from pipelines.adapters.replica import Replica
 from pipelines.window import as_utc
@@ -21,7 +23,10 @@ from pipelines.window import as_utc
 FOLLOWER = "sync_follower"
 
 FEED = "poll"
-"""The feed of today's follower: it polls Kimai with SELECT."""
+"""The default feed: it polls Kimai with SELECT."""
+
+BINLOG_FEED = "binlog"
+"""The feed of ``KIMAI_BINLOG=on``: it reads Kimai's binlog for changed keys."""
 
 _DDL = """CREATE TABLE IF NOT EXISTS {table} (
     feed varchar(16) PRIMARY KEY,
@@ -51,6 +56,8 @@ class Position:
     slice: int = 0
     slices: int = 1
     cycle_deleted: dict[str, int] = field(default_factory=dict)
+    binlog: BinlogPosition | None = None
+    """The binlog feed's place in Kimai's binlog: every event before it is in the replica."""
 
     def advanced(self, deleted: dict[str, int], slices: int) -> Position:
         """The position after a tick that compared `slice` and deleted `deleted` rows.
@@ -70,10 +77,14 @@ class Position:
 
     def to_json(self) -> str:
         """The stored form."""
-        return json.dumps(
-            {"slice": self.slice, "slices": self.slices, "cycle_deleted": self.cycle_deleted},
-            sort_keys=True,
-        )
+        data: dict[str, Any] = {
+            "slice": self.slice,
+            "slices": self.slices,
+            "cycle_deleted": self.cycle_deleted,
+        }
+        if self.binlog is not None:
+            data["binlog"] = self.binlog.to_json()
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> Position:
@@ -84,6 +95,7 @@ class Position:
                 int(data["slice"]),
                 int(data["slices"]),
                 {str(k): int(v) for k, v in data.get("cycle_deleted", {}).items()},
+                BinlogPosition.from_json(data.get("binlog")),
             )
         except (ValueError, KeyError, TypeError, AttributeError):
             return cls()
@@ -116,20 +128,21 @@ def ensure_table(replica: Replica) -> None:
     replica.execute(_DDL.format(table=replica.qualified(FOLLOWER)))
 
 
-def read(replica: Replica, feed: str) -> Heartbeat | None:
-    """The feed's heartbeat, or None when it has never ticked (or there is no table)."""
+def read(replica: Replica, feed: str | None = None) -> Heartbeat | None:
+    """The feed's heartbeat (None: the newest of any feed's), or None when none ticked."""
     if not replica.exists(FOLLOWER):
         return None
     rows = replica.query(
-        "SELECT position, last_tick_at, caught_up_at, status, error"
-        f" FROM {replica.qualified(FOLLOWER)} WHERE feed = %s",
+        "SELECT feed, position, last_tick_at, caught_up_at, status, error"
+        f" FROM {replica.qualified(FOLLOWER)} WHERE feed = coalesce(%s, feed)"
+        " ORDER BY last_tick_at DESC LIMIT 1",
         (feed,),
     )
     if not rows:
         return None
-    position, last_tick_at, caught_up_at, status, error = rows[0]
+    name, position, last_tick_at, caught_up_at, status, error = rows[0]
     return Heartbeat(
-        feed,
+        name,
         Position.from_json(position),
         as_utc(last_tick_at),
         None if caught_up_at is None else as_utc(caught_up_at),

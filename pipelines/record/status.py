@@ -139,7 +139,7 @@ def _collect(replica: Replica, last_runs: int, max_lag_seconds: float) -> Status
     ):
         status.upserts_total[name] = int(upserts)
     status.build = _build_health(replica, runs)
-    beat = follower.read(replica, follower.FEED)
+    beat = follower.read(replica)
     if beat is not None:
         status.follower = FollowerHealth(
             beat.status, beat.last_tick_at, beat.caught_up_at, beat.lag_seconds(now), beat.error

@@ -295,11 +295,20 @@ def _plan(
         and capable
     }
     empty = {name for name, rows in has_rows.items() if not rows}
-    # tables read by cursor miss Kimai's silent moves of their rows to another parent
+    scopes = {
+        name: scope
+        for name, scope in (options.scopes or {}).items()
+        if name not in empty and name not in fingerprint
+    }
+    # tables read by cursor miss Kimai's silent moves of their rows to another parent; a
+    # binlog tick's moves are logged UPDATEs, its cascades derived (`sync.scope`)
     references = {
         layout.spec.name
         for layout in incremental
-        if layout.spec.references and has_rows[layout.spec.name] and not options.full_refresh
+        if layout.spec.references
+        and has_rows[layout.spec.name]
+        and not options.full_refresh
+        and layout.spec.name not in scopes
     }
     # the replica's newest cursor value stands in until dlt's state is read (they agree
     # unless a load was aborted): the window query need not wait for dlt
@@ -314,4 +323,5 @@ def _plan(
         digests=digests and capable,
         references=references,
         sweep=options.sweep,
+        scopes=scopes,
     )

@@ -137,6 +137,8 @@ class ChangeSet:
                 self._counts = bulk.counts
                 started -= bulk.counts.seconds
             self._note(cursor_after=state.get("cursor"))
+        elif self.scoped:
+            yield from self._scoped(state)
         elif mode == "pairs":
             yield from self._pairs()
         elif mode == "full":
@@ -191,6 +193,25 @@ class ChangeSet:
         self._count(rows_read=len(self.plan.missing))
         rows = conform(unpack_keys(self.plan.missing, self.layout.key), self.layout.data_schema)
         yield from self._upserts(rows)
+
+    @property
+    def scoped(self) -> bool:
+        """Whether planning read the rows of a binlog tick's scope (`sync.scope`), not keys."""
+        return self.layout.sync != "full" and self.plan.kimai_rows is not None and not self.rewrite
+
+    def _scoped(self, state: dict[str, Any]) -> Iterator[pa.Table]:
+        # planning read the scope's rows on both sides; a cursor table's cursor still moves
+        new, old = self.plan.kimai_rows, self.plan.replica_rows
+        assert new is not None and old is not None
+        self._count(rows_read=new.num_rows)
+        cursor_col = self.layout.spec.cursor
+        if cursor_col is not None:
+            cursor = self.plan.cursor
+            newest = max_cursor(cursor, new.column(cursor_col))
+            if newest is not None and newest != cursor:
+                state["cursor"] = format_cursor(newest)
+            self._note(cursor_before=format_cursor(cursor), cursor_after=format_cursor(newest))
+        yield from self._upserts(changed_rows(new, old, self.layout.key))
 
     def _full(self) -> Iterator[pa.Table]:
         # planning read both whole tables already

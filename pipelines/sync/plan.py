@@ -12,6 +12,7 @@ drivers release the GIL while the servers work.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,12 +22,12 @@ from typing import Any
 import pyarrow as pa
 
 from pipelines.adapters.kimai import Kimai, window_sql
-from pipelines.adapters.layout import TableLayout
+from pipelines.adapters.layout import TableLayout, quote_ansi
 from pipelines.adapters.replica import PostgresReplica, Replica
 from pipelines.diff import keys_not_in, packed_keys, same_key_sets
 from pipelines.errors import MassDeleteRefused
 from pipelines.sync.rangediff import Comparison, RangeComparer
-from pipelines.types import Sweep
+from pipelines.types import Scope, Sweep
 from pipelines.window import Window
 
 
@@ -185,6 +186,7 @@ def plan_tables(
     digests: bool = False,
     references: Collection[str] = (),
     sweep: Sweep | None = None,
+    scopes: Mapping[str, Scope] | None = None,
 ) -> list[TablePlan]:
     """Read what every table needs from both sides, concurrently, and compare.
 
@@ -194,27 +196,26 @@ def plan_tables(
         layouts: The tables.
         windows: Per incremental table, its cursor and the Kimai rows to re-read; the
             window query (a scan of Kimai's table) runs alongside the key reads.
-        confirm: Called once every read is under way; returns the windows from the stored
-            cursors (dlt's state, read meanwhile). Where one differs from `windows` (the
-            replica's newest value stood in for the cursor), it is read again.
+        confirm: Called once every read is under way; returns the stored cursors' windows
+            (dlt's state, read meanwhile); one that differs from `windows` is read again.
         fingerprint: Tables compared by whole rows (range digests of every column)
             instead of by key sets; their cursor window is not read (the rows show it).
-        empty: Tables whose replica holds no rows: the whole table will be written, so
-            their keys are not read.
+        empty: Tables whose replica holds no rows (written whole: no keys are read).
         digests: Compare key sets by bucket digests first, reading the differing buckets' keys.
-        references: Tables whose foreign-key columns' distinct values are read from the
-            replica, for the orphan check (`pipelines.sync.orphans`).
+        references: Tables whose foreign keys' replica values are read (`sync.orphans`).
         sweep: Compare only this part of each key set (a follower tick).
+        scopes: Compare only these rows (a binlog tick; none in `empty`, `fingerprint`).
 
     """
     windows = dict(windows or {})
+    unwindowed = {*fingerprint, *(scopes or {})}  # the rows read show what changed
     with ThreadPoolExecutor(max_workers=PLAN_WORKERS, thread_name_prefix="plan") as pool:
         columns = {
             layout.spec.name: pool.submit(replica.table_columns, layout.spec.replica_table)
             for layout in layouts
         }
         reads, comparers = _start_comparisons(
-            pool, kimai, replica, layouts, fingerprint, empty, digests, sweep
+            pool, kimai, replica, layouts, fingerprint, empty, digests, sweep, scopes or {}
         )
         values = {
             layout.spec.name: pool.submit(
@@ -227,7 +228,7 @@ def plan_tables(
 
         def read_window(layout: TableLayout) -> None:
             window = windows.get(layout.spec.name)
-            if layout.spec.name not in fingerprint and window is not None and window.reads_rows:
+            if layout.spec.name not in unwindowed and window is not None and window.reads_rows:
                 window_reads[layout.spec.name] = pool.submit(_read_window, kimai, layout, window)
 
         for layout in layouts:
@@ -265,11 +266,13 @@ def _start_comparisons(
     empty: Collection[str],
     digests: bool,
     sweep: Sweep | None,
+    scopes: Mapping[str, Scope],
 ) -> tuple[dict[str, tuple[Future, ...]], dict[str, RangeComparer]]:
     """Start every table's comparison in `pool`: the reads, and the row comparers by table.
 
     Whole rows by range digests (`fingerprint`), nothing for an empty replica table (the
-    whole table will be written), both sides of a small table read by `full`, or key sets.
+    whole table will be written), both sides of a small table read by `full`, the scope's
+    rows on both sides (a binlog tick), or key sets.
     """
     reads: dict[str, tuple[Future, ...]] = {}
     comparers: dict[str, RangeComparer] = {}
@@ -280,6 +283,13 @@ def _start_comparisons(
             reads[name] = (pool.submit(comparers[name].compare),)
         elif name in empty and layout.sync != "full":
             reads[name] = (pool.submit(Comparison),)
+        elif name in scopes and layout.sync != "full":
+            scope = scopes[name]
+            reads[name] = (
+                pool.submit(kimai.read_rows, layout, scope.where(layout.quote), "rows by key"),
+                pool.submit(replica.read_rows, layout, scope.where(quote_ansi)),
+                pool.submit(replica.count, layout.spec.replica_table),
+            )
         elif layout.sync == "full":
             reads[name] = (
                 pool.submit(kimai.read_rows, layout),
@@ -304,6 +314,15 @@ def _plan_from_reads(
         return _from_comparison(layout, results[0], rows_comparer, **common)
     if layout.sync == "full":
         return _from_rows(layout, results[0], results[1], **common)
+    if len(results) == 3:  # a scope's rows: the guard counts the whole table
+        scoped = _from_rows(layout, results[0], results[1], **common)
+        whole = results[2]
+        return dataclasses.replace(
+            scoped,
+            replica_count=whole,
+            kimai_count=whole - len(scoped.deleted) + len(scoped.missing),
+            window=None,
+        )
     rows, count = window_read.result() if window_read is not None else (None, None)
     return _from_comparison(layout, results[0], window_rows=rows, window_count=count, **common)
 
