@@ -36,6 +36,7 @@ counters) and ``innodb_buffer_pool_size`` (so the table is cached, as in the bas
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import sys
@@ -46,6 +47,7 @@ from benchlib.capture import capture_main
 from benchlib.common import REPO, log
 from benchlib.harness import Bench
 from benchlib.report import render_report
+from benchlib.servers import binlog_server
 
 # -- command line ----------------------------------------------------------------------------------
 
@@ -85,6 +87,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="the follower's ATLAS_FOLLOW_INTERVAL_SECONDS in that study")  # fmt: skip
     p.add_argument("--follow-only", action="store_true",
                    help="only the follower study (needs --follow)")  # fmt: skip
+    p.add_argument("--follow-no-build", action="store_true",
+                   help="that study's follower runs with --no-build")  # fmt: skip
+    p.add_argument("--binlog", action="store_true",
+                   help="Kimai on a MariaDB of the benchmark's own that keeps a ROW binlog; the"
+                        " follower study reads it (KIMAI_BINLOG=on)")  # fmt: skip
     p.add_argument("--timeout", type=float, default=1800, help="per command, seconds")
     args = p.parse_args(argv)
     if args.smoke:
@@ -122,6 +129,13 @@ def main(argv: list[str]) -> int:
         target.write_text(render_report(json.loads(source.read_text())))
         return 0
     args = parse_args(argv)
+    with contextlib.ExitStack() as stack:
+        if args.binlog:
+            stack.enter_context(binlog_server(args.buffer_pool_mib))
+        return _bench(args)
+
+
+def _bench(args: argparse.Namespace) -> int:
     bench = Bench(args)
     bench.meta["seed"] = args.seed
 

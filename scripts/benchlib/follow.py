@@ -56,13 +56,17 @@ def follow_study(bench: Bench, seconds: float, interval: float) -> dict[str, Any
         raise RuntimeError("the follower study's first sync or build failed")
     ids = [r[0] for r in pg_query(atlas, f'SELECT id FROM "{REPLICA}".replica_kimai_timesheets')]
     rng = random.Random(bench.args.seed)
-    env = bench.product_env(atlas, {"ATLAS_FOLLOW_INTERVAL_SECONDS": str(interval)})
+    extra = {"ATLAS_FOLLOW_INTERVAL_SECONDS": str(interval)}
+    if bench.args.binlog:
+        extra["KIMAI_BINLOG"] = "on"
+    env = bench.product_env(atlas, extra)
+    no_build = ["--no-build"] if bench.args.follow_no_build else []
     log_path = bench.logs / "follow.err"
     before = bench.snapshot()
     started = time.monotonic()
     with open(log_path, "w") as err:
         proc = subprocess.Popen(
-            [*PRODUCT, "follow", "--log-format", "json"],
+            [*PRODUCT, "follow", "--log-format", "json", *no_build],
             env=env, cwd=str(bench.work), stdout=subprocess.DEVNULL, stderr=err,
         )  # fmt: skip
         latencies, ticks = _edits(bench, atlas, ids, rng, seconds, interval, started)
@@ -78,6 +82,9 @@ def follow_study(bench: Bench, seconds: float, interval: float) -> dict[str, Any
         ("follow", "success"),
     )
     result = {
+        "feed": "binlog" if bench.args.binlog else "poll",
+        "builds": not bench.args.follow_no_build,
+        "timesheets": bench.n,
         "interval_seconds": interval,
         "seconds": round(wall, 1),
         "exit_code": proc.returncode,

@@ -47,7 +47,7 @@ from benchlib.measure import Sample, Snapshot
 from benchlib.procfs import RssSampler, host_busy, process_cpu, server_pids, tree_cpu
 from benchlib.report import plan_summary, render_report
 from benchlib.servers import Maria, pg_create, pg_drop
-from pipelines.demo.servers import POSTGRES, mariadb_connect, pg_query
+from pipelines.demo.servers import MARIADB, POSTGRES, mariadb_connect, pg_query
 
 
 class Bench:
@@ -256,7 +256,7 @@ class Bench:
     # -- Kimai -------------------------------------------------------------------------------------
 
     def kimai_url(self) -> str:
-        return f"mysql+pymysql://root@127.0.0.1:3306/{self.kimai_db}?charset=utf8mb4"
+        return f"mysql+pymysql://root@127.0.0.1:{MARIADB['port']}/{self.kimai_db}?charset=utf8mb4"
 
     def build_kimai(self) -> None:
         from pipelines.demo.kimai_data import build_kimai
@@ -287,6 +287,8 @@ class Bench:
         }
         escaped = self.kimai_db.replace("_", "\\_")
         self.maria.q(f"GRANT SELECT ON `{escaped}`.* TO '{self.user}'@'%'")
+        if self.args.binlog:  # the binlog feed's grants (docs/binlog.md)
+            self.maria.q(f"GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '{self.user}'@'%'")
 
     def _kimai_tables(self) -> list[str]:
         from pipelines.registry import TABLES
@@ -592,7 +594,7 @@ class Bench:
         env = self.base_env()
         env.update(
             KIMAI_DB_HOST="127.0.0.1",
-            KIMAI_DB_PORT="3306",
+            KIMAI_DB_PORT=str(MARIADB["port"]),
             KIMAI_DB_USER=self.user,
             KIMAI_DB_PASSWORD=self.password,
             KIMAI_DB_DATABASE=self.kimai_db,
@@ -1042,7 +1044,7 @@ class Bench:
         )
         self.setup_server()
         (self.work / "bench-client.cnf").write_text(
-            f"[client]\nuser={self.user}\npassword={self.password}\nhost=127.0.0.1\nport=3306\n"
+            f"[client]\nuser={self.user}\npassword={self.password}\nhost=127.0.0.1\nport={MARIADB['port']}\n"
             "protocol=TCP\ndefault-character-set=utf8mb4\n"
         )
         os.chmod(self.work / "bench-client.cnf", 0o600)

@@ -509,9 +509,11 @@ def render_follow(follow: dict[str, Any]) -> str:
     """The follower study (`benchlib.follow`): latency, tick times, Kimai's CPU."""
     lines: list[str] = []
     add = lines.append
+    feed = follow.get("feed", "poll")
+    builds = "with builds" if follow.get("builds", True) else "without builds (--no-build)"
     add(
-        f"## The follower: {follow['interval_seconds']:g} s ticks for {follow['seconds']:,.0f} s,"
-        f" {follow['edits']} edits (exit {follow['exit_code']})"
+        f"## The follower, {feed} feed {builds}: {follow['interval_seconds']:g} s ticks for"
+        f" {follow['seconds']:,.0f} s, {follow['edits']} edits (exit {follow['exit_code']})"
     )
     add("")
     header(add, "figure", "n", "p50", "p95", "max")

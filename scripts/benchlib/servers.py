@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from benchlib.common import log
+from pipelines.demo import servers
 from pipelines.demo.servers import mariadb_connect, pg_query
 
 # -- databases -------------------------------------------------------------------------------------
@@ -55,6 +57,27 @@ class Maria:
             with contextlib.suppress(Exception):
                 self.conn.close()
             self.conn = None
+
+
+@contextlib.contextmanager
+def binlog_server(buffer_pool_mib: int) -> Iterator[None]:
+    """A MariaDB of the benchmark's own keeping a ROW binlog, in place of the shared one.
+
+    The shared server keeps no binlog and ``log_bin`` cannot be switched on at runtime; every
+    connection of the benchmark (and of the product it runs) goes to this one meanwhile.
+    """
+    from tests.private_servers import private_mariadb
+
+    pool = f"--innodb-buffer-pool-size={max(buffer_pool_mib, 128)}M"
+    options = ("--log-bin=binlog", "--binlog-format=ROW", "--server-id=1", "--userstat=1", pool)
+    with private_mariadb(*options) as server:
+        log(f"a MariaDB of its own with a ROW binlog on port {server.port}")
+        before = dict(servers.MARIADB)
+        servers.MARIADB["port"] = server.port
+        try:
+            yield
+        finally:
+            servers.MARIADB.update(before)
 
 
 def pg_create(name: str) -> None:
