@@ -158,13 +158,17 @@ class Follower:
         if self.binlog is None:
             warn_unindexed_cursors(self.settings)
         ticks = 0
-        while not self.stop.is_set() and (max_ticks is None or ticks < max_ticks):
-            started = time.monotonic()
-            self.tick()
-            ticks += 1
-            if max_ticks is None or ticks < max_ticks:
-                rest = self.interval - (time.monotonic() - started)
-                self._wait(max(rest, LOCK_GAP_SECONDS))
+        try:
+            while not self.stop.is_set() and (max_ticks is None or ticks < max_ticks):
+                started = time.monotonic()
+                self.tick()
+                ticks += 1
+                if max_ticks is None or ticks < max_ticks:
+                    rest = self.interval - (time.monotonic() - started)
+                    self._wait(max(rest, LOCK_GAP_SECONDS))
+        finally:
+            if self.binlog is not None:
+                self.binlog.reader.close()
         return ticks
 
     def _wait(self, seconds: float) -> None:

@@ -24,7 +24,7 @@ from pipelines.config import load_settings
 from pipelines.demo import kimai_actions as kimai_do
 from pipelines.demo.kimai_data import build_kimai
 from pipelines.follow import Follower
-from tests.conftest import pg_connect, pg_query, throwaway_pg_database
+from tests.conftest import pg_connect, pg_query, run_cli, throwaway_pg_database
 from tests.private_servers import PrivateMariaDB, private_mariadb
 from tests.replica_check import assert_replica_equals_kimai
 
@@ -237,3 +237,12 @@ def test_the_binlog_feed_keeps_the_replica_equal_to_kimai(setup: Setup, caplog) 
     assert options.get("reconcile") is True, options
     s.equal()
     assert json.loads(s.heartbeat()[0])["binlog"]["file"] == current
+
+
+def test_a_server_without_a_binlog_is_refused_in_one_line(env: dict[str, str]) -> None:
+    # the shared MariaDB keeps no binlog (log_bin off)
+    result = run_cli("follow", "--no-build", "--ticks", "1", env={**env, "KIMAI_BINLOG": "on"})
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "log_bin is off" in lines[0], result.stderr
+    assert "docs/binlog.md" in lines[0]

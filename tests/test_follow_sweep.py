@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipelines.adapters.binlog import BinlogPosition
 from pipelines.follow import sweep_slices
 from pipelines.record.follower import Position
 from pipelines.types import Sweep
@@ -54,3 +55,11 @@ def test_a_cycle_adds_up_its_deletes_and_the_next_starts_from_nothing() -> None:
     assert Position.from_json(p.to_json()) == p
     assert Position.from_json("not json") == Position()
     assert Sweep(2, 3, tuple(p.cycle_deleted.items())).deleted_earlier("timesheets") == 7
+
+
+def test_the_binlog_position_is_kept_with_the_heartbeat() -> None:
+    p = Position(0, 1, {}, BinlogPosition("binlog.000042", 1234))
+    assert Position.from_json(p.to_json()) == p
+    assert Position.from_json(Position().to_json()).binlog is None
+    # a stored position in a shape this version cannot read: none (a resync), not a crash
+    assert Position.from_json('{"slice": 0, "slices": 1, "binlog": {"file": 1}}').binlog is None

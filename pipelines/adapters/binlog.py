@@ -19,6 +19,7 @@ derived from the replica's own references (`pipelines.sync.scope`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import socket
@@ -146,24 +147,41 @@ class BinlogReader:
         if settings.kimai_tls is not None:
             args.update(settings.kimai_tls.pymysql_args())
         self.connection_args = args
+        self._status: Any = None
         self._positions: dict[str, dict[str, int]] = {}
         """Per table, the ordinal position (0-based) of each column: a row image lists every
         column in table order, named only when the server logs names
         (``binlog_row_metadata=FULL``)."""
 
     def _query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Run a status query on the connection kept between ticks (one retry on a new one).
+
+        The follower asks where the binlog ends every second: a connection each time would
+        cost Kimai a login each time.
+        """
         try:
-            conn = pymysql.connect(**self.connection_args)
-        except pymysql.MySQLError as exc:
-            raise DatabaseError(f"cannot read Kimai's binlog status: {exc}") from exc
+            return self._status_query(sql)
+        except pymysql.MySQLError:
+            self.close()  # dropped while idle (wait_timeout, a restart): once more
         try:
-            with conn.cursor() as cur:
-                cur.execute(sql)
-                return list(cur.fetchall())
+            return self._status_query(sql)
         except pymysql.MySQLError as exc:
+            self.close()
             raise DatabaseError(f"cannot read Kimai's binlog status ({sql}): {exc}") from exc
-        finally:
-            conn.close()
+
+    def _status_query(self, sql: str) -> list[tuple[Any, ...]]:
+        if self._status is None:
+            self._status = pymysql.connect(**self.connection_args, autocommit=True)
+        with self._status.cursor() as cur:
+            cur.execute(sql)
+            return list(cur.fetchall())
+
+    def close(self) -> None:
+        """Close the kept status connection (the next query opens a new one)."""
+        if self._status is not None:
+            with contextlib.suppress(Exception):
+                self._status.close()
+            self._status = None
 
     def check(self) -> None:
         """Refuse a server that keeps no binlog this feed can read.

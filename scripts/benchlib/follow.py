@@ -69,12 +69,19 @@ def follow_study(bench: Bench, seconds: float, interval: float) -> dict[str, Any
             [*PRODUCT, "follow", "--log-format", "json", *no_build],
             env=env, cwd=str(bench.work), stdout=subprocess.DEVNULL, stderr=err,
         )  # fmt: skip
+        # the first tick may be more than a tick (the binlog feed's resync): the steady
+        # share of Kimai's CPU is counted from its end
+        _first_tick(atlas, started + seconds)
+        steady, steady_started = bench.snapshot(), time.monotonic()
         latencies, ticks = _edits(bench, atlas, ids, rng, seconds, interval, started)
+        bulk = _bulk_change(bench, atlas, interval)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=600)
     wall = time.monotonic() - started
     after = bench.snapshot()
     kimai_cpu = after.user["cpu_time"] - before.user["cpu_time"]
+    steady_cpu = after.user["cpu_time"] - steady.user["cpu_time"]
+    steady_wall = time.monotonic() - steady_started
     changed = pg_query(
         atlas,
         "SELECT extract(epoch FROM finished_at - started_at) FROM"
@@ -92,8 +99,11 @@ def follow_study(bench: Bench, seconds: float, interval: float) -> dict[str, Any
         "latency_seconds": _quantiles(latencies),
         "quiet_tick_seconds": _quantiles(ticks),
         "change_tick_seconds": _quantiles([float(r[0]) for r in changed]),
+        "bulk_change": bulk,
         "kimai_cpu_seconds": round(kimai_cpu, 2),
         "kimai_cpu_share_of_one_core": round(kimai_cpu / wall, 4),
+        "kimai_cpu_after_first_tick_seconds": round(steady_cpu, 2),
+        "kimai_cpu_after_first_tick_share": round(steady_cpu / max(steady_wall, 1e-9), 4),
     }
     log(f"follow: {result}")
     bench.drop_atlas(atlas)
@@ -138,6 +148,48 @@ def _edits(
         else:
             log(f"follow: edit {n} not seen in BI after {5 * interval + 60:.0f} s")
     return latencies, list(ticks.values())
+
+
+def _first_tick(atlas: str, deadline: float) -> None:
+    """Wait until the follower's first tick has ended (its heartbeat row is there)."""
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if pg_query(atlas, f'SELECT 1 FROM "{REPLICA}".sync_follower'):
+                return
+        time.sleep(POLL_SECONDS)
+
+
+def _bulk_change(bench: Bench, atlas: str, interval: float) -> dict[str, Any]:
+    """Scenario (d)'s change set saved at once; the ticks that take it, from the audit.
+
+    After the edits, before the follower stops: its Kimai CPU counts in the study's share.
+    """
+    c = bench.changes
+    expected = c["updates"] + c["inserts"] + c["deletes"]
+    since = pg_query(atlas, "SELECT now()")[0][0]
+    bench.apply_d()
+    saved = time.monotonic()
+    runs: list[tuple[Any, ...]] = []
+    while time.monotonic() < saved + 5 * interval + 600:
+        runs = pg_query(
+            atlas,
+            "SELECT r.run_id, extract(epoch FROM r.finished_at - r.started_at),"
+            " coalesce(sum(t.inserted + t.updated + t.deleted), 0)"
+            f' FROM "{REPLICA}".sync_runs r JOIN "{REPLICA}".sync_run_tables t USING (run_id)'
+            " WHERE r.command = 'follow' AND r.status = 'success' AND r.started_at >= %s"
+            " AND t.table_name = 'timesheets' GROUP BY 1, 2 ORDER BY 1",
+            (since,),
+        )
+        if sum(int(r[2]) for r in runs) >= expected:
+            break
+        time.sleep(POLL_SECONDS)
+    else:
+        log(f"follow: the change set of {expected:,} rows was not taken in time")
+    return {
+        "rows": expected,
+        "seconds_until_taken": round(time.monotonic() - saved, 2),
+        "tick_seconds": [round(float(r[1]), 2) for r in runs],
+    }
 
 
 def _read_tick(atlas: str, ticks: dict[Any, float]) -> None:

@@ -526,10 +526,24 @@ def render_follow(follow: dict[str, Any]) -> str:
         cells = [str(q.get(k, "-")) for k in ("n", "p50", "p95", "max")]
         add(f"| {label} | {' | '.join(cells)} |")
     add("")
+    bulk = follow.get("bulk_change")
+    if bulk:
+        add(
+            f"Then {bulk['rows']:,} timesheet changes saved at once (scenario (d)): in the"
+            f" replica {bulk['seconds_until_taken']:g} s later, by ticks of"
+            f" {', '.join(f'{s:g}' for s in bulk['tick_seconds'])} s."
+        )
+        add("")
     add(
         f"Kimai CPU of the follower's login (MariaDB USER_STATISTICS):"
         f" {follow['kimai_cpu_seconds']:.2f} s in {follow['seconds']:,.0f} s ="
-        f" {100 * follow['kimai_cpu_share_of_one_core']:.2f} % of one core."
+        f" {100 * follow['kimai_cpu_share_of_one_core']:.2f} % of one core"
+        + (
+            f"; after the first tick {follow['kimai_cpu_after_first_tick_seconds']:.2f} s ="
+            f" {100 * follow['kimai_cpu_after_first_tick_share']:.2f} %."
+            if "kimai_cpu_after_first_tick_share" in follow
+            else "."
+        )
     )
     add("")
     return "\n".join(lines)
