@@ -81,8 +81,6 @@ class BinlogChanges:
     """Per table with a one-column key, the keys of its delete events (cascades start there)."""
     whole: dict[str, str] = field(default_factory=dict)
     """Tables to compare whole, with why (a statement, a DDL, too many keys)."""
-    events: int = 0
-    """Row and statement events read (of every table of Kimai's schema)."""
 
     @property
     def empty(self) -> bool:
@@ -291,7 +289,6 @@ class BinlogReader:
             if re.search(rf"(?<![\w$]){re.escape(table.lower())}(?![\w$])", lowered) and (
                 schema == self.schema or self.schema.lower() in lowered
             ):
-                changes.events += 1
                 verb = kind.group(1).upper()
                 changes.compare_whole(spec, f"a statement in the binlog ({verb})")
                 self._positions.pop(table, None)  # a DDL may have moved its columns
@@ -300,7 +297,6 @@ class BinlogReader:
         spec = self.by_table.get(event.table)
         if spec is None or event.schema != self.schema:
             return
-        changes.events += 1
         self._load_positions([event.table])
         index = self._positions.get(event.table, {}).get(spec.primary_key[0])
         if index is None:
