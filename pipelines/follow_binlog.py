@@ -90,7 +90,7 @@ class BinlogFeed:
         return BinlogStep(options, plan.tables, changes.end)
 
     def moved(self, since: BinlogPosition | None) -> bool:
-        """Whether the binlog grew past `since` (a cheap status query; False on error)."""
+        """Whether the binlog grew past `since` (a cheap status query; True on error)."""
         try:
             return since is None or self.reader.current() != since
         except Exception:  # the tick that follows reports what is wrong
@@ -98,11 +98,7 @@ class BinlogFeed:
 
 
 def _children(replica: Replica, spec: TableSpec, column: str, values: set[int]) -> set[int]:
-    """Keys of `spec`'s replica rows whose `column` holds one of `values`."""
+    """Keys of `spec`'s replica rows whose `column` holds one of `values` (one-column key)."""
     if not replica.exists(spec.replica_table):
         return set()
-    key = spec.primary_key[0]
-    listed = ", ".join(str(int(v)) for v in sorted(values))
-    table = replica.qualified(spec.replica_table)
-    rows = replica.query(f'SELECT "{key}" FROM {table} WHERE "{column}" IN ({listed})')
-    return {int(r[0]) for r in rows}
+    return set(replica.keys_referencing(spec, {column: sorted(values)}).to_pylist())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -63,14 +62,6 @@ class Scope:
     def size(self) -> int:
         """How many values the filters hold."""
         return sum(len(values) for _column, values in self.filters)
-
-    def where(self, quote: Callable[[str], str]) -> str:
-        """The SQL predicate, with column names quoted by `quote`."""
-        return " OR ".join(
-            f"{quote(column)} IN ({', '.join(str(int(v)) for v in values)})"
-            for column, values in self.filters
-            if values
-        )
 
 
 @dataclass

@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -497,3 +497,16 @@ def chunks(values: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     """Split `values` into consecutive slices of at most `size`."""
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+def in_lists_sql(quote: Callable[[str], str], values: Mapping[str, Sequence[int]]) -> str:
+    """SQL predicate: a column holds one of its `values`, for any column.
+
+    Column names are quoted by `quote` (each server's own); lists hold at most
+    `KEYS_PER_QUERY` values each.
+    """
+    return " OR ".join(
+        f"{quote(column)} IN ({', '.join(str(int(v)) for v in chunk)})"
+        for column, ids in values.items()
+        for chunk in chunks(ids, KEYS_PER_QUERY)
+    )

@@ -10,14 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipelines.adapters.kimai import KEYS_PER_QUERY, chunks
+from pipelines.adapters.kimai import KEYS_PER_QUERY, chunks, in_lists_sql
 from pipelines.adapters.layout import (
     TableLayout,
     conform,
@@ -173,18 +173,14 @@ class Replica(ABC):
             for i, col in enumerate(columns)
         }
 
-    def keys_referencing(self, layout: TableLayout, values: dict[str, pa.Array]) -> pa.Array:
-        """Packed keys of the rows whose column holds one of its `values`, sorted."""
-        cols = ", ".join(quote_ansi(k) for k in layout.key)
-        where = " OR ".join(
-            f"{quote_ansi(column)} IN ({', '.join(str(int(v)) for v in chunk)})"
-            for column, ids in values.items()
-            for chunk in chunks(ids.to_pylist(), KEYS_PER_QUERY)
-        )
+    def keys_referencing(self, spec: TableSpec, values: Mapping[str, Sequence[int]]) -> pa.Array:
+        """Packed keys of `spec`'s rows whose column holds one of its `values`, sorted."""
+        cols = ", ".join(quote_ansi(k) for k in spec.primary_key)
+        where = in_lists_sql(quote_ansi, values)
         table = self.read_arrow(
-            f"SELECT {cols} FROM {self.qualified(layout.spec.replica_table)} WHERE {where}"
+            f"SELECT {cols} FROM {self.qualified(spec.replica_table)} WHERE {where}"
         )
-        keys = packed_keys(key_columns_only(table, layout.key), layout.key)
+        keys = packed_keys(key_columns_only(table, spec.primary_key), spec.primary_key)
         return pc.take(keys, pc.sort_indices(keys))
 
     def ensure_indexes(self, layouts: Sequence[TableLayout]) -> None:  # noqa: B027 - optional hook

@@ -72,4 +72,6 @@ def find_orphans(plan: TablePlan, plans: Sequence[TablePlan], replica: Replica) 
             dangling[ref.column] = gone
     if not dangling:
         return pa.array([], pa.int64())
-    return replica.keys_referencing(plan.layout, dangling)
+    return replica.keys_referencing(
+        plan.layout.spec, {column: ids.to_pylist() for column, ids in dangling.items()}
+    )

@@ -21,7 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from pipelines.adapters.kimai import Kimai, window_sql
+from pipelines.adapters.kimai import Kimai, in_lists_sql, window_sql
 from pipelines.adapters.layout import TableLayout, quote_ansi
 from pipelines.adapters.replica import PostgresReplica, Replica
 from pipelines.diff import keys_not_in, packed_keys, same_key_sets
@@ -284,10 +284,12 @@ def _start_comparisons(
         elif name in empty and layout.sync != "full":
             reads[name] = (pool.submit(Comparison),)
         elif name in scopes and layout.sync != "full":
-            scope = scopes[name]
+            filters = dict(scopes[name].filters)
             reads[name] = (
-                pool.submit(kimai.read_rows, layout, scope.where(layout.quote), "rows by key"),
-                pool.submit(replica.read_rows, layout, scope.where(quote_ansi)),
+                pool.submit(
+                    kimai.read_rows, layout, in_lists_sql(layout.quote, filters), "rows by key"
+                ),
+                pool.submit(replica.read_rows, layout, in_lists_sql(quote_ansi, filters)),
                 pool.submit(replica.count, layout.spec.replica_table),
             )
         elif layout.sync == "full":
