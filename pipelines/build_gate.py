@@ -22,7 +22,8 @@ and imports no dbt. Everything BI reads stays as it is: the views read the repli
 and the tables a build materializes derive from inputs that did not change.
 
 When the replica alone changed, the build is a **delta build** (`Verdict.delta`): every
-model as always, the data tests that check rows one by one (with the incremental facts
+model (only the tables when the shadow schemas already hold this project's views:
+`Verdict.keep_views`), the data tests that check rows one by one (with the incremental facts
 table: only on the timesheets the build rewrote), and not the set-level checks (unique keys,
 totals across marts, row counts), which wait for the next **full audit**. A build is a full
 audit when the project, the overlays or the settings changed, when the change log rewrote
@@ -48,7 +49,12 @@ import yaml
 from pipelines.adapters.layout import quote_ansi
 from pipelines.adapters.replica import PostgresReplica, Replica
 from pipelines.config import Settings
-from pipelines.record.audit import last_build, last_full_audit_at, last_published_at
+from pipelines.record.audit import (
+    last_build,
+    last_full_audit_at,
+    last_published_at,
+    publication_before_last,
+)
 from pipelines.record.changelog import LOG_TABLE, PRUNED_TABLE
 from pipelines.transform import dbt_env, project_dir
 
@@ -106,6 +112,8 @@ class Verdict:
     reason: str
     delta: bool = False
     """A delta build: row-level data tests only (the module's docstring)."""
+    keep_views: bool = False
+    """A delta build whose shadow schemas hold views built from this very project."""
 
 
 def read_inputs(settings: Settings, replica: Replica) -> BuildInputs | None:
@@ -146,7 +154,9 @@ def decide(
     if changed == ["replica"]:
         full = _full_audit_due(settings, replica, runs_table, before.replica)
         if full is None:
-            return Verdict(True, "replica changed: a delta build", delta=True)
+            shadow = BuildInputs.from_json(publication_before_last(replica, runs_table))
+            keep = shadow is not None and shadow.project == inputs.project
+            return Verdict(True, "replica changed: a delta build", delta=True, keep_views=keep)
         return Verdict(True, f"replica changed; a full audit: {full}")
     if changed:
         return Verdict(True, f"{' and '.join(changed)} changed")

@@ -61,6 +61,8 @@ class BuildRequest:
     """Rebuild incremental models from scratch (dbt's ``--full-refresh``)."""
     delta: bool = False
     """A delta build (`pipelines.build_gate`): every model, the row-level data tests only."""
+    keep_views: bool = False
+    """A delta build whose shadow schemas hold this project's views: only tables are run."""
 
 
 DELTA_ENV = "ATLAS_BUILD_DELTA"
@@ -103,10 +105,13 @@ def build(
     in_place = settings.atlas_dialect == "duckdb"
     suffix = "" if in_place else BUILD_SUFFIX
     select = [a for s in request.select for a in ("--select", s)]
+    if request.delta and not in_place:
+        kept = shadow_views_kept(settings) if request.keep_views else []
+        if not kept:
+            clear_shadow_views(settings)
+        return _delta(settings, tdir, on_publish, kept)
     if not in_place:
         clear_shadow_views(settings)
-    if request.delta and not in_place:
-        return _delta(settings, tdir, on_publish)
     if request.select and not in_place:
         # the shadow schemas hold the previous build (or a failed one): every model the
         # selection leaves out is brought up to date there first, so what is published is
@@ -130,17 +135,27 @@ def build(
 
 
 def _delta(
-    settings: Settings, tdir: Path, on_publish: Callable[[Any | None], None] | None
+    settings: Settings,
+    tdir: Path,
+    on_publish: Callable[[Any | None], None] | None,
+    kept: Sequence[str] = (),
 ) -> TransformResult:
-    """A delta build: every model, then the row-level data tests, then the publication.
+    """A delta build: the models, then the row-level data tests, then the publication.
 
     Two invocations, so that every test reads the models as this build left them: the
     tests narrowed to the rewritten timesheets find those by the position the incremental
     facts model stored in this build (macros/delta_where_subquery.sql).
+
+    `kept` names the shadow schemas whose views this project builds (the build published
+    before the last one was built from it, `pipelines.build_gate`): their views read the
+    replica live and the tables by reference, so only the tables are refreshed, in place
+    (incremental models; macros/recomputed_in_place.sql), and every one of those schemas
+    is published. Empty: every model runs.
     """
-    models = run_dbt(
-        settings, ["run"], target_dir=tdir, build_suffix=BUILD_SUFFIX, what="delta build"
-    )
+    run = ["run", "--select", "config.materialized:incremental"] if kept else ["run"]
+    if kept:
+        log.info("delta build: the shadow schemas hold this project's views; tables only")
+    models = run_dbt(settings, run, target_dir=tdir, build_suffix=BUILD_SUFFIX, what="delta build")
     exclude = [a for s in SET_LEVEL_TESTS for a in ("--exclude", s)]
     result = run_dbt(
         settings,
@@ -154,8 +169,28 @@ def _delta(
     result.warned = models.warned + result.warned
     result.schemas |= models.schemas
     result.delta = True
-    result.published_at = swap(settings, shadow_schemas(result), on_publish)
+    shadows = sorted(set(kept) | set(shadow_schemas(result)))
+    result.published_at = swap(settings, shadows, on_publish)
     return result
+
+
+def shadow_views_kept(settings: Settings) -> list[str]:
+    """The shadow schemas, when every live schema's views are in its shadow by the same name.
+
+    A delta build keeps the shadow's views only when the audit says they were built from
+    the same project (`pipelines.build_gate`); this catalog check guards against a shadow
+    schema dropped or changed by hand since. Empty when they differ.
+
+    Raises:
+        DatabaseError: Atlas DB could not be reached or refused.
+
+    """
+    views = _analytics_views(settings)
+    live = {(s, v) for s, v in views if not _shadow(s)}
+    shadow = {(s.removesuffix(BUILD_SUFFIX), v) for s, v in views if _shadow(s)}
+    if not live or live != shadow:
+        return []
+    return sorted({s for s, _ in views if _shadow(s)})
 
 
 def clear_shadow_views(settings: Settings) -> int:
@@ -176,6 +211,14 @@ def clear_shadow_views(settings: Settings) -> int:
         DatabaseError: Atlas DB could not be reached or refused.
 
     """
+    return sum(1 for s, _ in _analytics_views(settings, drop=True) if _shadow(s))
+
+
+def _analytics_views(settings: Settings, drop: bool = False) -> list[tuple[str, str]]:
+    """The views of the live and shadow analytics schemas as (schema, name).
+
+    With `drop`, those of the shadow schemas are dropped in the same transaction.
+    """
     import psycopg2
 
     analytics = settings.analytics_schema
@@ -185,19 +228,20 @@ def clear_shadow_views(settings: Settings) -> int:
         with conn, conn.cursor() as cur:
             cur.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
             cur.execute(
-                "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)"
-                " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                "SELECT n.nspname, c.relname FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace"
                 " WHERE c.relkind = 'v' AND (n.nspname = %s OR n.nspname LIKE %s)",
-                (analytics + BUILD_SUFFIX, f"{custom}\\_%\\{BUILD_SUFFIX}"),
+                (analytics, f"{custom}\\_%"),
             )
-            views = [r[0] for r in cur.fetchall()]
-            if views:
-                cur.execute(f"DROP VIEW IF EXISTS {', '.join(views)} CASCADE")
+            views = cur.fetchall()
+            shadow = [f"{quote_ansi(s)}.{quote_ansi(v)}" for s, v in views if _shadow(s)]
+            if drop and shadow:
+                cur.execute(f"DROP VIEW IF EXISTS {', '.join(shadow)} CASCADE")
     except psycopg2.Error as exc:
         raise database_failure("preparing the build's schemas failed", exc) from exc
     finally:
         conn.close()
-    return len(views)
+    return views
 
 
 def swap(
@@ -258,6 +302,10 @@ def swap(
         conn.close()
     log.info("published %s", ", ".join(live for live, _ in pairs))
     return published_at
+
+
+def _shadow(schema: str) -> bool:
+    return schema.endswith(BUILD_SUFFIX)
 
 
 def _connect(settings: Settings, purpose: str) -> Any:

@@ -256,7 +256,7 @@ def _transform(
         log.info("dbt build: %s", verdict.reason)
         if verdict.delta:
             inputs = replace(inputs, audit="delta")
-            wanted = replace(wanted, delta=True)
+            wanted = replace(wanted, delta=True, keep_views=verdict.keep_views)
     record = recorded()
     assert record is not None
     audit.build_started(record, inputs.to_json() if inputs is not None else None)

@@ -46,6 +46,10 @@ def live_oid(db: str) -> int:
     return pg_query(db, "SELECT oid FROM pg_namespace WHERE nspname = 'analytics'")[0][0]
 
 
+def view_oid(db: str, view: str) -> int:
+    return pg_query(db, f"SELECT '{view}'::regclass::oid")[0][0]
+
+
 def edit_in_kimai(env: dict[str, str], timesheet_id: int, text: str) -> None:
     kimai_exec(
         env["KIMAI_DB_DATABASE"],
@@ -61,11 +65,12 @@ def test_a_delta_build_tests_the_changed_rows_and_the_full_audit_every_row(env):
     first_sync(env, seed=11, timesheets=300)
     create_overlays(db, seed=11, schema="public")
     ids = [r[0] for r in pg_query(db, f"SELECT id FROM {TIMESHEETS} ORDER BY id")]
-    hidden, edited, logged = ids[10], ids[150], ids[200]
+    hidden, edited, logged, negative = ids[10], ids[150], ids[200], ids[250]
 
     full = scheduled_run(env, 0)
     assert "dbt build passed" in full
     assert newest_build(db) == ("published", "full")
+    facts_view = view_oid(db, "analytics.vw_timesheet_facts")
     # a second full build: the shadow schemas then hold the incremental facts table too (a
     # delta build into schemas without it creates it, and so tests every row)
     assert run_cli("transform", env=env, timeout=600).returncode == 0
@@ -77,10 +82,20 @@ def test_a_delta_build_tests_the_changed_rows_and_the_full_audit_every_row(env):
         f' UPDATE {TIMESHEETS} SET "user" = NULL WHERE id = {hidden}',
     )
     edit_in_kimai(env, edited, "delta one")
+    kimai_exec(
+        env["KIMAI_DB_DATABASE"],
+        "UPDATE kimai2_timesheet SET duration = -60, modified_at = NOW()"
+        f" WHERE id = {negative} AND end_time IS NOT NULL",
+    )
     delta = scheduled_run(env, 0)
     assert "delta build passed (set-level checks wait for the full audit)" in delta
     assert newest_build(db) == ("published", "delta")
     assert nodes_passed(delta) < nodes_passed(full)  # the set-level tests were left out
+    # the shadow schemas held the first run's build, of this same project: the delta
+    # refreshed its tables and kept its views, which BI now reads
+    assert view_oid(db, "analytics.vw_timesheet_facts") == facts_view
+    issues = "SELECT row_key, rule FROM analytics.vw_data_issues WHERE table_name = 'timesheets'"
+    assert (str(negative), "negative_duration") in pg_query(db, issues)
     assert pg_query(
         db, f"SELECT description FROM analytics.vw_timesheet_facts WHERE timesheet_id = {edited}"
     ) == [("delta one",)]

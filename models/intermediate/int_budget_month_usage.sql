@@ -4,12 +4,19 @@
 -- budget statistics: closed billable work counts against the budget, internal cost and
 -- duration over every closed record; running records only count as records.
 --
--- A table, rebuilt by every build: finding each record's month converts every start, too
--- much to repeat for each question on vw_budget_months (a second at 1M timesheets). One
+-- A table that every build recomputes whole, in place (macros/recomputed_in_place.sql):
+-- finding each record's month converts every start, too much to repeat for each question
+-- on vw_budget_months (a second at 1M timesheets). One
 -- pass groups the records of monthly-budget entities by project, activity and month; the
 -- three scopes fold those groups.
 
-{{ config(materialized='table') }}
+{{
+    config(
+        materialized='incremental',
+        on_schema_change='sync_all_columns',
+        pre_hook=["{{ recomputed_in_place() }}"],
+    )
+}}
 
 with
 

@@ -3,10 +3,17 @@
 -- duration or any date); the views count them as Kimai's own screens do, and list them in
 -- vw_data_issues. Thresholds: see docs/models.md, "Bad data in Kimai".
 --
--- A table rebuilt by every build: one scan of the timesheets, where a view would scan
--- them again for every query and test of vw_data_issues and vw_sync_health.
+-- A table that every build recomputes whole, in place (macros/recomputed_in_place.sql):
+-- one scan of the timesheets, where a view would scan them again for every query and
+-- test of vw_data_issues and vw_sync_health.
 
-{{ config(materialized='table') }}
+{{
+    config(
+        materialized='incremental',
+        on_schema_change='sync_all_columns',
+        pre_hook=["{{ recomputed_in_place() }}"],
+    )
+}}
 
 with
 

@@ -346,6 +346,20 @@ def last_full_audit_at(replica: Replica, runs: str) -> dt.datetime | None:
     return rows[0][0] if rows else None
 
 
+def publication_before_last(replica: Replica, runs: str) -> str | None:
+    """The build inputs recorded by the publication before the newest one, or None.
+
+    Its objects are what the shadow schemas hold now: each publication swaps the live
+    schemas into the shadow names (`pipelines.publish.swap`), and a build that fails
+    afterwards is followed by a full one.
+    """
+    rows = replica.query(
+        f"SELECT build_inputs FROM {runs} WHERE build_status = 'published'"
+        " ORDER BY published_at DESC OFFSET 1 LIMIT 1"
+    )
+    return rows[0][0] if rows else None
+
+
 def last_published_at(replica: Replica, runs: str) -> dt.datetime | None:
     """When the newest real (not ``unchanged``) build was published, or None."""
     rows = replica.query(f"SELECT max(published_at) FROM {runs} WHERE build_status = 'published'")
