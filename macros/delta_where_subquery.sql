@@ -6,22 +6,27 @@
     wrote into int_timesheet_facts_materialized (those carry the build's log position).
     Those are the timesheets the change log says may have changed (docs/models.md,
     "Delta builds"); every other row was tested by an earlier build and did not change.
-    A semi-join (`in`), not in_subquery's `= any(array(...))`: the planner then knows how
-    many keys come, where it took an array for ten and joined a relationships test's 30,000
-    children to a million parents by nested loop.
+
+    The keys are read once per test and written into it as a constant array: the planner
+    then knows how many come and pushes `key = any(...)` into the views (through their
+    joins and the groups of a per-timesheet aggregate) down to the replica's primary key.
+    A subquery (`in (select ...)`) cannot be pushed below an aggregate, and in_subquery's
+    `= any(array(select ...))` hides the count: the planner took an array for ten keys and
+    joined a relationships test's 30,000 children to a million parents by nested loop.
+    Above `delta_test_keys_max_literal` keys the test takes them by semi-join instead.
 -#}
 {% macro postgres__get_where_subquery(relation) -%}
     {%- set base = dbt.default__get_where_subquery(relation) -%}
-    {%- set keys = delta_test_keys() if execute else none -%}
     {%- set attached = graph.nodes.get(model.attached_node) if execute and model.attached_node else none -%}
     {%- set key = (attached.config.meta or {}).get('delta_key') if attached else none -%}
-    {%- if keys and key -%}
-        {%- do return('(select * from ' ~ base ~ ' where ' ~ key ~ ' in (' ~ keys ~ ')) dbt_delta') -%}
+    {%- set keys = delta_test_keys() if key else none -%}
+    {%- if keys is not none -%}
+        {%- do return('(select * from ' ~ base ~ ' where ' ~ key ~ ' ' ~ keys ~ ') dbt_delta') -%}
     {%- endif -%}
     {%- do return(base) -%}
 {%- endmacro %}
 
-{#- SQL returning the timesheet ids a delta build tests, or none (test every row). -#}
+{#- The condition on a test's key that keeps the timesheets a delta build tests, or none. -#}
 {% macro delta_test_keys() -%}
     {%- if env_var('ATLAS_BUILD_DELTA', '') != 'on'
         or var('timesheet_facts_materialization', 'view') != 'table_incremental' -%}
@@ -29,8 +34,16 @@
     {%- endif -%}
     {%- set node = graph.nodes.get('model.' ~ project_name ~ '.int_timesheet_facts_materialized') -%}
     {%- set facts = node.relation_name -%}
-    {%- do return(
-        'select timesheet_id from ' ~ facts ~ ' where change_log_position'
-        ~ ' = (select max(change_log_position) from ' ~ facts ~ ')'
-    ) -%}
+    {%- set rewritten = 'select timesheet_id from ' ~ facts ~ ' where change_log_position'
+        ~ ' = (select max(change_log_position) from ' ~ facts ~ ')' -%}
+    {%- set most = var('delta_test_keys_max_literal', 50000) | int -%}
+    {#- one row, the ids as text: dbt turns every fetched row into Python objects -#}
+    {%- set found = run_query(
+        "select count(*), coalesce(string_agg(cast(timesheet_id as text), ','), '')"
+        ~ ' from (' ~ rewritten ~ ' limit ' ~ (most + 1) ~ ') as rewritten'
+    ).rows[0] -%}
+    {%- if found[0] > most -%}
+        {%- do return('in (' ~ rewritten ~ ')') -%}
+    {%- endif -%}
+    {%- do return("= any('{" ~ found[1] ~ "}'::bigint[])") -%}
 {%- endmacro %}
