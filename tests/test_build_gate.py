@@ -142,21 +142,15 @@ def assert_each_change_forces_a_build(settings, replica, db, env) -> None:
     # the shadow schemas hold the build published before the last: built from this project,
     # its views are kept; built from another, every view is rebuilt
     assert decide(settings, replica, runs, read_inputs(settings, replica)).keep_views
-    before_last = (
-        "WHERE run_id = (SELECT run_id FROM kimai_replica.sync_runs"
+    marker = ('"project": "', '"project": "x')
+    swap_marker = (
+        "UPDATE kimai_replica.sync_runs SET build_inputs = replace(build_inputs, %s, %s)"
+        " WHERE run_id = (SELECT run_id FROM kimai_replica.sync_runs"
         " WHERE build_status = 'published' ORDER BY published_at DESC OFFSET 1 LIMIT 1)"
     )
-    pg_query(
-        db,
-        "UPDATE kimai_replica.sync_runs SET build_inputs ="
-        f" replace(build_inputs, '\"project\": \"', '\"project\": \"x') {before_last}",
-    )
+    pg_query(db, swap_marker, marker)
     assert not decide(settings, replica, runs, read_inputs(settings, replica)).keep_views
-    pg_query(
-        db,
-        "UPDATE kimai_replica.sync_runs SET build_inputs ="
-        f" replace(build_inputs, '\"project\": \"x', '\"project\": \"') {before_last}",
-    )
+    pg_query(db, swap_marker, marker[::-1])
     # a full audit instead: when switched off, when the last one is old, after a rewrite
     assert verdict(replace(settings, full_audit_hours=0)) == (
         "replica changed; a full audit: ATLAS_FULL_AUDIT_HOURS is 0"
