@@ -18,6 +18,8 @@ database and measures, in interleaved rounds (the order rotates every round):
        utilization per user over the last full month (qu);
   (g)  with ``--follow SECONDS``: the follower running that long, edits saved in Kimai one
        at a time: edit → row in vw_timesheet_facts latency, tick times, Kimai's CPU share.
+  (h)  with ``--delta-builds N``: N scheduled runs after 10k updates each, per facts
+       materialization: the delta builds' dbt work (benchlib/delta.py).
 
 For every run: wall time, CPU time of the process tree (user+sys, from wait4), peak RSS of
 the largest single process, rows/s, and what Kimai did for it: rows examined (MariaDB
@@ -89,6 +91,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="only the follower study (needs --follow)")  # fmt: skip
     p.add_argument("--follow-no-build", action="store_true",
                    help="that study's follower runs with --no-build")  # fmt: skip
+    p.add_argument("--delta-builds", type=int, default=0, metavar="N",
+                   help="also run the delta-build study: N scheduled runs after 10k updates,"
+                   " per facts materialization")  # fmt: skip
+    p.add_argument("--delta-only", action="store_true",
+                   help="only the delta-build study (needs --delta-builds)")  # fmt: skip
     p.add_argument("--binlog", action="store_true",
                    help="Kimai on a MariaDB of the benchmark's own that keeps a ROW binlog; the"
                         " follower study reads it (KIMAI_BINLOG=on)")  # fmt: skip
@@ -112,6 +119,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.impact = True
     if args.follow_only and args.follow <= 0:
         p.error("--follow-only needs --follow SECONDS")
+    if args.delta_only and args.delta_builds <= 0:
+        p.error("--delta-only needs --delta-builds N")
     if args.kimai_database and not args.kimai_database.startswith("kimai_bench_"):
         p.error("--kimai-database must name a database an earlier benchmark built (kimai_bench_*)")
     if args.rounds < 1 or args.timesheets < 1000:

@@ -41,6 +41,7 @@ from benchlib.common import (
     log,
     rotate,
 )
+from benchlib.delta import delta_study
 from benchlib.follow import follow_study
 from benchlib.machine import code_version, machine
 from benchlib.measure import Sample, Snapshot
@@ -71,6 +72,7 @@ class Bench:
         self.samples: list[Sample] = []
         self.impact: dict[str, Any] = {}
         self.follow: dict[str, Any] | None = None
+        self.delta: dict[str, Any] | None = None
         self.meta: dict[str, Any] = {"notes": []}
         scale = 1.0 if self.n >= 1_000_000 else self.n / 1_000_000
         self.changes = {k: max(10, int(v * scale)) for k, v in BASE_CHANGES.items()}
@@ -1054,17 +1056,20 @@ class Bench:
         self.pg_dbs.append(self.raw_db)
         self.meta["machine"] = machine(self.maria)
         self.meta["code_start"] = code_version()
-        if not (self.args.impact_only or self.args.follow_only):
+        only_studies = self.args.follow_only or self.args.delta_only
+        if not (self.args.impact_only or only_studies):
             for i in range(self.args.rounds):
                 self.run_round(i)
                 self.write_report()
             if self.args.profile:
                 log("profiling pass (pyinstrument; not part of the figures)")
                 self.run_round(0, profile=True)
-        if self.args.impact and not self.args.follow_only:
+        if self.args.impact and not only_studies:
             self.run_impact()
         if self.args.follow > 0:
             self.follow = follow_study(self, self.args.follow, self.args.follow_interval)
+        if self.args.delta_builds > 0:
+            self.delta = delta_study(self, self.args.delta_builds)
         self.meta["load_after"] = os.getloadavg()
         self.meta["code_end"] = code_version()
         self.meta["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
@@ -1098,6 +1103,7 @@ class Bench:
             "samples": [asdict(s) for s in self.samples],
             "impact": self.impact,
             "follow": self.follow,
+            "delta": self.delta,
         }
         self.out.with_suffix(".json").write_text(json.dumps(data, indent=1, default=str))
         self.out.write_text(render_report(data))

@@ -415,6 +415,8 @@ def render_report(data: dict[str, Any]) -> str:
         add(render_impact(data["impact"]))
     if data.get("follow"):
         add(render_follow(data["follow"]))
+    if data.get("delta"):
+        add(render_delta(data["delta"]))
     add("## Method")
     add("")
     add(
@@ -503,6 +505,24 @@ def _breakdown(k: str, rows: list[dict[str, Any]]) -> str:
             f" slowest nodes: {top}."
         )
     return " ".join(parts)
+
+
+def render_delta(delta: dict[str, Any]) -> str:
+    """The delta-build study (`benchlib.delta`): dbt's work per scheduled run."""
+    lines = [
+        f"## Delta builds: {delta['updates']:,} timesheets updated before each scheduled run",
+        "",
+        "| materialization | run | build | dbt work (verdict → published), s | whole run, s |",
+        "|---|---|---|---|---|",
+    ]
+    for materialization, builds in delta.items():
+        if not isinstance(builds, list):
+            continue
+        for i, b in enumerate(builds):
+            cells = (materialization, i, b["kind"], b["dbt_seconds"], b["run_seconds"])
+            lines.append("| " + " | ".join(map(str, cells)) + " |")
+    lines.append("")
+    return "\n".join(lines)
 
 
 def render_follow(follow: dict[str, Any]) -> str:
