@@ -13,9 +13,6 @@ restored to its generated state at the end.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchlib.common import log
@@ -41,13 +38,13 @@ def delta_study(bench: Bench, rounds: int) -> dict[str, Any]:
         full = bench.product("h-full", materialization, atlas, [], extra, check=False)
         if init.rc != 0 or full.rc != 0:
             raise RuntimeError("the delta study's first sync or build failed")
-        builds = [_dbt_phase(bench, full)]
+        builds = [_dbt_phase(full)]
         for i in range(rounds):
             bench.apply_updates(bench.sets["updates"], f"delta {i}")
             sample = bench.product("h-delta", materialization, atlas, [], extra, check=False)
             if sample.rc != 0:
                 raise RuntimeError(f"the delta study's run {i} failed (exit {sample.rc})")
-            builds.append(_dbt_phase(bench, sample))
+            builds.append(_dbt_phase(sample))
         result[materialization] = builds
         log(f"delta builds, {materialization}: {builds}")
         bench.drop_atlas(atlas)
@@ -55,16 +52,14 @@ def delta_study(bench: Bench, rounds: int) -> dict[str, Any]:
     return result
 
 
-def _dbt_phase(bench: Bench, sample: Sample) -> dict[str, Any]:
-    """The run's wall time, and its build's kind and seconds from its JSON log lines."""
+def _dbt_phase(sample: Sample) -> dict[str, Any]:
+    """The run's wall time, and its build's kind and seconds from its JSON log lines.
+
+    The lines are the harness's (`Bench._read_phases`: seconds since the start, message).
+    """
     started = published = None
     kind = "full audit"
-    for line in Path(f"{bench.out_dir / sample.log}.err").read_text(errors="replace").splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        msg, at = entry.get("msg", ""), dt.datetime.fromisoformat(entry["ts"]).timestamp()
+    for at, msg in sample.phases.get("events", []):
         if msg.startswith("dbt build: "):
             started = at
             if "delta build" in msg:
@@ -73,5 +68,5 @@ def _dbt_phase(bench: Bench, sample: Sample) -> dict[str, Any]:
             kind = "delta, views kept"
         elif msg.startswith("published ") and started is not None:
             published = at
-    seconds = round(published - started, 2) if started and published else None
+    seconds = round(published - started, 2) if started is not None and published else None
     return {"kind": kind, "dbt_seconds": seconds, "run_seconds": round(sample.wall, 2)}
