@@ -119,9 +119,12 @@ def test_a_quiet_run_skips_dbt_and_a_kimai_edit_builds(synced):
 def assert_each_change_forces_a_build(settings, replica, db, env) -> None:
     runs = replica.qualified("sync_runs")
 
+    def decision(settings=settings):
+        return decide(settings, replica, runs, read_inputs(settings, replica))
+
     def verdict(settings=settings) -> str | None:
         """None when the gate would skip dbt; why it would build otherwise."""
-        found = decide(settings, replica, runs, read_inputs(settings, replica))
+        found = decision(settings)
         return found.reason if found.build else None
 
     assert verdict() is None  # as the CLI would find it after its own build
@@ -141,7 +144,7 @@ def assert_each_change_forces_a_build(settings, replica, db, env) -> None:
     assert verdict() == "replica changed: a delta build"
     # the shadow schemas hold the build published before the last: built from this project,
     # its views are kept; built from another, every view is rebuilt
-    assert decide(settings, replica, runs, read_inputs(settings, replica)).keep_views
+    assert decision().keep_views
     marker = ('"project": "', '"project": "x')
     swap_marker = (
         "UPDATE kimai_replica.sync_runs SET build_inputs = replace(build_inputs, %s, %s)"
@@ -149,7 +152,7 @@ def assert_each_change_forces_a_build(settings, replica, db, env) -> None:
         " WHERE build_status = 'published' ORDER BY published_at DESC OFFSET 1 LIMIT 1)"
     )
     pg_query(db, swap_marker, marker)
-    assert not decide(settings, replica, runs, read_inputs(settings, replica)).keep_views
+    assert not decision().keep_views
     pg_query(db, swap_marker, marker[::-1])
     # a full audit instead: when switched off, when the last one is old, after a rewrite
     assert verdict(replace(settings, full_audit_hours=0)) == (
