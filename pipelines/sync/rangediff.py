@@ -48,8 +48,10 @@ from pipelines.adapters.layout import (
     quote_mysql,
     ranges_sql,
 )
-from pipelines.adapters.replica import Replica
+from pipelines.adapters.replica import PostgresReplica, Replica
 from pipelines.diff import keys_not_in, packed_keys
+from pipelines.record.changelog import LOG_TABLE
+from pipelines.sync import keydigests
 from pipelines.types import FingerprintStats, Sweep
 
 Mode = Literal["keys", "rows"]
@@ -246,6 +248,53 @@ def differing_buckets(
     return [(max(s, low), min(s + bucket, high)) for s in starts]
 
 
+def key_digests(keyed: pa.Table, key_columns: int) -> pa.Table:
+    """`digest_sql`'s ``keys`` digests of packed keys, computed in Arrow.
+
+    Args:
+        keyed: Packed keys (column ``k``, as `_keyed` returns them).
+        key_columns: How many columns the key has (one or two).
+
+    Returns:
+        Columns bucket, n, h0, h1, as the servers return them.
+
+    """
+    packed = keyed.column("k").combine_chunks()
+    first = _first_keys(packed, key_columns)
+    columns = [first]
+    if key_columns > 1:
+        columns.append(pc.bit_wise_and(packed, 0xFFFFFFFF))
+    low32 = 0xFFFFFFFF
+    hashes = {}
+    for i, mult in enumerate(_KEY_HASHES):
+        # each product stays below 2^63: Kimai ids are below 2^31, multipliers below 2^32
+        parts = [
+            pc.bit_wise_and(pc.multiply(c, m), low32) for c, m in zip(columns, mult, strict=False)
+        ]
+        total = parts[0] if len(parts) == 1 else pc.add(parts[0], parts[1])
+        hashes[f"h{i}"] = pc.bit_wise_and(total, low32)
+    bucket = BUCKET["keys"]
+    grouped = (
+        pa.table({"bucket": pc.subtract(first, pc.bit_wise_and(first, bucket - 1)), **hashes})
+        .group_by("bucket")
+        .aggregate([("h0", "count"), ("h0", "sum"), ("h1", "sum")])
+    )
+    # a bucket's sums stay below 2^40 (256 hashes below 2^32): no modulus needed
+    return pa.table(
+        {
+            "bucket": grouped.column("bucket"),
+            "n": grouped.column("h0_count"),
+            "h0": grouped.column("h0_sum"),
+            "h1": grouped.column("h1_sum"),
+        }
+    )
+
+
+def _first_keys(packed: pa.Array, key_columns: int) -> pa.Array:
+    """The first key column's values of packed keys."""
+    return pc.shift_right(packed, 32) if key_columns > 1 else packed
+
+
 def _counts(digests: pa.Table) -> int:
     return int(pc.sum(digests.column("n")).as_py() or 0)
 
@@ -291,6 +340,8 @@ class RangeComparer:
         digests: Compare per-bucket digests first; both servers must compute them
             (MariaDB/MySQL and PostgreSQL). ``rows`` needs them.
         sweep: Compare only this part of the key range (``keys`` mode; a follower tick).
+            The replica's digests then come from `keydigests` (kept from the change log),
+            not from the table.
 
     """
 
@@ -311,6 +362,7 @@ class RangeComparer:
         self.stats = FingerprintStats()
         self.differing_ranges: list[tuple[int, int]] = []
         """Key ranges of the buckets that differed (``rows``: what `recheck` reads again)."""
+        self.stored: keydigests.StoredDigests | None = None
         present = set(replica.table_columns(layout.spec.replica_table)) if self.digests else set()
         self.sides = (
             Side(MARIADB, layout.source_sql, lambda _c: True, self._read_kimai),
@@ -356,6 +408,8 @@ class RangeComparer:
         cuts = [*range(low, high, step), high]
 
         def queries(side: Side) -> list[str]:
+            if self.stored is not None and side is self.sides[1]:
+                return [self.stored.sql(low, high)]
             sql = digest_sql(side, self.layout, self.mode)
             return [sql.format(low=a, high=b) for a, b in zip(cuts, cuts[1:], strict=False)]
 
@@ -380,6 +434,7 @@ class RangeComparer:
         """
         result = Comparison()
         found = _Found()
+        self.stored = self._stored_digests()
         replica_bounds = self.replica.key_bounds(self.layout)
         bounds = [b for b in (self.kimai.key_bounds(self.layout), replica_bounds) if b]
         if not bounds:
@@ -399,10 +454,67 @@ class RangeComparer:
         result.missing = _Found._sorted(found.missing)
         result.changed = _Found._sorted(found.changed)
         self.stats.keys_differing = len(result.differing)
+        if self.stored is not None:
+            self._heal(result)
         if self.sweep is not None:
-            result.replica_count = self.replica.count(self.layout.spec.replica_table)
+            result.replica_count = (
+                self.stored.count
+                if self.stored is not None
+                else self.replica.count(self.layout.spec.replica_table)
+            )
             result.kimai_count = result.replica_count - len(result.deleted) + len(result.missing)
         return result
+
+    def _stored_digests(self) -> keydigests.StoredDigests | None:
+        """The replica's stored digests, for a sweep over a replica with a change log."""
+        replica = self.replica
+        if self.sweep is None or not isinstance(replica, PostgresReplica):
+            return None
+        if not (replica.exists(LOG_TABLE) and replica.exists(self.layout.spec.replica_table)):
+            return None
+        table_sql = digest_sql(self.sides[1], self.layout, "keys")
+        return keydigests.refresh(replica, self.layout, BUCKET["keys"], table_sql)
+
+    def _heal(self, result: Comparison) -> None:
+        """Recompute the stored buckets that differed from Kimai's while their keys agree."""
+        assert self.stored is not None and isinstance(self.replica, PostgresReplica)
+        bucket = BUCKET["keys"]
+        keys = _first_keys(pa.concat_arrays([result.deleted, result.missing]), len(self.layout.key))
+        differing = set(pc.subtract(keys, pc.bit_wise_and(keys, bucket - 1)).to_pylist())
+        stale = [r for r in self.differing_ranges if r[0] - r[0] % bucket not in differing]
+        table_sql = digest_sql(self.sides[1], self.layout, "keys")
+        keydigests.heal(self.replica, self.stored, table_sql, stale)
+
+    def _against_stored(
+        self, pool: ThreadPoolExecutor, start: int, end: int, found: _Found
+    ) -> tuple[int, int]:
+        """Kimai's keys of ``[start, end)`` against the replica's stored digests.
+
+        Kimai sends its keys as without digests; their digests are computed here, and only
+        the buckets that differ from the stored ones are read from the replica table.
+
+        Returns:
+            The row counts of the range in Kimai and in the replica.
+
+        """
+        assert self.stored is not None
+        stored = pool.submit(self.replica.read_arrow, self.stored.sql(start, end))
+        kimai = _keyed(self.kimai.read_key_ranges(self.layout, [(start, end)]), self.layout, "keys")
+        self.stats.kimai_rows_returned += kimai.num_rows
+        ours = stored.result()
+        bucket = BUCKET["keys"]
+        theirs = key_digests(kimai, len(self.layout.key))
+        ranges = differing_buckets(theirs, ours, start, end, bucket)
+        self.stats.buckets_differing += len(ranges)
+        self.differing_ranges.extend(ranges)
+        if ranges:
+            reads = ranges if len(ranges) <= MAX_BUCKET_READS else [(start, end)]
+            replica = self.replica.read_key_ranges(self.layout, reads)
+            firsts = _first_keys(kimai.column("k").combine_chunks(), len(self.layout.key))
+            starts = pa.array([a - a % bucket for a, _ in ranges], pa.int64())
+            wanted = pc.is_in(pc.subtract(firsts, pc.bit_wise_and(firsts, bucket - 1)), starts)
+            found.add(kimai.filter(wanted), _keyed(replica, self.layout, "keys"))
+        return kimai.num_rows, _counts(ours)
 
     def _compare_span(
         self,
@@ -424,7 +536,10 @@ class RangeComparer:
             end = min(start + width, high)
             ranges = [(start, end)]
             counts: tuple[int, int] | None = None
-            if self.digests:
+            if self.stored is not None and not self.digests:
+                counts = self._against_stored(pool, start, end, found)
+                ranges = []
+            elif self.digests:
                 theirs, ours = self._digests(pool, start, end)
                 counts = (_counts(theirs), _counts(ours))
                 ranges = differing_buckets(theirs, ours, start, end, bucket)
