@@ -8,7 +8,8 @@ than a scheduled run:
 
 - the key sweep compares one slice of each keyed table's key range, plus the keys above
   the replica's newest (`pipelines.types.Sweep`); the slices rotate so that every range is
-  compared within ``ATLAS_DELETE_MAX_LAG_SECONDS``;
+  compared within ``ATLAS_DELETE_MAX_LAG_SECONDS``, more than one per tick when ticks take
+  longer than the interval (`slices_due`);
 - the deletes of the sweep's cycle add up for the mass-delete guard, so a table emptied
   slice by slice stops the follower as one mass delete stops a run;
 - a tick that changed nothing and built nothing writes its heartbeat row only
@@ -87,6 +88,27 @@ class StopRequest:
         return self._set
 
 
+def slices_due(
+    slices: int, period_seconds: float, tick_seconds: float, max_lag_seconds: float
+) -> int:
+    """How many slices a tick compares, when ticks start `period_seconds` apart.
+
+    A slice compared by one tick must come round again, and that tick end, within
+    ``ATLAS_DELETE_MAX_LAG_SECONDS``: at most ``(max_lag - tick) // period`` ticks later.
+    While ticks keep to the interval that is one slice per tick (`sweep_slices`); when they
+    start later and take longer (a build longer than the interval), each compares more.
+
+    Args:
+        slices: Slices per cycle.
+        period_seconds: From the start of the tick before to the start of this one.
+        tick_seconds: How long the tick before took.
+        max_lag_seconds: ``ATLAS_DELETE_MAX_LAG_SECONDS``.
+
+    """
+    rounds = math.floor((max_lag_seconds - tick_seconds) / max(period_seconds, 1e-3))
+    return min(slices, -(-slices // max(1, rounds)))
+
+
 def sweep_slices(interval_seconds: float, max_lag_seconds: float) -> int:
     """Slices per sweep cycle: every range compared within `max_lag_seconds`.
 
@@ -157,15 +179,17 @@ class Follower:
         # the binlog feed reads no cursor window
         if self.binlog is None:
             warn_unindexed_cursors(self.settings)
-        ticks = 0
+        ticks, count, lag = 0, 1, self.settings.delete_max_lag_seconds
         try:
             while not self.stop.is_set() and (max_ticks is None or ticks < max_ticks):
                 started = time.monotonic()
-                self.tick()
+                self.tick(count)
+                took = time.monotonic() - started
                 ticks += 1
                 if max_ticks is None or ticks < max_ticks:
                     rest = self.interval - (time.monotonic() - started)
                     self._wait(max(rest, LOCK_GAP_SECONDS))
+                count = slices_due(self.slices, time.monotonic() - started, took, lag)
         finally:
             if self.binlog is not None:
                 self.binlog.reader.close()
@@ -184,8 +208,11 @@ class Follower:
                 return
             self.stop.wait(min(BINLOG_CHECK_SECONDS, max(0.0, end - time.monotonic())))
 
-    def tick(self) -> RunOutcome | None:
+    def tick(self, count: int = 1) -> RunOutcome | None:
         """One tick: the sync of this slice and the gated build, then the heartbeat.
+
+        Args:
+            count: Slices to compare (`slices_due`; up to the end of the cycle).
 
         Returns:
             What the run did (as far as it went, when it failed); None when another run
@@ -223,7 +250,9 @@ class Follower:
         else:
             if position.slices != self.slices:
                 position = follower.Position(0, self.slices)
-            sweep = Sweep(position.slice, position.slices, tuple(position.cycle_deleted.items()))
+            count = min(count, position.slices)
+            deleted = tuple(position.cycle_deleted.items())
+            sweep = Sweep(position.slice, position.slices, deleted, count)
             options = SyncOptions(overlap_seconds=self.settings.overlap_seconds, sweep=sweep)
             tables = None
         request = RunRequest(
@@ -250,10 +279,10 @@ class Follower:
         except PipelineError as exc:  # recorded in the audit; the next tick tries again
             log.error("tick failed: %s", exc)
             if outcome.sync is not None:  # the sync went through; its build failed
-                self._advance(position, outcome, step)
+                self._advance(position, outcome, step, count)
             self._beat(started_at, "failed", str(exc), outcome)
             return outcome
-        self._advance(position, outcome, step)
+        self._advance(position, outcome, step, count)
         self.caught_up_at = started_at
         self._beat(started_at, "ok", None, outcome)
         if outcome.run_id is not None:
@@ -263,7 +292,11 @@ class Follower:
         return outcome
 
     def _advance(
-        self, position: follower.Position, outcome: RunOutcome, step: BinlogStep | None
+        self,
+        position: follower.Position,
+        outcome: RunOutcome,
+        step: BinlogStep | None,
+        count: int,
     ) -> None:
         """The feed moves on once a tick's sync went through (even if its build failed)."""
         if step is not None:
@@ -272,7 +305,7 @@ class Follower:
             return
         assert outcome.sync is not None
         deleted = {t.table: t.deleted for t in outcome.sync.tables}
-        self.position = position.advanced(deleted, self.slices)
+        self.position = position.advanced(deleted, self.slices, count)
         if self.position.slice == 0:  # a whole cycle compared: the guard is back
             self.allow_mass_delete = False
 

@@ -19,6 +19,9 @@ class Sweep:
     slices: int
     deleted_before: tuple[tuple[str, int], ...] = ()
     """Rows each table lost earlier in this sweep cycle (the mass-delete guard adds them)."""
+    count: int = 1
+    """Slices compared at once, from `index` on, on into the next cycle's first slices past
+    the last (a tick that started late catches up)."""
 
     def deleted_earlier(self, table: str) -> int:
         """Rows `table` lost earlier in this cycle."""
@@ -37,15 +40,25 @@ class Sweep:
 
         """
         width = -(-(high - low) // (self.slices * bucket)) * bucket
-        start = low + self.index * width
-        end = high if self.index >= self.slices - 1 else min(high, start + width)
-        spans = [(start, end)] if start < end else []
+
+        def part(first: int, count: int) -> tuple[int, int]:
+            start = low + first * width
+            end = high if first + count >= self.slices else min(high, start + count * width)
+            return (start, end)
+
+        count = min(self.count, self.slices)
+        parts = [part(self.index, min(count, self.slices - self.index))]
+        if self.index + count > self.slices:  # on into the next cycle's first slices
+            parts.append(part(0, self.index + count - self.slices))
         tail = low if replica_high is None else max(low, (replica_high + 1) // bucket * bucket)
-        if tail >= high:
-            return spans
-        if not spans or tail > end:
-            return [*spans, (tail, high)]
-        return [(min(start, tail), high)]
+        parts.append((tail, high))
+        spans: list[tuple[int, int]] = []
+        for start, end in sorted(p for p in parts if p[0] < p[1]):
+            if spans and start <= spans[-1][1]:
+                spans[-1] = (spans[-1][0], max(end, spans[-1][1]))
+            else:
+                spans.append((start, end))
+        return spans
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,11 @@ def test_quiet_ticks_import_no_dbt_and_leave_only_the_heartbeat(built: Stack) ->
     assert _runs(built.atlas_db) == before
     position, status, error, last_tick, caught_up, now = _heartbeat(built.atlas_db)
     assert (status, error) == ("ok", None)
-    assert json.loads(position) == {"slice": 3, "slices": SLICES, "cycle_deleted": {}}
+    # where the sweep stands: ticks of about a second against a 2.5 s lag compare more
+    # than one slice each (`slices_due`), so the slice depends on the ticks' pace
+    stored = json.loads(position)
+    assert stored["slices"] == SLICES and stored["cycle_deleted"] == {}
+    assert 0 <= stored["slice"] < SLICES
     ((tick_seconds, run_id),) = pg_query(
         built.atlas_db, f"SELECT last_tick_seconds, last_run_id FROM {REPLICA}.sync_follower"
     )

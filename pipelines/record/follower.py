@@ -59,16 +59,20 @@ class Position:
     binlog: BinlogPosition | None = None
     """The binlog feed's place in Kimai's binlog: every event before it is in the replica."""
 
-    def advanced(self, deleted: dict[str, int], slices: int) -> Position:
-        """The position after a tick that compared `slice` and deleted `deleted` rows.
+    def advanced(self, deleted: dict[str, int], slices: int, count: int = 1) -> Position:
+        """The position after a tick that compared `count` slices and deleted `deleted` rows.
 
         A changed slice count (a new interval or lag setting) starts a new cycle.
         """
         if slices != self.slices:
             return Position(0, slices)
-        following = (self.slice + 1) % slices
-        if following == 0:
+        following = self.slice + count
+        if following == slices:
             return Position(0, slices)
+        if following > slices:
+            # on into the next cycle: its count starts with this tick's deletes (some were
+            # in the old cycle's slices; counting them too only makes the guard stricter)
+            return Position(following - slices, slices, {t: n for t, n in deleted.items() if n})
         total = dict(self.cycle_deleted)
         for table, n in deleted.items():
             if n:
