@@ -99,6 +99,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--binlog", action="store_true",
                    help="Kimai on a MariaDB of the benchmark's own that keeps a ROW binlog; the"
                         " follower study reads it (KIMAI_BINLOG=on)")  # fmt: skip
+    p.add_argument("--kimai-index", action="store_true",
+                   help="create the modified_at index of docs/kimai-index.md before the studies"
+                        " (the follower asks for it above 1M timesheets)")  # fmt: skip
     p.add_argument("--timeout", type=float, default=1800, help="per command, seconds")
     args = p.parse_args(argv)
     if args.smoke:

@@ -91,6 +91,7 @@ def follow_study(bench: Bench, seconds: float, interval: float) -> dict[str, Any
     result = {
         "feed": "binlog" if bench.args.binlog else "poll",
         "builds": not bench.args.follow_no_build,
+        "kimai_index": bench.has_index(),
         "timesheets": bench.n,
         "interval_seconds": interval,
         "seconds": round(wall, 1),

@@ -531,9 +531,12 @@ def render_follow(follow: dict[str, Any]) -> str:
     add = lines.append
     feed = follow.get("feed", "poll")
     builds = "with builds" if follow.get("builds", True) else "without builds (--no-build)"
+    index = {True: ", Kimai's modified_at index", False: ", no modified_at index"}.get(
+        follow.get("kimai_index"), ""
+    )
     add(
-        f"## The follower, {feed} feed {builds}: {follow['interval_seconds']:g} s ticks for"
-        f" {follow['seconds']:,.0f} s, {follow['edits']} edits (exit {follow['exit_code']})"
+        f"## The follower, {feed} feed {builds}{index}: {follow['interval_seconds']:g} s ticks"
+        f" for {follow['seconds']:,.0f} s, {follow['edits']} edits (exit {follow['exit_code']})"
     )
     add("")
     header(add, "figure", "n", "p50", "p95", "max")
