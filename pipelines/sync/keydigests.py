@@ -53,14 +53,13 @@ def ddl(schema: str) -> list[str]:
 
 @dataclass(frozen=True)
 class StoredDigests:
-    """One table's stored digests, current as of the change log's `position`."""
+    """One table's stored digests, current as of the change log's newest position."""
 
     schema: str
     table: str
     """The registry's short name (the change log's ``table_name``)."""
     count: int
     """The replica table's row count (the buckets' counts added up)."""
-    rebuilt: bool
 
     def sql(self, low: int, high: int) -> str:
         """The stored buckets in ``[low, high)``, as `rangediff.digest_sql` returns them."""
@@ -114,18 +113,19 @@ def refresh(
                 position,
             ),
         ]
-    else:
-        statements = [(_apply_sql(q, layout, bucket), position)] if newest != stored else []
+    elif newest != stored:
         emptied = f"DELETE FROM {q}.{DIGESTS} WHERE table_name = %(t)s AND n = 0"
-        statements.append((emptied, position))
-    statements.append((moved, position))
-    replica.execute_all(statements)
+        statements = [(_apply_sql(q, layout, bucket), position), (emptied, position)]
+    else:
+        statements = []
+    if statements:
+        replica.execute_all([*statements, (moved, position)])
     count = replica.query(
         f"SELECT coalesce(sum(n), 0) FROM {q}.{DIGESTS} WHERE table_name = %s", (name,)
     )[0][0]
     if rebuild:
         log.info("key digests of %s stored from the replica table", name)
-    return StoredDigests(replica.schema, name, int(count), rebuild)
+    return StoredDigests(replica.schema, name, int(count))
 
 
 def heal(

@@ -507,9 +507,12 @@ class RangeComparer:
         ranges = differing_buckets(theirs, ours, start, end, bucket)
         self.stats.buckets_differing += len(ranges)
         self.differing_ranges.extend(ranges)
-        if ranges:
-            reads = ranges if len(ranges) <= MAX_BUCKET_READS else [(start, end)]
-            replica = self.replica.read_key_ranges(self.layout, reads)
+        if len(ranges) > MAX_BUCKET_READS:  # the whole range: an index-only scan
+            replica = self.replica.read_key_ranges(self.layout, [(start, end)])
+            found.add(kimai, _keyed(replica, self.layout, "keys"))
+        elif ranges:
+            # both sides' keys of exactly the differing buckets
+            replica = self.replica.read_key_ranges(self.layout, ranges)
             firsts = _first_keys(kimai.column("k").combine_chunks(), len(self.layout.key))
             starts = pa.array([a - a % bucket for a, _ in ranges], pa.int64())
             wanted = pc.is_in(pc.subtract(firsts, pc.bit_wise_and(firsts, bucket - 1)), starts)
