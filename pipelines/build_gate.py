@@ -114,6 +114,8 @@ class Verdict:
     """A delta build: row-level data tests only (the module's docstring)."""
     keep_views: bool = False
     """A delta build whose shadow schemas hold views built from this very project."""
+    changed_tables: tuple[str, ...] = ()
+    """A delta build: the replica tables the change log shows written since the last build."""
 
 
 def read_inputs(settings: Settings, replica: Replica) -> BuildInputs | None:
@@ -156,7 +158,14 @@ def decide(
         if full is None:
             shadow = BuildInputs.from_json(publication_before_last(replica, runs_table))
             keep = shadow is not None and shadow.project == inputs.project
-            return Verdict(True, "replica changed: a delta build", delta=True, keep_views=keep)
+            tables = changed_tables(replica, before.replica)
+            return Verdict(
+                True,
+                "replica changed: a delta build",
+                delta=True,
+                keep_views=keep,
+                changed_tables=tables,
+            )
         return Verdict(True, f"replica changed; a full audit: {full}")
     if changed:
         return Verdict(True, f"{' and '.join(changed)} changed")
@@ -206,6 +215,15 @@ def _full_audit_due(
     if rewritten[1]:
         return "the change log was pruned past the last build"
     return None
+
+
+def changed_tables(replica: Replica, position: str) -> tuple[str, ...]:
+    """The replica tables (registry names) the change log shows written after `position`."""
+    rows = replica.query(
+        f"SELECT DISTINCT table_name FROM {replica.qualified(LOG_TABLE)} WHERE change_id > %s",
+        (int(position),),
+    )
+    return tuple(sorted(str(r[0]) for r in rows))
 
 
 def project_digest(settings: Settings, project: Path) -> str:

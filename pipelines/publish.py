@@ -37,6 +37,7 @@ from pipelines.config import Settings
 from pipelines.dberrors import database_failure
 from pipelines.errors import PipelineError
 from pipelines.lock import OWNER_COMMENT
+from pipelines.registry import TABLES
 from pipelines.transform import TransformResult, run_dbt, work_dir
 
 log = logging.getLogger("pipelines.publish")
@@ -63,6 +64,9 @@ class BuildRequest:
     """A delta build (`pipelines.build_gate`): every model, the row-level data tests only."""
     keep_views: bool = False
     """A delta build whose shadow schemas hold this project's views: only tables are run."""
+    changed_tables: tuple[str, ...] = ()
+    """A delta build: the replica tables written since the last build (registry names);
+    its data tests are those that depend on them (`delta_tests`). Empty: every one."""
 
 
 DELTA_ENV = "ATLAS_BUILD_DELTA"
@@ -70,6 +74,26 @@ DELTA_ENV = "ATLAS_BUILD_DELTA"
 
 SET_LEVEL_TESTS = ("test_name:unique", "test_name:unique_combination_of_columns", "tag:set_level")
 """The data tests a delta build leaves to the full audit: they prove a whole set."""
+
+
+KIMAI_SOURCE, SYNC_SOURCE = "kimai", "sync"
+"""The dbt sources of the replica tables and of the sync's own tables (models/staging)."""
+
+
+def delta_tests(changed_tables: Sequence[str]) -> list[str]:
+    """The dbt selection of a delta build's data tests: those that depend on what changed.
+
+    A delta build follows a green build of the same project and overlays (`build_gate`),
+    so only the replica tables the change log names, and the sync's own tables (the run
+    audit, the change log itself: written by every run), are new inputs. A test that
+    depends on none of them would read what the last build tested. A name the registry
+    does not know selects every data test.
+    """
+    specs = {spec.name: spec for spec in TABLES}
+    if not changed_tables or any(name not in specs for name in changed_tables):
+        return ["test_type:data"]
+    sources = [f"source:{KIMAI_SOURCE}.{specs[name].replica_table}+" for name in changed_tables]
+    return [f"{s},test_type:data" for s in [*sources, f"source:{SYNC_SOURCE}+"]]
 
 
 def shadow_schemas(*results: TransformResult) -> list[str]:
@@ -109,7 +133,7 @@ def build(
         kept = shadow_views_kept(settings) if request.keep_views else []
         if not kept:
             clear_shadow_views(settings)
-        return _delta(settings, tdir, on_publish, kept)
+        return _delta(settings, tdir, on_publish, kept, request.changed_tables)
     if not in_place:
         clear_shadow_views(settings)
     if request.select and not in_place:
@@ -139,6 +163,7 @@ def _delta(
     tdir: Path,
     on_publish: Callable[[Any | None], None] | None,
     kept: Sequence[str] = (),
+    changed_tables: Sequence[str] = (),
 ) -> TransformResult:
     """A delta build: the models, then the row-level data tests, then the publication.
 
@@ -150,7 +175,8 @@ def _delta(
     before the last one was built from it, `pipelines.build_gate`): their views read the
     replica live and the tables by reference, so only the tables are refreshed, in place
     (incremental models; macros/recomputed_in_place.sql), and every one of those schemas
-    is published. Empty: every model runs.
+    is published. Empty: every model runs. The data tests are those that depend on
+    `changed_tables` (`delta_tests`).
     """
     run = ["run", "--select", "config.materialized:incremental"] if kept else ["run"]
     if kept:
@@ -159,7 +185,7 @@ def _delta(
     exclude = [a for s in SET_LEVEL_TESTS for a in ("--exclude", s)]
     result = run_dbt(
         settings,
-        ["test", "--select", "test_type:data", *exclude],
+        ["test", "--select", *delta_tests(changed_tables), *exclude],
         target_dir=tdir,
         build_suffix=BUILD_SUFFIX,
         env={DELTA_ENV: "on"},

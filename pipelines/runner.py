@@ -256,7 +256,12 @@ def _transform(
         log.info("dbt build: %s", verdict.reason)
         if verdict.delta:
             inputs = replace(inputs, audit="delta")
-            wanted = replace(wanted, delta=True, keep_views=verdict.keep_views)
+            wanted = replace(
+                wanted,
+                delta=True,
+                keep_views=verdict.keep_views,
+                changed_tables=verdict.changed_tables,
+            )
     record = recorded()
     assert record is not None
     audit.build_started(record, inputs.to_json() if inputs is not None else None)

@@ -20,6 +20,7 @@ from tests.stack import create_overlays
 
 NOT_NULL = "not_null_columns_stg_kimai__timesheets"
 TIMESHEETS = "kimai_replica.replica_kimai_timesheets"
+CURRENCY = "source_is_iso_currency_code_kimai_replica_kimai_customers_currency"
 
 
 def scheduled_run(env: dict[str, str], expect: int) -> str:
@@ -40,6 +41,16 @@ def newest_build(db: str) -> tuple[str, str | None]:
         " ORDER BY started_at DESC LIMIT 1",
     )[0]
     return status, json.loads(inputs).get("audit") if inputs else None
+
+
+def data_tests_ran(env: dict[str, str]) -> set[str]:
+    """The names of the data tests the newest dbt invocation ran (its run_results.json)."""
+    from pipelines.config import load_settings
+    from pipelines.transform import work_dir
+
+    results = work_dir(load_settings(env, dotenv=False)) / "target" / "run_results.json"
+    nodes = json.loads(results.read_text())["results"]
+    return {r["unique_id"].split(".")[2] for r in nodes if r["unique_id"].startswith("test.")}
 
 
 def live_oid(db: str) -> int:
@@ -75,7 +86,7 @@ def test_a_delta_build_tests_the_changed_rows_and_the_full_audit_every_row(env):
     # delta build into schemas without it creates it, and so tests every row)
     assert run_cli("transform", env=env, timeout=600).returncode == 0
 
-    # a bad row no build can know changed (the change log off), then an edit in Kimai
+    # a bad row no build can know changed (the change log off), then edits in Kimai
     pg_query(
         db,
         "SET LOCAL atlas_sync.change_log = 'off';"
@@ -91,6 +102,12 @@ def test_a_delta_build_tests_the_changed_rows_and_the_full_audit_every_row(env):
     assert "delta build passed (set-level checks wait for the full audit)" in delta
     assert newest_build(db) == ("published", "delta")
     assert nodes_passed(delta) < nodes_passed(full)  # the set-level tests were left out
+    # only timesheets changed: no test that reads only other Kimai tables ran
+    ran = data_tests_ran(env)
+    assert any(t.startswith(NOT_NULL) for t in ran) and CURRENCY not in ran
+    for other in ("customers", "projects", "activities", "users"):
+        assert not any(t.startswith(f"not_null_columns_stg_kimai__{other}") for t in ran)
+    assert "not_null_columns_stg_sync__runs_run_id" in ran  # the run audit: every run
     # the shadow schemas held the first run's build, of this same project: the delta
     # refreshed its tables and kept its views, which BI now reads
     assert view_oid(db, "analytics.vw_timesheet_facts") == facts_view
@@ -100,11 +117,17 @@ def test_a_delta_build_tests_the_changed_rows_and_the_full_audit_every_row(env):
         db, f"SELECT description FROM analytics.vw_timesheet_facts WHERE timesheet_id = {edited}"
     ) == [("delta one",)]
 
-    # a bad row the change log names: the delta build tests it, fails, publishes nothing
+    # a bad row the change log names: the delta build tests it, fails, publishes nothing;
+    # a customer renamed in Kimai meanwhile brings the customers' tests in
     oid = live_oid(db)
     pg_query(db, f'UPDATE {TIMESHEETS} SET "user" = NULL WHERE id = {logged}')
+    kimai_exec(
+        env["KIMAI_DB_DATABASE"],
+        "UPDATE kimai2_customers SET name = 'renamed' ORDER BY id LIMIT 1",
+    )
     failed = scheduled_run(env, 1)
     assert "delta build failed" in failed and NOT_NULL in failed
+    assert CURRENCY in data_tests_ran(env)
     assert newest_build(db)[0] == "failed" and live_oid(db) == oid
 
     # repaired; after a failed build the next is a full audit, which finds the hidden row
