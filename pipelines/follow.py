@@ -212,7 +212,7 @@ class Follower:
         """One tick: the sync of this slice and the gated build, then the heartbeat.
 
         Args:
-            count: Slices to compare (`slices_due`; up to the end of the cycle).
+            count: Slices to compare (`slices_due`; at most a whole cycle).
 
         Returns:
             What the run did (as far as it went, when it failed); None when another run
@@ -306,7 +306,7 @@ class Follower:
         assert outcome.sync is not None
         deleted = {t.table: t.deleted for t in outcome.sync.tables}
         self.position = position.advanced(deleted, self.slices, count)
-        if self.position.slice == 0:  # a whole cycle compared: the guard is back
+        if position.slice + count >= self.slices:  # a whole cycle compared: the guard is back
             self.allow_mass_delete = False
 
     def _beat(
