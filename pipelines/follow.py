@@ -248,13 +248,9 @@ class Follower:
                 log.warning("binlog feed: %s: a full resync, then the binlog", step.resync)
             options, tables = step.options, step.tables
         else:
-            if position.slices != self.slices:
-                position = follower.Position(0, self.slices)
-            count = min(count, position.slices)
-            deleted = tuple(position.cycle_deleted.items())
-            sweep = Sweep(position.slice, position.slices, deleted, count)
+            position, sweep = self._sweep(position, count)
             options = SyncOptions(overlap_seconds=self.settings.overlap_seconds, sweep=sweep)
-            tables = None
+            tables, count = None, sweep.count
         request = RunRequest(
             command="follow",
             transform=self.build,
@@ -290,6 +286,13 @@ class Follower:
             built = "built" if outcome.transform is not None else "no build"
             self.say(f"tick: {changed:,} rows changed, {built}")
         return outcome
+
+    def _sweep(self, position: follower.Position, count: int) -> tuple[follower.Position, Sweep]:
+        """The poll feed's position (a new cycle after a settings change) and its sweep."""
+        if position.slices != self.slices:
+            position = follower.Position(0, self.slices)
+        deleted = tuple(position.cycle_deleted.items())
+        return position, Sweep(position.slice, position.slices, deleted, min(count, self.slices))
 
     def _advance(
         self,
