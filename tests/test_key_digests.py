@@ -107,7 +107,7 @@ def test_stored_digests_follow_the_change_log_and_are_what_ticks_compare(
     follower.tick()  # the first tick stores the digests from the replica tables
     _assert_stored_match_replica(atlas_db)
 
-    # inserts and deletes in both keyed tables, anywhere in the key range
+    # deletes and inserts in both keyed tables: in the lowest bucket, and new ids on top
     ids = [r[0] for r in kimai_query(kimai_db, "SELECT id FROM kimai2_timesheet ORDER BY id")]
     tags = [r[0] for r in kimai_query(kimai_db, "SELECT id FROM kimai2_tags ORDER BY id")]
     rng = random.Random(53)
@@ -115,8 +115,7 @@ def test_stored_digests_follow_the_change_log_and_are_what_ticks_compare(
     engine = sa.create_engine(kimai_url(kimai_db))
     try:
         with engine.connect() as conn:
-            # the lowest 200 ids only, of the first bucket: the next one (in the same
-            # sweep slice) stays as it was
+            # the next bucket, in the same sweep slice, stays as it was
             picked = rng.sample(ids[:200], 80)
             for timesheet_id in picked[:40]:
                 assert kimai_do.delete_timesheet(conn, timesheet_id)
