@@ -32,13 +32,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from pipelines.adapters.layout import quote_ansi
 from pipelines.config import Settings
 from pipelines.dberrors import database_failure
 from pipelines.errors import PipelineError
 from pipelines.lock import OWNER_COMMENT
+from pipelines.record.audit import RUNS, TABLE_RUNS
+from pipelines.record.changelog import LOG_TABLE, PRUNED_TABLE
+from pipelines.record.follower import FOLLOWER
 from pipelines.registry import TABLES
-from pipelines.transform import TransformResult, run_dbt, work_dir
+from pipelines.transform import TransformResult, project_dir, run_dbt, work_dir
 
 log = logging.getLogger("pipelines.publish")
 
@@ -76,24 +81,40 @@ SET_LEVEL_TESTS = ("test_name:unique", "test_name:unique_combination_of_columns"
 """The data tests a delta build leaves to the full audit: they prove a whole set."""
 
 
-KIMAI_SOURCE, SYNC_SOURCE = "kimai", "sync"
-"""The dbt sources of the replica tables and of the sync's own tables (models/staging)."""
+SYNC_TABLES = (RUNS, TABLE_RUNS, FOLLOWER, LOG_TABLE, PRUNED_TABLE)
+"""The sync's own tables: every run writes some of them (audit, heartbeat, change log)."""
 
 
-def delta_tests(changed_tables: Sequence[str]) -> list[str]:
+def delta_tests(project: Path, changed_tables: Sequence[str]) -> list[str]:
     """The dbt selection of a delta build's data tests: those that depend on what changed.
 
     A delta build follows a green build of the same project and overlays (`build_gate`),
-    so only the replica tables the change log names, and the sync's own tables (the run
-    audit, the change log itself: written by every run), are new inputs. A test that
-    depends on none of them would read what the last build tested. A name the registry
-    does not know selects every data test.
+    so only the replica tables the change log names, and the sync's own tables, are new
+    inputs. A test that depends on none of them would read what the last build tested.
+    The sources are found by table name in the project's own source files, whatever the
+    sources are called; a changed table no source declares selects every data test.
     """
+    sources = _sources_by_table(project)
     specs = {spec.name: spec for spec in TABLES}
-    if not changed_tables or any(name not in specs for name in changed_tables):
+    tables = [specs[name].replica_table if name in specs else name for name in changed_tables]
+    if not tables or any(t not in sources for t in tables):
         return ["test_type:data"]
-    sources = [f"source:{KIMAI_SOURCE}.{specs[name].replica_table}+" for name in changed_tables]
-    return [f"{s},test_type:data" for s in [*sources, f"source:{SYNC_SOURCE}+"]]
+    wanted = [*tables, *(t for t in SYNC_TABLES if t in sources)]
+    return [f"source:{sources[t]}+,test_type:data" for t in wanted]
+
+
+def _sources_by_table(project: Path) -> dict[str, str]:
+    """Table name (its identifier) → ``source_name.table_name``, from the project's yml."""
+    config = yaml.safe_load((project / "dbt_project.yml").read_text()) or {}
+    found: dict[str, str] = {}
+    for folder in config.get("model-paths") or ["models"]:
+        for path in sorted((project / folder).rglob("*.yml")):
+            doc = yaml.safe_load(path.read_text()) or {}
+            for source in doc.get("sources") or []:
+                for table in source.get("tables") or []:
+                    name = table["name"]
+                    found[table.get("identifier") or name] = f"{source['name']}.{name}"
+    return found
 
 
 def shadow_schemas(*results: TransformResult) -> list[str]:
@@ -191,10 +212,7 @@ def _delta(
             settings, args, target_dir=tdir, build_suffix=BUILD_SUFFIX, env=env, what="delta build"
         )
 
-    result = tests(delta_tests(changed_tables))
-    if not (result.passed or result.failed or result.warned):
-        # a project whose sources are named otherwise (DBT_PROJECT_DIR) selected nothing
-        result = tests(delta_tests(()))
+    result = tests(delta_tests(project_dir(settings), changed_tables))
     result.passed += models.passed
     result.warned = models.warned + result.warned
     result.schemas |= models.schemas

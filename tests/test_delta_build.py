@@ -16,7 +16,7 @@ import pytest
 
 from pipelines.demo.servers import pg_query
 from tests.conftest import first_sync, kimai_exec, run_cli
-from tests.stack import create_overlays
+from tests.stack import create_overlays, project_copy
 
 NOT_NULL = "not_null_columns_stg_kimai__timesheets"
 TIMESHEETS = "kimai_replica.replica_kimai_timesheets"
@@ -141,3 +141,27 @@ def test_a_delta_build_tests_the_changed_rows_and_the_full_audit_every_row(env):
     assert NOT_NULL in audit and live_oid(db) == oid
     rows = pg_query(db, "SELECT count(*) FROM analytics.vw_timesheet_facts")
     assert rows == [(len(ids),)]  # BI still reads the last published build
+
+
+@pytest.mark.heavy
+def test_a_delta_build_finds_the_changed_tables_sources_by_table_name(env, tmp_path):
+    # a project of one's own (DBT_PROJECT_DIR) whose Kimai source has another name
+    project = project_copy(tmp_path / "renamed")
+    for path in [*project.rglob("*.sql"), *project.rglob("*.yml")]:
+        text = path.read_text()
+        renamed = text.replace("source('kimai',", "source('kimai_data',")
+        renamed = re.sub(r"(?m)^  - name: kimai$", "  - name: kimai_data", renamed)
+        if renamed != text:
+            path.write_text(renamed)
+    env["DBT_PROJECT_DIR"] = str(project)
+    db = env["ATLAS_DB_DATABASE"]
+    first_sync(env, seed=13, timesheets=300)
+    create_overlays(db, seed=13, schema="public")
+    assert "dbt build passed" in scheduled_run(env, 0)
+    ids = [r[0] for r in pg_query(db, f"SELECT id FROM {TIMESHEETS} ORDER BY id")]
+    edit_in_kimai(env, ids[100], "renamed source")
+    assert "delta build passed" in scheduled_run(env, 0)
+    ran = data_tests_ran(env)
+    assert any(t.startswith(NOT_NULL) for t in ran)
+    assert "not_null_columns_stg_sync__runs_run_id" in ran
+    assert not any(t.startswith("not_null_columns_stg_kimai__customers") for t in ran)
