@@ -26,7 +26,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pipelines.adapters.layout import TableLayout, quote_ansi, ranges_sql
+from pipelines.adapters.layout import TableLayout, quote_ansi, ranges_sql, sql_string
 from pipelines.adapters.replica import PostgresReplica
 from pipelines.record.changelog import LOG_TABLE, PRUNED_TABLE
 
@@ -60,12 +60,14 @@ class StoredDigests:
     """The registry's short name (the change log's ``table_name``)."""
     count: int
     """The replica table's row count (the buckets' counts added up)."""
+    table_sql: str
+    """`rangediff.digest_sql` of the replica table: what a bucket is recomputed from."""
 
     def sql(self, low: int, high: int) -> str:
         """The stored buckets in ``[low, high)``, as `rangediff.digest_sql` returns them."""
         return (
             f"SELECT bucket, n, h0, h1 FROM {quote_ansi(self.schema)}.{DIGESTS}"
-            f" WHERE table_name = {_literal(self.table)} AND bucket >= {int(low)}"
+            f" WHERE table_name = {sql_string(self.table)} AND bucket >= {int(low)}"
             f" AND bucket < {int(high)}"
         )
 
@@ -125,14 +127,11 @@ def refresh(
     )[0][0]
     if rebuild:
         log.info("key digests of %s stored from the replica table", name)
-    return StoredDigests(replica.schema, name, int(count))
+    return StoredDigests(replica.schema, name, int(count), table_digest_sql)
 
 
 def heal(
-    replica: PostgresReplica,
-    stored: StoredDigests,
-    table_digest_sql: str,
-    ranges: Sequence[tuple[int, int]],
+    replica: PostgresReplica, stored: StoredDigests, ranges: Sequence[tuple[int, int]]
 ) -> None:
     """Recompute the stored buckets of `ranges` from the replica table (they were wrong)."""
     if not ranges:
@@ -141,7 +140,7 @@ def heal(
     params = {"t": stored.table}
     # each range is whole buckets: the table's digest of exactly those rows
     digests = " UNION ALL ".join(
-        _escaped(table_digest_sql).format(low=int(a), high=int(b)) for a, b in ranges
+        _escaped(stored.table_sql).format(low=int(a), high=int(b)) for a, b in ranges
     )
     replica.execute_all(
         [
@@ -193,7 +192,3 @@ def _unformatted(table_digest_sql: str) -> str:
 def _escaped(sql: str) -> str:
     """`sql` with its modulo operators kept through psycopg2's parameter substitution."""
     return sql.replace("%", "%%")
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"

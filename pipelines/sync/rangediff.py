@@ -273,9 +273,8 @@ def key_digests(keyed: pa.Table, key_columns: int) -> pa.Table:
         ]
         total = parts[0] if len(parts) == 1 else pc.add(parts[0], parts[1])
         hashes[f"h{i}"] = pc.bit_wise_and(total, low32)
-    bucket = BUCKET["keys"]
     grouped = (
-        pa.table({"bucket": pc.subtract(first, pc.bit_wise_and(first, bucket - 1)), **hashes})
+        pa.table({"bucket": _bucket_starts(first), **hashes})
         .group_by("bucket")
         .aggregate([("h0", "count"), ("h0", "sum"), ("h1", "sum")])
     )
@@ -293,6 +292,20 @@ def key_digests(keyed: pa.Table, key_columns: int) -> pa.Table:
 def _first_keys(packed: pa.Array, key_columns: int) -> pa.Array:
     """The first key column's values of packed keys."""
     return pc.shift_right(packed, 32) if key_columns > 1 else packed
+
+
+def _bucket_starts(values: pa.Array) -> pa.Array:
+    """The start of each (first-key) value's ``keys`` bucket."""
+    return pc.subtract(values, pc.bit_wise_and(values, BUCKET["keys"] - 1))
+
+
+def _within(values: pa.Array, ranges: Sequence[tuple[int, int]]) -> pa.Array:
+    """Whether each value lies in one of the half-open `ranges`."""
+    masks = [pc.and_(pc.greater_equal(values, a), pc.less(values, b)) for a, b in ranges]
+    mask = masks[0]
+    for other in masks[1:]:
+        mask = pc.or_(mask, other)
+    return mask
 
 
 def _counts(digests: pa.Table) -> int:
@@ -480,10 +493,9 @@ class RangeComparer:
         assert self.stored is not None and isinstance(self.replica, PostgresReplica)
         bucket = BUCKET["keys"]
         keys = _first_keys(pa.concat_arrays([result.deleted, result.missing]), len(self.layout.key))
-        differing = set(pc.subtract(keys, pc.bit_wise_and(keys, bucket - 1)).to_pylist())
+        differing = set(_bucket_starts(keys).to_pylist())
         stale = [r for r in self.differing_ranges if r[0] - r[0] % bucket not in differing]
-        table_sql = digest_sql(self.sides[1], self.layout, "keys")
-        keydigests.heal(self.replica, self.stored, table_sql, stale)
+        keydigests.heal(self.replica, self.stored, stale)
 
     def _against_stored(
         self, pool: ThreadPoolExecutor, start: int, end: int, found: _Found
@@ -507,16 +519,11 @@ class RangeComparer:
         ranges = differing_buckets(theirs, ours, start, end, bucket)
         self.stats.buckets_differing += len(ranges)
         self.differing_ranges.extend(ranges)
-        if len(ranges) > MAX_BUCKET_READS:  # the whole range: an index-only scan
-            replica = self.replica.read_key_ranges(self.layout, [(start, end)])
-            found.add(kimai, _keyed(replica, self.layout, "keys"))
-        elif ranges:
-            # both sides' keys of exactly the differing buckets
-            replica = self.replica.read_key_ranges(self.layout, ranges)
-            firsts = _first_keys(kimai.column("k").combine_chunks(), len(self.layout.key))
-            starts = pa.array([a - a % bucket for a, _ in ranges], pa.int64())
-            wanted = pc.is_in(pc.subtract(firsts, pc.bit_wise_and(firsts, bucket - 1)), starts)
-            found.add(kimai.filter(wanted), _keyed(replica, self.layout, "keys"))
+        firsts = _first_keys(kimai.column("k").combine_chunks(), len(self.layout.key))
+        for part in self._reads(ranges, start, end):
+            # both sides' keys of exactly the ranges read (Kimai's were all sent)
+            replica = self.replica.read_key_ranges(self.layout, part)
+            found.add(kimai.filter(_within(firsts, part)), _keyed(replica, self.layout, "keys"))
         return kimai.num_rows, _counts(ours)
 
     def _compare_span(
