@@ -40,7 +40,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from pipelines.adapters.layout import TableLayout, quote_ansi
+from pipelines.adapters.layout import TableLayout, quote_ansi, sql_string
 from pipelines.adapters.replica import PostgresReplica, Replica
 
 log = logging.getLogger("pipelines.record.changelog")
@@ -114,7 +114,7 @@ def trigger_ddl(schema: str, layout: TableLayout) -> list[str]:
     q = quote_ansi(schema)
     table = f"{q}.{quote_ansi(layout.spec.replica_table)}"
     keys = [quote_ansi(k) for k in layout.key] + ["NULL"]
-    args = ", ".join(_literal(a) for a in (layout.spec.name, keys[0], keys[1]))
+    args = ", ".join(sql_string(a) for a in (layout.spec.name, keys[0], keys[1]))
     return [
         f"CREATE OR REPLACE TRIGGER {trigger_name(event)} AFTER {event.upper()} ON {table}"
         f" {referencing} FOR EACH STATEMENT EXECUTE FUNCTION {q}.{FUNCTION}({args})"
@@ -131,7 +131,7 @@ def rewrite_sql(schema: str, table: str) -> str:
     """INSERT of one ``rewrite`` row for `table` (a registry short name, or ``*``)."""
     return (
         f"INSERT INTO {quote_ansi(schema)}.{LOG_TABLE} (table_name, change)"
-        f" VALUES ({_literal(table)}, 'rewrite')"
+        f" VALUES ({sql_string(table)}, 'rewrite')"
     )
 
 
@@ -203,7 +203,3 @@ def prune(replica: Replica, now: dt.datetime | None = None) -> int:
         (cutoff,),
     )
     return int(rows[0][0]) if rows else 0
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
