@@ -204,15 +204,14 @@ def _delta(
         log.info("delta build: the shadow schemas hold this project's views; tables only")
     models = run_dbt(settings, run, target_dir=tdir, build_suffix=BUILD_SUFFIX, what="delta build")
     exclude = [a for s in SET_LEVEL_TESTS for a in ("--exclude", s)]
-
-    def tests(select: list[str]) -> TransformResult:
-        args = ["test", "--select", *select, *exclude]
-        env = {DELTA_ENV: "on"}
-        return run_dbt(
-            settings, args, target_dir=tdir, build_suffix=BUILD_SUFFIX, env=env, what="delta build"
-        )
-
-    result = tests(delta_tests(project_dir(settings), changed_tables))
+    result = run_dbt(
+        settings,
+        ["test", "--select", *delta_tests(project_dir(settings), changed_tables), *exclude],
+        target_dir=tdir,
+        build_suffix=BUILD_SUFFIX,
+        env={DELTA_ENV: "on"},
+        what="delta build",
+    )
     result.passed += models.passed
     result.warned = models.warned + result.warned
     result.schemas |= models.schemas
