@@ -1060,7 +1060,6 @@ class Bench:
         if self.args.kimai_index:
             seconds = self.set_index(True)
             log(f"created IDX_ATLAS_SYNC_MODIFIED_AT in {seconds:.1f} s (--kimai-index)")
-        self.meta["kimai_index"] = self.args.kimai_index
         self.choose_change_sets()
         pg_create(self.raw_db)
         self.pg_dbs.append(self.raw_db)
