@@ -38,13 +38,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import importlib.metadata
 import json
 import logging
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-
-import yaml
 
 from pipelines.adapters.layout import quote_ansi
 from pipelines.adapters.replica import PostgresReplica, Replica
@@ -56,7 +53,7 @@ from pipelines.record.audit import (
     publication_before_last,
 )
 from pipelines.record.changelog import LOG_TABLE, PRUNED_TABLE
-from pipelines.transform import dbt_env, project_dir
+from pipelines.transform import project_digest, project_dir, read_yaml
 
 log = logging.getLogger("pipelines.build_gate")
 
@@ -65,9 +62,6 @@ OVERLAY_SOURCE = "atlas"
 
 GREEN = ("published", "unchanged")
 """Build statuses after which BI reads a build that passed every test."""
-
-_SECRET_ENV = ("ATLAS_DB_PASSWORD",)
-"""Settings the build reads that stay out of the digest (it is stored)."""
 
 
 @dataclass(frozen=True)
@@ -226,36 +220,6 @@ def changed_tables(replica: Replica, position: str) -> tuple[str, ...]:
     return tuple(sorted(str(r[0]) for r in rows))
 
 
-def project_digest(settings: Settings, project: Path) -> str:
-    """Digest of what the dbt project builds from, apart from the data.
-
-    The files under the project's model, macro and test paths and `dbt_project.yml`, the
-    profile, the dbt and product versions, and the settings the build reads.
-    """
-    config = yaml.safe_load((project / "dbt_project.yml").read_text()) or {}
-    digest = hashlib.sha256()
-    files = [project / "dbt_project.yml", _profile(settings, project)]
-    for key in ("model-paths", "macro-paths", "test-paths", "seed-paths", "snapshot-paths"):
-        for folder in config.get(key) or []:
-            files += sorted(p for p in (project / folder).rglob("*") if p.is_file())
-    for path in files:
-        # names relative to the project: a copy of it elsewhere digests the same
-        name = path.relative_to(project) if path.is_relative_to(project) else path
-        digest.update(f"{name}\0".encode())
-        digest.update(path.read_bytes())
-    env = {k: v for k, v in sorted(dbt_env(settings).items()) if k not in _SECRET_ENV}
-    versions = {p: importlib.metadata.version(p) for p in ("dbt-core", "dbt-postgres")}
-    versions["product"] = importlib.metadata.version("kimai-atlas-sync")
-    digest.update(json.dumps([env, versions], sort_keys=True).encode())
-    return digest.hexdigest()
-
-
-def _profile(settings: Settings, project: Path) -> Path:
-    if settings.dbt_profiles_dir is not None:
-        return settings.dbt_profiles_dir / "profiles.yml"
-    return project / "profiles.example.yml"
-
-
 def _replica_position(replica: Replica) -> str | None:
     log_table, pruned = replica.qualified(LOG_TABLE), replica.qualified(PRUNED_TABLE)
     exists = replica.query("SELECT to_regclass(%s), to_regclass(%s)", (log_table, pruned))
@@ -272,7 +236,7 @@ def overlay_tables(project: Path) -> list[str]:
     """The tables of the project's overlay source (`OVERLAY_SOURCE`), as dbt names them."""
     tables: list[str] = []
     for path in sorted((project / "models").rglob("_*sources.yml")):
-        for source in (yaml.safe_load(path.read_text()) or {}).get("sources") or []:
+        for source in (read_yaml(path) or {}).get("sources") or []:
             if source.get("name") == OVERLAY_SOURCE:
                 tables += [t.get("identifier") or t["name"] for t in source.get("tables") or []]
     return tables

@@ -32,8 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from pipelines.adapters.layout import quote_ansi
 from pipelines.config import Settings
 from pipelines.dberrors import database_failure
@@ -43,7 +41,7 @@ from pipelines.record.audit import RUNS, TABLE_RUNS
 from pipelines.record.changelog import LOG_TABLE, PRUNED_TABLE
 from pipelines.record.follower import FOLLOWER
 from pipelines.registry import TABLES
-from pipelines.transform import TransformResult, project_dir, run_dbt, work_dir
+from pipelines.transform import TransformResult, project_dir, read_yaml, run_dbt, work_dir
 
 log = logging.getLogger("pipelines.publish")
 
@@ -105,11 +103,11 @@ def delta_tests(project: Path, changed_tables: Sequence[str]) -> list[str]:
 
 def _sources_by_table(project: Path) -> dict[str, str]:
     """Table name (its identifier) → ``source_name.table_name``, from the project's yml."""
-    config = yaml.safe_load((project / "dbt_project.yml").read_text()) or {}
+    config = read_yaml(project / "dbt_project.yml") or {}
     found: dict[str, str] = {}
     for folder in config.get("model-paths") or ["models"]:
         for path in sorted((project / folder).rglob("*.yml")):
-            doc = yaml.safe_load(path.read_text()) or {}
+            doc = read_yaml(path) or {}
             for source in doc.get("sources") or []:
                 for table in source.get("tables") or []:
                     name = table["name"]

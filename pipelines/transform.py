@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -13,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from pipelines.adapters.replica import open_replica
 from pipelines.config import Settings
@@ -25,6 +29,12 @@ log = logging.getLogger("pipelines.transform")
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 """The repository root holds dbt_project.yml (the project is installed editable)."""
+
+_SECRET_ENV = ("ATLAS_DB_PASSWORD",)
+"""Settings the build reads that stay out of `project_digest` (the audit stores it)."""
+
+PARSED_COMMANDS = frozenset({"build", "run", "test"})
+"""The dbt commands `run_dbt` gives the parsed project kept in this process (`_Parsed`)."""
 
 
 @dataclass
@@ -40,6 +50,15 @@ class TransformResult:
     """When the build became what BI reads (`pipelines.publish`); None if it did not."""
     delta: bool = False
     """A delta build: the set-level data tests were left to the full audit."""
+
+
+def read_yaml(path: Path) -> Any:
+    """One of the project's yml files, parsed.
+
+    By libyaml where PyYAML was built with it: its pure-Python loader took about a second
+    for the project's files, on every delta build.
+    """
+    return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def project_dir(settings: Settings) -> Path:
@@ -83,6 +102,36 @@ def dbt_env(settings: Settings) -> dict[str, str]:
         # (unless it sets search_path, which dbt-postgres passes as its own options)
         env["PGOPTIONS"] = tls.get("options", "")
     return env
+
+
+def project_digest(settings: Settings, project: Path) -> str:
+    """Digest of what the dbt project builds from, apart from the data.
+
+    The files under the project's model, macro and test paths and `dbt_project.yml`, the
+    profile, the dbt and product versions, and the settings the build reads.
+    """
+    config = read_yaml(project / "dbt_project.yml") or {}
+    digest = hashlib.sha256()
+    files = [project / "dbt_project.yml", _profile(settings, project)]
+    for key in ("model-paths", "macro-paths", "test-paths", "seed-paths", "snapshot-paths"):
+        for folder in config.get(key) or []:
+            files += sorted(p for p in (project / folder).rglob("*") if p.is_file())
+    for path in files:
+        # names relative to the project: a copy of it elsewhere digests the same
+        name = path.relative_to(project) if path.is_relative_to(project) else path
+        digest.update(f"{name}\0".encode())
+        digest.update(path.read_bytes())
+    env = {k: v for k, v in sorted(dbt_env(settings).items()) if k not in _SECRET_ENV}
+    versions = {p: importlib.metadata.version(p) for p in ("dbt-core", "dbt-postgres")}
+    versions["product"] = importlib.metadata.version("kimai-atlas-sync")
+    digest.update(json.dumps([env, versions], sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _profile(settings: Settings, project: Path) -> Path:
+    if settings.dbt_profiles_dir is not None:
+        return settings.dbt_profiles_dir / "profiles.yml"
+    return project / "profiles.example.yml"
 
 
 def work_dir(settings: Settings) -> Path:
@@ -145,11 +194,22 @@ def invoke_dbt(
     target_dir: Path | None = None,
     dbt_vars: dict[str, str] | None = None,
     env: dict[str, str] | None = None,
+    reuse_parse: bool = False,
 ) -> Any:
     """Invoke dbt in-process with `args` against the configured Atlas DB; dbt's own result.
 
     The profile is profiles.example.yml fed from the settings (or DBT_PROFILES_DIR), the
     target follows the Atlas DB's dialect, and dbt's files go to `target_dir`.
+
+    Args:
+        settings: Runtime settings.
+        args: The dbt command and its own options.
+        target_dir: Where dbt keeps its target and logs (`work_dir` by default).
+        dbt_vars: dbt's ``--vars``.
+        env: Environment variables for this invocation only, read while dbt executes
+            (not while it parses: the parse is shared with invocations without them).
+        reuse_parse: Give dbt the project as this process last parsed it, when nothing
+            it was parsed from changed since (`_Parsed`).
 
     Raises:
         ConfigError: No dbt project, or an ATLAS_BI_ROLE that does not exist.
@@ -164,12 +224,9 @@ def invoke_dbt(
     values = {**dbt_env(settings), **(env or {})}
     with _profiles_dir(settings, project) as profiles, _environment(values):
         tdir = target_dir or work_dir(settings)
-        cli = [
-            *args,
+        flags = [
             "--project-dir",
             str(project),
-            "--profiles-dir",
-            str(profiles),
             "--target",
             target,
             "--target-path",
@@ -178,15 +235,51 @@ def invoke_dbt(
             str(tdir / "logs"),
         ]
         if dbt_vars:
-            cli += ["--vars", json.dumps(dbt_vars)]
+            flags += ["--vars", json.dumps(dbt_vars, sort_keys=True)]
         if "DBT_LOG_LEVEL_FILE" not in os.environ:
             # dbt's file log at its default (debug) level formats every statement of every
             # node: about 15 % of a build's CPU; warnings and errors are what it is read for
-            cli += ["--log-level-file", "warn"]
+            flags += ["--log-level-file", "warn"]
+        # what the parse is for: the project's files and settings, and these flags (which
+        # name the project's directory)
+        key = json.dumps([project_digest(settings, project), flags]) if reuse_parse else None
+        flags += ["--profiles-dir", str(profiles)]
         if _project_changed(tdir / "target", project):
-            cli += ["--no-partial-parse"]
+            flags += ["--no-partial-parse"]
         with kept_sessions():
-            return dbtRunner().invoke(cli)
+            manifest = _PARSED.manifest(key, flags) if key is not None else None
+            return dbtRunner(manifest=manifest).invoke([*args, *flags])
+
+
+class _Parsed:
+    """The dbt project as this process last parsed it, for the invocations after.
+
+    dbt parses the project at the start of every invocation: from its saved partial parse,
+    still about 0.3 s for this project in a warm process and most of a second in a new one.
+    A delta build invokes dbt twice and the follower on every tick that changed rows, so
+    the parse is kept (dbt's documented ``dbtRunner(manifest=...)``) and redone only when
+    `project_digest` or the flags change: a model edited under a running follower is
+    parsed by its next build, as it would be by a new process.
+    """
+
+    def __init__(self) -> None:
+        self._key: str | None = None
+        self._manifest: Any = None
+
+    def manifest(self, key: str, flags: Sequence[str]) -> Any:
+        """The project parsed for `key` (now, with `flags`, unless kept); None if that failed."""
+        from dbt.cli.main import dbtRunner
+
+        if key != self._key:
+            self._key, self._manifest = None, None
+            res = dbtRunner().invoke(["parse", "--quiet", "--no-write-json", *flags])
+            if not res.success or res.result is None:
+                return None  # the invocation itself parses again, and says what failed
+            self._key, self._manifest = key, res.result
+        return self._manifest
+
+
+_PARSED = _Parsed()
 
 
 def _project_changed(target: Path, project: Path) -> bool:
@@ -241,7 +334,14 @@ def run_dbt(
     # Python's pure-Python JSON encoder: about a tenth of a small build's CPU. Nothing here
     # reads it (`dbt parse` through the `dbt` command writes it for dbt-metabase); the run
     # results are written below, for whoever reads a build's timings.
-    res = invoke_dbt(settings, [*args, "--quiet", "--no-write-json"], target_dir, vars_, env)
+    res = invoke_dbt(
+        settings,
+        [*args, "--quiet", "--no-write-json"],
+        target_dir,
+        vars_,
+        env,
+        reuse_parse=args[0] in PARSED_COMMANDS,
+    )
     if res.exception is not None and res.result is None:
         raise DatabaseError(f"dbt could not run: {str(res.exception).strip().splitlines()[0]}")
     if hasattr(res.result, "write"):

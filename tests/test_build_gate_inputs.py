@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.build_gate import BuildInputs, overlay_tables, project_digest
+from pipelines.build_gate import BuildInputs, overlay_tables
 from pipelines.config import load_settings
+from pipelines.transform import project_digest
 from tests.conftest import REPO
 from tests.stack import project_copy
 
