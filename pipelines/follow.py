@@ -30,11 +30,10 @@ import datetime as dt
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
+from pipelines.adapters.connections import Connections
 from pipelines.adapters.kimai import Kimai
-from pipelines.adapters.replica import Replica, open_replica
 from pipelines.config import Settings
 from pipelines.errors import ConfigError, LockHeld, MassDeleteRefused, PipelineError
 from pipelines.follow_binlog import BinlogFeed, BinlogStep
@@ -154,13 +153,34 @@ class Follower:
         self.caught_up_at: dt.datetime | None = None
         self.binlog = BinlogFeed(settings) if settings.kimai_binlog else None
         self.feed = follower.BINLOG_FEED if self.binlog is not None else follower.FEED
+        self.connections: Connections | None = None
+        """Kept between ticks (`pipelines.adapters.connections`); dropped when a tick fails."""
+
+    def _kept(self) -> Connections:
+        """The kept connections (opened now if none are kept)."""
+        if self.connections is None:
+            lag = self.settings.delete_max_lag_seconds
+            self.connections = Connections(self.settings, layouts_max_age_seconds=lag)
+        return self.connections
+
+    def close(self) -> None:
+        """Close what the follower keeps: its connections, the binlog reader."""
+        self._drop_connections()
+        if self.binlog is not None:
+            self.binlog.reader.close()
+
+    def _drop_connections(self) -> None:
+        """Close the kept connections: after a failure, the next tick connects afresh."""
+        if self.connections is not None:
+            self.connections.close()
+            self.connections = None
 
     def _resume(self) -> follower.Position:
         """The stored sweep position (a new cycle after --allow-mass-delete)."""
         if self.position is None:
-            with _replica(self.settings) as replica:
-                Audit(replica).ensure_tables()
-                beat = follower.read(replica, self.feed)
+            replica = self._kept().replica
+            Audit(replica).ensure_tables()
+            beat = follower.read(replica, self.feed)
             self.position = beat.position if beat else follower.Position(0, self.slices)
             if self.allow_mass_delete:
                 self.position = follower.Position(0, self.slices)
@@ -191,8 +211,7 @@ class Follower:
                     self._wait(max(rest, LOCK_GAP_SECONDS))
                 count = slices_due(self.slices, time.monotonic() - started, took, lag)
         finally:
-            if self.binlog is not None:
-                self.binlog.reader.close()
+            self.close()
         return ticks
 
     def _wait(self, seconds: float) -> None:
@@ -226,26 +245,13 @@ class Follower:
             raise
         except PipelineError as exc:  # Atlas DB unreachable: the next tick tries again
             log.error("tick failed: %s", exc)
+            self._drop_connections()
             return None
         step: BinlogStep | None = None
         if self.binlog is not None:
-            try:
-                with _replica(self.settings) as replica:
-                    step = self.binlog.step(position.binlog, replica)
-            except ConfigError as exc:
-                self._beat(started_at, "stopped", str(exc), RunOutcome())
-                raise
-            except PipelineError as exc:  # Kimai unreachable: the next tick tries again
-                log.error("tick failed: %s", exc)
-                self._beat(started_at, "failed", str(exc), RunOutcome())
+            step = self._binlog_step(position, started_at)
+            if step is None or step.options is None:
                 return None
-            if step.options is None:  # nothing logged: no run, Kimai is not queried
-                self.position = dataclasses.replace(position, binlog=step.end)
-                self.caught_up_at = started_at
-                self._beat(started_at, "ok", None, RunOutcome())
-                return None
-            if step.resync is not None:
-                log.warning("binlog feed: %s: a full resync, then the binlog", step.resync)
             options, tables = step.options, step.tables
         else:
             position, sweep = self._sweep(position, count)
@@ -260,6 +266,7 @@ class Follower:
             trigger="follow",
             record_quiet=False,
             allow_mass_delete=self.allow_mass_delete,
+            connections=self._kept(),
         )
         outcome = RunOutcome()
         try:
@@ -274,6 +281,7 @@ class Follower:
             raise
         except PipelineError as exc:  # recorded in the audit; the next tick tries again
             log.error("tick failed: %s", exc)
+            self._drop_connections()
             if outcome.sync is not None:  # the sync went through; its build failed
                 self._advance(position, outcome, step, count)
             self._beat(started_at, "failed", str(exc), outcome)
@@ -286,6 +294,40 @@ class Follower:
             built = "built" if outcome.transform is not None else "no build"
             self.say(f"tick: {changed:,} rows changed, {built}")
         return outcome
+
+    def _binlog_step(
+        self, position: follower.Position, started_at: dt.datetime
+    ) -> BinlogStep | None:
+        """The binlog feed's run for this tick; None (or no options) when the tick is over.
+
+        A tick whose binlog held nothing ends here, with its heartbeat; so does one that
+        could not read the binlog (the next tick tries again).
+
+        Raises:
+            ConfigError: The server keeps no binlog, or the login may not read it.
+
+        """
+        assert self.binlog is not None
+        try:
+            step = self.binlog.step(position.binlog, self._kept().replica)
+        except ConfigError as exc:
+            self._beat(started_at, "stopped", str(exc), RunOutcome())
+            raise
+        except PipelineError as exc:  # Kimai unreachable: the next tick tries again
+            log.error("tick failed: %s", exc)
+            self._drop_connections()
+            self._beat(started_at, "failed", str(exc), RunOutcome())
+            return None
+        if step.options is None:  # nothing logged: no run, Kimai is not queried
+            self.position = dataclasses.replace(position, binlog=step.end)
+            self.caught_up_at = started_at
+            self._beat(started_at, "ok", None, RunOutcome())
+        else:
+            if step.resync is not None:
+                log.warning("binlog feed: %s: a full resync, then the binlog", step.resync)
+            if step.options.reconcile and self.connections is not None:
+                self.connections.forget_layouts()  # a DDL may be among what it compares
+        return step
 
     def _sweep(self, position: follower.Position, count: int) -> tuple[follower.Position, Sweep]:
         """The poll feed's position (a new cycle after a settings change) and its sweep."""
@@ -328,10 +370,10 @@ class Follower:
             outcome.run_id,
         )
         try:
-            with _replica(self.settings) as replica:
-                follower.write(replica, beat)
+            follower.write(self._kept().replica, beat)
         except Exception as exc:  # the heartbeat must not stop the follower
             log.warning("could not write the follower's heartbeat: %s", exc)
+            self._drop_connections()
 
 
 def warn_unindexed_cursors(settings: Settings) -> list[str]:
@@ -366,17 +408,3 @@ def warn_unindexed_cursors(settings: Settings) -> list[str]:
     for line in warnings:
         log.warning("%s", line)
     return warnings
-
-
-@contextmanager
-def _replica(settings: Settings) -> Iterator[Replica]:
-    """A replica connection for one read or write.
-
-    None is kept between ticks: a restarted Atlas DB costs the follower one failed tick,
-    not a dead connection.
-    """
-    replica = open_replica(settings)
-    try:
-        yield replica
-    finally:
-        replica.close()

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from pipelines import build_gate, deadline
+from pipelines.adapters.connections import Connections
 from pipelines.adapters.replica import open_replica
 from pipelines.config import Settings
 from pipelines.deadline import run_deadline
@@ -51,6 +52,9 @@ class RunRequest:
     record_quiet: bool = True
     """Record the run in the audit even when it changed no row and built nothing (False: a
     follower tick, whose quiet ticks leave only its heartbeat, `pipelines.follow`)."""
+    connections: Connections | None = None
+    """Connections and layouts the caller keeps between runs (the follower); the run uses
+    them and leaves them open. None: the run opens its own."""
 
 
 @dataclass
@@ -124,7 +128,8 @@ def _run_locked(
     say: Callable[[str], None],
 ) -> None:
     """The run itself, under its lock and deadline, recorded in the audit."""
-    replica = open_replica(settings)
+    kept = request.connections
+    replica = kept.replica if kept is not None else open_replica(settings)
     audit = Audit(replica, lock.fence()) if not request.dry_run else None
     record = None
     began = dt.datetime.now(dt.UTC)
@@ -151,6 +156,7 @@ def _run_locked(
                 progress=say,
                 dry_run=request.dry_run,
                 before_write=lock.check,
+                connections=kept,
             )
             if audit is not None and (record is not None or _changed(outcome.sync)):
                 lock.check("the audit")
@@ -183,7 +189,8 @@ def _run_locked(
         if audit is not None and record is not None:
             audit.finish(record, "success", EXIT_OK)
     finally:
-        replica.close()
+        if kept is None:
+            replica.close()
 
 
 def _start_record(audit: Audit, request: RunRequest, began: dt.datetime) -> RunRecord:

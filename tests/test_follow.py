@@ -29,7 +29,7 @@ from tests.conftest import (
     wait_for,
 )
 from tests.replica_check import assert_replica_equals_kimai
-from tests.stack import ANALYTICS, Stack, make_stack
+from tests.stack import ANALYTICS, Stack, make_stack, project_copy
 
 REPLICA = "kimai_replica"
 # 0.5 s between ticks and every key range within 2.5 s: four slices per sweep cycle
@@ -59,12 +59,14 @@ def _replica_ids(atlas_db: str) -> set[int]:
     return {r[0] for r in pg_query(atlas_db, f"SELECT id FROM {REPLICA}.replica_kimai_timesheets")}
 
 
-def _follower(env: dict[str, str], **options: object):
-    """A follower in this process, on the test's databases with four slices per cycle."""
+def _follower(env: dict[str, str], lag: str | None = None, **options: object):
+    """A follower in this process, on the test's databases with four slices per cycle
+    (or the given ``ATLAS_DELETE_MAX_LAG_SECONDS``)."""
     from pipelines.config import load_settings
     from pipelines.follow import Follower
 
-    settings = load_settings({**env, **FAST}, dotenv=False)
+    fast = {**FAST, "ATLAS_DELETE_MAX_LAG_SECONDS": lag} if lag else FAST
+    settings = load_settings({**env, **fast}, dotenv=False)
     return Follower(settings, build=False, **options)
 
 
@@ -206,6 +208,64 @@ def test_deletes_anywhere_are_found_within_one_sweep_cycle(env: dict[str, str]) 
     assert middle not in _replica_ids(atlas_db)
     assert_replica_equals_kimai(kimai_db, atlas_db)
     assert json.loads(_heartbeat(atlas_db)[0])["slice"] == 0  # a new cycle begins
+
+
+def _sessions(kimai_db: str, atlas_db: str) -> tuple[set[int], set[int]]:
+    """The connections open to each test database, but the one asking."""
+    kimai = kimai_query(
+        kimai_db,
+        "SELECT id FROM information_schema.PROCESSLIST WHERE db = %s AND id <> CONNECTION_ID()",
+        (kimai_db,),
+    )
+    atlas = pg_query(
+        atlas_db,
+        "SELECT pid FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    return {r[0] for r in kimai}, {r[0] for r in atlas}
+
+
+def test_ticks_keep_their_connections_and_layouts_and_outlive_losing_them(
+    env: dict[str, str],
+) -> None:
+    first_sync(env, seed=43, timesheets=300)
+    kimai_db, atlas_db = env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"]
+    ids = [r[0] for r in kimai_query(kimai_db, "SELECT id FROM kimai2_timesheet ORDER BY id")]
+
+    def edit(timesheet_id: int, text: str) -> None:
+        kimai_exec(
+            kimai_db,
+            f"UPDATE kimai2_timesheet SET description = '{text}', modified_at = NOW()"
+            f" WHERE id = {timesheet_id}",
+        )
+
+    follower = _follower(env, lag="600")  # layouts older than the lag are read again
+    try:
+        follower.tick()
+        kept_kimai, kept_atlas = _sessions(kimai_db, atlas_db)
+        assert kept_kimai and kept_atlas  # open between ticks
+        edit(ids[7], "kept connections")
+        assert follower.tick().run_id is not None  # it changed a row (recorded)
+        follower.tick()
+        # the same connections served both ticks, and the layouts were read once
+        assert _sessions(kimai_db, atlas_db) == (kept_kimai, kept_atlas)
+        assert follower.connections.catalog_reads == 1
+        assert_replica_equals_kimai(kimai_db, atlas_db)
+
+        # both servers drop them (a restart, a DBA's KILL): the next tick connects again
+        for session in kept_kimai:
+            kimai_exec(kimai_db, f"KILL {session}")
+        for session in kept_atlas:
+            pg_query(atlas_db, "SELECT pg_terminate_backend(%s)", (session,))
+        edit(ids[8], "connected again")
+        assert follower.tick().run_id is not None
+        assert _heartbeat(atlas_db)[1:3] == ("ok", None)
+        assert_replica_equals_kimai(kimai_db, atlas_db)
+        now_kimai, now_atlas = _sessions(kimai_db, atlas_db)
+        assert now_kimai and now_atlas and not (now_kimai & kept_kimai or now_atlas & kept_atlas)
+    finally:
+        follower.close()
+    assert _sessions(kimai_db, atlas_db) == (set(), set())  # closed with the follower
 
 
 def test_a_table_emptied_slice_by_slice_stops_the_follower(env: dict[str, str]) -> None:
@@ -377,3 +437,54 @@ def test_a_big_table_without_the_cursor_index_is_named_at_start(
     monkeypatch.setattr(follow, "INDEX_NEEDED_ROWS", 1_000_000)
     kimai_exec(kimai_db, "DROP INDEX IDX_ATLAS_SYNC_MODIFIED_AT ON kimai2_timesheet")
     assert follow.warn_unindexed_cursors(settings) == []  # a small Kimai: no warning
+
+
+@pytest.mark.heavy
+def test_the_follower_keeps_dbts_parse_until_the_project_changes(
+    built: Stack, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dbt.parser.manifest import ManifestLoader
+
+    from pipelines.config import load_settings
+    from pipelines.follow import Follower
+
+    parses: list[int] = []
+    parse = ManifestLoader.get_full_manifest.__func__
+
+    def counted(cls, *args, **kwargs):
+        parses.append(1)
+        return parse(cls, *args, **kwargs)
+
+    monkeypatch.setattr(ManifestLoader, "get_full_manifest", classmethod(counted))
+    project = project_copy(tmp_path / "project", marker="first")
+    settings = load_settings({**built.env, **FAST, "DBT_PROJECT_DIR": str(project)}, dotenv=False)
+    follower = Follower(settings)
+    ids = [r[0] for r in kimai_query(built.kimai_db, "SELECT id FROM kimai2_timesheet LIMIT 3")]
+
+    def edited_and_ticked(timesheet_id: int, text: str) -> None:
+        kimai_exec(
+            built.kimai_db,
+            f"UPDATE kimai2_timesheet SET description = '{text}', modified_at = NOW()"
+            f" WHERE id = {timesheet_id}",
+        )
+        outcome = follower.tick()
+        assert outcome is not None and outcome.transform is not None
+        seen = pg_query(
+            built.atlas_db,
+            f"SELECT description, build_marker FROM {ANALYTICS}.vw_timesheet_facts"
+            f" WHERE timesheet_id = {timesheet_id}",
+        )
+        assert seen == [(text, marker)]
+
+    marker = "first"
+    edited_and_ticked(ids[0], "parsed once")
+    edited_and_ticked(ids[1], "and kept")  # a delta build: two dbt invocations, no parse
+    assert len(parses) == 1
+    # a model edited under the running follower: its next build parses it
+    for mart in (project / "models" / "marts").glob("vw_*.sql"):
+        mart.write_text(
+            mart.read_text().replace("'first' as build_marker", "'second' as build_marker")
+        )
+    marker = "second"
+    edited_and_ticked(ids[2], "parsed again")
+    assert len(parses) == 2

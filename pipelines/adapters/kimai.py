@@ -60,8 +60,18 @@ def connectorx() -> Any:
 class Kimai:
     """A read-only connection to Kimai."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, keep_connections: bool = False) -> None:
+        """Connect lazily.
+
+        Args:
+            settings: Runtime settings.
+            keep_connections: Keep the catalog and small-query connections open until
+                `close` (the follower, between ticks); a connection is checked before
+                each use and replaced if Kimai closed it. Otherwise each use connects.
+
+        """
         self.settings = settings
+        self.keep_connections = keep_connections
         self.dialect = "sqlite" if settings.kimai_dialect == "sqlite" else "mysql"
         self._engine: sa.Engine | None = None
         self._cx_url = settings.kimai_connectorx_url()
@@ -79,17 +89,23 @@ class Kimai:
             if self.dialect == "mysql":
                 args = {"connect_timeout": 10, "read_timeout": 600}
                 args.update(tls.pymysql_args() if tls is not None else {})
-            self._engine = sa.create_engine(
-                self.settings.kimai_url, connect_args=args, poolclass=sa.pool.NullPool
+            # planning reads from a few threads at once: a connection each, kept
+            pool: dict[str, Any] = (
+                {"pool_size": 4, "max_overflow": 4, "pool_pre_ping": True}
+                if self.keep_connections
+                else {"poolclass": sa.pool.NullPool}
             )
+            self._engine = sa.create_engine(self.settings.kimai_url, connect_args=args, **pool)
             if tls is not None and tls.required:
                 sa.event.listen(self._engine, "connect", _require_tls)
             if self.dialect == "mysql":
-                sa.event.listen(self._engine, "connect", self._limit_session)
+                # on every checkout: the limits are capped by what is left of the run's
+                # deadline, and a kept connection serves many runs
+                sa.event.listen(self._engine, "checkout", self._limit_session)
         return self._engine
 
-    def _limit_session(self, dbapi_connection: Any, _record: Any) -> None:
-        """Set Kimai's statement and lock wait limits on a new PyMySQL connection."""
+    def _limit_session(self, dbapi_connection: Any, *_records: Any) -> None:
+        """Set Kimai's statement and lock wait limits on a PyMySQL connection taken for use."""
         self._mariadb = "mariadb" in dbapi_connection.get_server_info().lower()
         with dbapi_connection.cursor() as cur:
             for sql in self.settings.limits.kimai_session_sql(self._mariadb):

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from pipelines.adapters.connections import Connections
 from pipelines.adapters.kimai import Kimai
 from pipelines.adapters.layout import TableLayout
 from pipelines.adapters.replica import PostgresReplica, Replica, open_replica
@@ -55,6 +56,7 @@ def sync(
     progress: Callable[[str], None] | None = None,
     dry_run: bool = False,
     before_write: Callable[[str], None] | None = None,
+    connections: Connections | None = None,
 ) -> SyncResult:
     """Make the replica of the given tables equal to Kimai.
 
@@ -67,6 +69,8 @@ def sync(
         dry_run: Plan and count what would change; write nothing, keep the state.
         before_write: Called with what is about to be written, before each write; raises
             to stop the run (`pipelines.lock.HeldLock.check`).
+        connections: Kept connections and layouts to use and leave open (the follower);
+            None: the run opens its own and closes them.
 
     Returns:
         Per-table counts.
@@ -77,7 +81,7 @@ def sync(
     """
     started = time.monotonic()
     options = options or SyncOptions(overlap_seconds=settings.overlap_seconds)
-    run = _Run(settings, options, dry_run, allow_mass_delete, progress, before_write)
+    run = _Run(settings, options, dry_run, allow_mass_delete, progress, before_write, connections)
     try:
         run.connect(specs)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="dlt") as setup:
@@ -113,6 +117,7 @@ class _Run:
         allow_mass_delete: bool,
         progress: Callable[[str], None] | None,
         before_write: Callable[[str], None] | None,
+        connections: Connections | None = None,
     ) -> None:
         self.settings = settings
         self.options = options
@@ -121,8 +126,10 @@ class _Run:
         self.say = progress or (lambda _line: None)
         self.check = before_write or (lambda _what: None)
         self.result = SyncResult(dry_run=dry_run)
-        self.kimai = Kimai(settings)
-        self.replica = open_replica(settings)
+        self.kept = connections
+        self.kimai = connections.kimai if connections else Kimai(settings)
+        self.replica = connections.replica if connections else open_replica(settings)
+        self.kimai.bytes_read.clear()  # a kept connection counts this run's reads only
         # index builds after first loads run beside dlt's work
         self.finisher = ThreadPoolExecutor(max_workers=BULK_WORKERS, thread_name_prefix="index")
         self.finishing: list[Future] = []
@@ -136,7 +143,7 @@ class _Run:
         """Check both databases and read the tables' layouts."""
         self.kimai.check()
         self.replica.check()
-        self.layouts = self.kimai.layouts(specs)
+        self.layouts = self.kept.layouts(specs) if self.kept else self.kimai.layouts(specs)
         if not self.dry_run:
             # the orphan check reads the foreign-key indexes (a replica made before they
             # existed gets them here, once)
@@ -248,10 +255,11 @@ class _Run:
         ]
 
     def close(self) -> None:
-        """Wait for index builds, then close both connections."""
+        """Wait for index builds, then close both connections (unless they are kept)."""
         self.finisher.shutdown(wait=True)
-        self.kimai.close()
-        self.replica.close()
+        if self.kept is None:
+            self.kimai.close()
+            self.replica.close()
 
 
 def _plan(
