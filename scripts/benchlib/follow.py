@@ -71,7 +71,7 @@ def follow_study(bench: Bench, seconds: float, interval: float) -> dict[str, Any
         )  # fmt: skip
         # the first tick may be more than a tick (the binlog feed's resync): the steady
         # share of Kimai's CPU is counted from its end
-        _first_tick(atlas, started + seconds)
+        first_tick(atlas, started + seconds)
         steady, steady_started = bench.snapshot(), time.monotonic()
         latencies, ticks = _edits(bench, atlas, ids, rng, seconds, interval, started)
         bulk = _bulk_change(bench, atlas, interval)
@@ -151,7 +151,7 @@ def _edits(
     return latencies, list(ticks.values())
 
 
-def _first_tick(atlas: str, deadline: float) -> None:
+def first_tick(atlas: str, deadline: float) -> None:
     """Wait until the follower's first tick has ended (its heartbeat row is there)."""
     while time.monotonic() < deadline:
         with contextlib.suppress(Exception):

@@ -508,9 +508,10 @@ def _breakdown(k: str, rows: list[dict[str, Any]]) -> str:
 
 
 def render_delta(delta: dict[str, Any]) -> str:
-    """The delta-build study (`benchlib.delta`): dbt's work per scheduled run."""
+    """The delta-build study (`benchlib.delta`): dbt's work per scheduled run or tick."""
     lines = [
-        f"## Delta builds: {delta['updates']:,} timesheets updated before each scheduled run",
+        f"## Delta builds: {delta['updates']:,} timesheets updated before each scheduled run"
+        " (then each follower tick)",
         "",
         "| materialization | run | build | dbt work (verdict → published), s | whole run, s |",
         "|---|---|---|---|---|",
