@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import importlib.metadata
@@ -260,11 +261,31 @@ class _Parsed:
     the parse is kept (dbt's documented ``dbtRunner(manifest=...)``) and redone only when
     `project_digest` or the flags change: a model edited under a running follower is
     parsed by its next build, as it would be by a new process.
+
+    dbt compiles into the manifest's nodes, and a node compiled once keeps its "ephemeral
+    models injected" flag: its next compile left out their CTEs (``relation
+    "__dbt__cte__int_timesheet_facts_candidates" does not exist`` on a follower's second
+    build) or took the CTE text of the invocation before. So before each invocation the
+    nodes' compilation fields are put back as the parse left them. (A copy of the manifest
+    would be simpler, but dbt 1.11's ``Manifest.__reduce_ex__`` passes its fields in
+    another order than the class takes them: the copy's lookups are broken.)
     """
+
+    COMPILED = (
+        "compiled_path",
+        "compiled",
+        "compiled_code",
+        "extra_ctes_injected",
+        "extra_ctes",
+        "_pre_injected_sql",
+        "relation_name",
+    )
+    """The node fields dbt's compilation writes (tests' relation_name included)."""
 
     def __init__(self) -> None:
         self._key: str | None = None
         self._manifest: Any = None
+        self._parsed: dict[str, dict[str, Any]] = {}
 
     def manifest(self, key: str, flags: Sequence[str]) -> Any:
         """The project parsed for `key` (now, with `flags`, unless kept); None if that failed."""
@@ -276,6 +297,14 @@ class _Parsed:
             if not res.success or res.result is None:
                 return None  # the invocation itself parses again, and says what failed
             self._key, self._manifest = key, res.result
+            self._parsed = {
+                uid: {f: copy.copy(getattr(node, f)) for f in self.COMPILED if hasattr(node, f)}
+                for uid, node in self._manifest.nodes.items()
+            }
+        for uid, fields in self._parsed.items():
+            node = self._manifest.nodes[uid]
+            for name, value in fields.items():
+                setattr(node, name, copy.copy(value))
         return self._manifest
 
 

@@ -457,7 +457,12 @@ def test_the_follower_keeps_dbts_parse_until_the_project_changes(
 
     monkeypatch.setattr(ManifestLoader, "get_full_manifest", classmethod(counted))
     project = project_copy(tmp_path / "project", marker="first")
-    settings = load_settings({**built.env, **FAST, "DBT_PROJECT_DIR": str(project)}, dotenv=False)
+    # the incremental facts: a model compiled with an ephemeral one in every build
+    extra = {
+        "DBT_PROJECT_DIR": str(project),
+        "ATLAS_TIMESHEET_FACTS_MATERIALIZATION": "table_incremental",
+    }
+    settings = load_settings({**built.env, **FAST, **extra}, dotenv=False)
     follower = Follower(settings)
     ids = [r[0] for r in kimai_query(built.kimai_db, "SELECT id FROM kimai2_timesheet LIMIT 3")]
 
