@@ -1,11 +1,10 @@
 {#-
     The relation a generic data test reads. dbt's own (`where` config) unless the runner
     builds a delta (environment variable ATLAS_BUILD_DELTA = on, read only while executing,
-    so that a delta build keeps dbt's saved parse) with the incremental facts table: then a
-    test of a model whose meta names a `delta_key` reads only the timesheets this build
-    wrote into int_timesheet_facts_materialized (those carry the build's log position).
-    Those are the timesheets the change log says may have changed (docs/models.md,
-    "Delta builds"); every other row was tested by an earlier build and did not change.
+    so that a delta build keeps dbt's parse): then a test of a model whose meta names a
+    `delta_key` reads only the timesheets `delta_test_keys` gives, those the change log
+    says may have changed (docs/models.md, "Delta builds"); every other row was tested by
+    an earlier build and did not change.
 
     The keys are read once per test and written into it as a constant array: the planner
     then knows how many come and pushes `key = any(...)` into the views (through their
@@ -26,16 +25,27 @@
     {%- do return(base) -%}
 {%- endmacro %}
 
-{#- The condition on a test's key that keeps the timesheets a delta build tests, or none. -#}
+{#- The condition on a test's key that keeps the timesheets a delta build tests, or none.
+    With table_incremental: the timesheets this build rewrote. With view: when the runner
+    gives the last build's change-log position (ATLAS_BUILD_DELTA_SINCE: only timesheets
+    and tag pairs changed since), the timesheets the log names after it. -#}
 {% macro delta_test_keys() -%}
-    {%- if env_var('ATLAS_BUILD_DELTA', '') != 'on'
-        or var('timesheet_facts_materialization', 'view') != 'table_incremental' -%}
+    {%- if env_var('ATLAS_BUILD_DELTA', '') != 'on' -%}
         {%- do return(none) -%}
     {%- endif -%}
-    {%- set node = graph.nodes.get('model.' ~ project_name ~ '.int_timesheet_facts_materialized') -%}
-    {%- set facts = node.relation_name -%}
-    {%- set rewritten = 'select timesheet_id from ' ~ facts ~ ' where change_log_position'
-        ~ ' = (select max(change_log_position) from ' ~ facts ~ ')' -%}
+    {%- if var('timesheet_facts_materialization', 'view') == 'table_incremental' -%}
+        {%- set node = graph.nodes.get('model.' ~ project_name ~ '.int_timesheet_facts_materialized') -%}
+        {%- set facts = node.relation_name -%}
+        {%- set rewritten = 'select timesheet_id from ' ~ facts ~ ' where change_log_position'
+            ~ ' = (select max(change_log_position) from ' ~ facts ~ ')' -%}
+    {%- elif env_var('ATLAS_BUILD_DELTA_SINCE', '') != '' -%}
+        {%- set changes = graph.nodes.get('model.' ~ project_name ~ '.stg_sync__change_log').relation_name -%}
+        {%- set rewritten = 'select distinct key_1 as timesheet_id from ' ~ changes
+            ~ ' where change_id > ' ~ (env_var('ATLAS_BUILD_DELTA_SINCE') | int)
+            ~ " and table_name in ('timesheets', 'timesheet_tags')" -%}
+    {%- else -%}
+        {%- do return(none) -%}
+    {%- endif -%}
     {%- set most = var('delta_test_keys_max_literal', 50000) | int -%}
     {#- one row, the ids as text: dbt turns every fetched row into Python objects -#}
     {%- set found = run_query(

@@ -110,6 +110,8 @@ class Verdict:
     """A delta build whose shadow schemas hold views built from this very project."""
     changed_tables: tuple[str, ...] = ()
     """A delta build: the replica tables the change log shows written since the last build."""
+    since: str | None = None
+    """A delta build: the change-log position the last (green) build read."""
 
 
 def read_inputs(settings: Settings, replica: Replica) -> BuildInputs | None:
@@ -159,6 +161,7 @@ def decide(
                 delta=True,
                 keep_views=keep,
                 changed_tables=tables,
+                since=before.replica,
             )
         return Verdict(True, f"replica changed; a full audit: {full}")
     if changed:

@@ -70,10 +70,19 @@ class BuildRequest:
     changed_tables: tuple[str, ...] = ()
     """A delta build: the replica tables written since the last build (registry names);
     its data tests are those that depend on them (`delta_tests`). Empty: every one."""
+    since: str | None = None
+    """A delta build: the change-log position the last build read (`delta_env`)."""
 
 
 DELTA_ENV = "ATLAS_BUILD_DELTA"
 """Read by macros/delta_where_subquery.sql: ``on`` narrows row-level tests to rewritten rows."""
+
+DELTA_SINCE_ENV = "ATLAS_BUILD_DELTA_SINCE"
+"""Read by macros/delta_where_subquery.sql with ``view``: the timesheets the change log
+names after this position are those a delta build's timesheet-grain tests read."""
+
+TIMESHEET_TABLES = ("timesheets", "timesheet_tags")
+"""The registry tables whose change-log keys are timesheet ids (`delta_env`)."""
 
 SET_LEVEL_TESTS = ("test_name:unique", "test_name:unique_combination_of_columns", "tag:set_level")
 """The data tests a delta build leaves to the full audit: they prove a whole set."""
@@ -99,6 +108,22 @@ def delta_tests(project: Path, changed_tables: Sequence[str]) -> list[str]:
         return ["test_type:data"]
     wanted = [*tables, *(t for t in SYNC_TABLES if t in sources)]
     return [f"source:{sources[t]}+,test_type:data" for t in wanted]
+
+
+def delta_env(changed_tables: Sequence[str], since: str | None) -> dict[str, str]:
+    """The environment of a delta build's tests (read by macros/delta_where_subquery.sql).
+
+    With ``table_incremental`` the timesheet-grain tests read the timesheets the build
+    rewrote. With ``view`` there is no such table: when only timesheets and their tag pairs
+    changed since the last build, the timesheets the change log names after its position
+    are every timesheet whose row may differ from what that build tested (its project,
+    activity, user and tags did not change). When anything else changed (a project's
+    rename reaches each of its timesheets), no position is given and they read every row.
+    """
+    env = {DELTA_ENV: "on"}
+    if since is not None and changed_tables and set(changed_tables) <= set(TIMESHEET_TABLES):
+        env[DELTA_SINCE_ENV] = str(int(since))
+    return env
 
 
 def _sources_by_table(project: Path) -> dict[str, str]:
@@ -152,7 +177,7 @@ def build(
         kept = shadow_views_kept(settings) if request.keep_views else []
         if not kept:
             clear_shadow_views(settings)
-        return _delta(settings, tdir, on_publish, kept, request.changed_tables)
+        return _delta(settings, tdir, on_publish, kept, request)
     if not in_place:
         clear_shadow_views(settings)
     if request.select and not in_place:
@@ -181,8 +206,8 @@ def _delta(
     settings: Settings,
     tdir: Path,
     on_publish: Callable[[Any | None], None] | None,
-    kept: Sequence[str] = (),
-    changed_tables: Sequence[str] = (),
+    kept: Sequence[str],
+    request: BuildRequest,
 ) -> TransformResult:
     """A delta build: the models, then the row-level data tests, then the publication.
 
@@ -194,8 +219,8 @@ def _delta(
     before the last one was built from it, `pipelines.build_gate`): their views read the
     replica live and the tables by reference, so only the tables are refreshed, in place
     (incremental models; macros/recomputed_in_place.sql), and every one of those schemas
-    is published. Empty: every model runs. The data tests are those that depend on
-    `changed_tables` (`delta_tests`).
+    is published. Empty: every model runs. The data tests are those that depend on the
+    request's changed tables (`delta_tests`), narrowed where they can be (`delta_env`).
     """
     run = ["run", "--select", "config.materialized:incremental"] if kept else ["run"]
     if kept:
@@ -204,10 +229,10 @@ def _delta(
     exclude = [a for s in SET_LEVEL_TESTS for a in ("--exclude", s)]
     result = run_dbt(
         settings,
-        ["test", "--select", *delta_tests(project_dir(settings), changed_tables), *exclude],
+        ["test", "--select", *delta_tests(project_dir(settings), request.changed_tables), *exclude],
         target_dir=tdir,
         build_suffix=BUILD_SUFFIX,
-        env={DELTA_ENV: "on"},
+        env=delta_env(request.changed_tables, request.since),
         what="delta build",
     )
     result.passed += models.passed

@@ -268,6 +268,7 @@ def _transform(
                 delta=True,
                 keep_views=verdict.keep_views,
                 changed_tables=verdict.changed_tables,
+                since=verdict.since,
             )
     record = recorded()
     assert record is not None

@@ -165,3 +165,38 @@ def test_a_delta_build_finds_the_changed_tables_sources_by_table_name(env, tmp_p
     assert any(t.startswith(NOT_NULL) for t in ran)
     assert "not_null_columns_stg_sync__runs_run_id" in ran
     assert not any(t.startswith("not_null_columns_stg_kimai__customers") for t in ran)
+
+
+@pytest.mark.heavy
+def test_a_view_delta_build_reads_the_logged_timesheets_unless_a_parent_changed(env):
+    # the default `view` materialization: no facts table says which rows a build rewrote
+    db, kimai_db = env["ATLAS_DB_DATABASE"], env["KIMAI_DB_DATABASE"]
+    first_sync(env, seed=17, timesheets=300)
+    create_overlays(db, seed=17, schema="public")
+    ids = [r[0] for r in pg_query(db, f"SELECT id FROM {TIMESHEETS} ORDER BY id")]
+    hidden, edited = ids[10], ids[150]
+    assert "dbt build passed" in scheduled_run(env, 0)
+
+    # a bad row no build can know changed (the change log off), then an edit in Kimai: the
+    # delta build's timesheet tests read the timesheets logged since the last build only
+    pg_query(
+        db,
+        "SET LOCAL atlas_sync.change_log = 'off';"
+        f' UPDATE {TIMESHEETS} SET "user" = NULL WHERE id = {hidden}',
+    )
+    edit_in_kimai(env, edited, "view delta")
+    delta = scheduled_run(env, 0)
+    assert "delta build passed" in delta and newest_build(db) == ("published", "delta")
+    assert any(t.startswith(NOT_NULL) for t in data_tests_ran(env))
+    assert pg_query(
+        db, f"SELECT description FROM analytics.vw_timesheet_facts WHERE timesheet_id = {edited}"
+    ) == [("view delta",)]
+
+    # a project renamed in Kimai reaches each of its timesheets' rows: then they read every
+    # row, and the hidden one fails the build
+    oid = live_oid(db)
+    kimai_exec(kimai_db, "UPDATE kimai2_projects SET name = 'renamed' ORDER BY id LIMIT 1")
+    edit_in_kimai(env, ids[160], "after a rename")
+    failed = scheduled_run(env, 1)
+    assert "delta build failed" in failed and NOT_NULL in failed
+    assert newest_build(db)[0] == "failed" and live_oid(db) == oid
