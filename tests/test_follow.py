@@ -232,19 +232,12 @@ def test_ticks_keep_their_connections_and_layouts_and_outlive_losing_them(
     kimai_db, atlas_db = env["KIMAI_DB_DATABASE"], env["ATLAS_DB_DATABASE"]
     ids = [r[0] for r in kimai_query(kimai_db, "SELECT id FROM kimai2_timesheet ORDER BY id")]
 
-    def edit(timesheet_id: int, text: str) -> None:
-        kimai_exec(
-            kimai_db,
-            f"UPDATE kimai2_timesheet SET description = '{text}', modified_at = NOW()"
-            f" WHERE id = {timesheet_id}",
-        )
-
     follower = _follower(env, lag="600")  # layouts older than the lag are read again
     try:
         follower.tick()
         kept_kimai, kept_atlas = _sessions(kimai_db, atlas_db)
         assert kept_kimai and kept_atlas  # open between ticks
-        edit(ids[7], "kept connections")
+        _edit(kimai_db, ids[7:8], "kept connections")
         assert follower.tick().run_id is not None  # it changed a row (recorded)
         follower.tick()
         # the same connections served both ticks, and the layouts were read once
@@ -257,7 +250,7 @@ def test_ticks_keep_their_connections_and_layouts_and_outlive_losing_them(
             kimai_exec(kimai_db, f"KILL {session}")
         for session in kept_atlas:
             pg_query(atlas_db, "SELECT pg_terminate_backend(%s)", (session,))
-        edit(ids[8], "connected again")
+        _edit(kimai_db, ids[8:9], "connected again")
         assert follower.tick().run_id is not None
         assert _heartbeat(atlas_db)[1:3] == ("ok", None)
         assert_replica_equals_kimai(kimai_db, atlas_db)
@@ -467,11 +460,7 @@ def test_the_follower_keeps_dbts_parse_until_the_project_changes(
     ids = [r[0] for r in kimai_query(built.kimai_db, "SELECT id FROM kimai2_timesheet LIMIT 3")]
 
     def edited_and_ticked(timesheet_id: int, text: str) -> None:
-        kimai_exec(
-            built.kimai_db,
-            f"UPDATE kimai2_timesheet SET description = '{text}', modified_at = NOW()"
-            f" WHERE id = {timesheet_id}",
-        )
+        _edit(built.kimai_db, [timesheet_id], text)
         outcome = follower.tick()
         assert outcome is not None and outcome.transform is not None
         seen = pg_query(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -73,3 +74,16 @@ def chunked(values: Sequence[int], size: int = 5000) -> Iterator[Sequence[int]]:
 
 def id_list(values: Iterable[int]) -> str:
     return ", ".join(str(int(v)) for v in values)
+
+
+def log_events(lines: Iterable[str], start: float = 0.0) -> list[tuple[float, str]]:
+    """(seconds since `start`, message) of each of the product's JSON log lines."""
+    events = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+            ts = dt.datetime.fromisoformat(rec["ts"]).timestamp()
+            events.append((round(ts - start, 3), rec["msg"][:160]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return events

@@ -16,14 +16,12 @@ state at the end.
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import signal
 import subprocess
 import time
 from typing import TYPE_CHECKING, Any
 
-from benchlib.common import PRODUCT, REPLICA, log
+from benchlib.common import PRODUCT, REPLICA, log, log_events
 from benchlib.follow import POLL_SECONDS, first_tick
 from pipelines.demo.servers import pg_query
 
@@ -110,13 +108,7 @@ def _follower_rounds(
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=600)
-    events = []
-    for line in log_path.read_text(errors="replace").splitlines():
-        try:
-            rec = json.loads(line)
-            events.append((dt.datetime.fromisoformat(rec["ts"]).timestamp(), rec["msg"]))
-        except (ValueError, KeyError, TypeError):
-            continue
+    events = log_events(log_path.read_text(errors="replace").splitlines())
     runs = pg_query(
         atlas,
         "SELECT extract(epoch FROM finished_at - started_at) FROM"

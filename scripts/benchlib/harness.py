@@ -39,6 +39,7 @@ from benchlib.common import (
     chunked,
     id_list,
     log,
+    log_events,
     rotate,
 )
 from benchlib.delta import delta_study
@@ -711,13 +712,7 @@ class Bench:
             out = Path(f"{base}.out").read_text(errors="replace")
         except OSError:
             return
-        events = []
-        for line in err:
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                rec = json.loads(line)
-                ts = dt.datetime.fromisoformat(rec["ts"]).timestamp()
-                events.append((round(ts - start, 3), rec["msg"][:160]))
-        sample.phases["events"] = events
+        sample.phases["events"] = log_events(err, start)
         m = re.search(r"sync finished in ([0-9.]+) s", out)
         if m:
             sample.phases["sync_seconds"] = float(m.group(1))
